@@ -50,5 +50,7 @@ if [ "$current_major" -lt "$NODE_MAJOR" ]; then
 fi
 
 log "installing npm dependencies"
-npm ci --silent --no-audit --no-fund >/dev/null
+# npm ci refuses this lock file: npm leaves the other platforms' optional node-unix-socket
+# binaries out of it; npm install honours the lock file all the same.
+npm install --no-audit --no-fund --loglevel=error
 log "ready: node $(node --version), $(linux.uml --version 2>/dev/null | head -1 | sed 's/^/UML kernel /')"
