@@ -1,0 +1,37 @@
+// Where desired machines come from, and where their status and Events go. Two
+// implementations (a Kubernetes informer filtered to this node, a directory of YAML files) sit
+// behind this one interface; the reconciler does not know which one it has.
+import type { UmlMachine, UmlMachineStatus } from '../api/types.ts';
+
+/** "<namespace>/<name>", as client-go's MetaNamespaceKeyFunc makes it. */
+export type MachineKey = string;
+
+export function keyOf(machine: { metadata: { namespace?: string; name: string } }): MachineKey {
+  return `${machine.metadata.namespace ?? 'default'}/${machine.metadata.name}`;
+}
+
+export type EventType = 'Normal' | 'Warning';
+
+export interface MachineSource {
+  /** A word for logs: "kubernetes" or "directory". */
+  readonly kind: string;
+  /**
+   * Starts watching and calls onChange(key) for every add, update and delete (also for objects
+   * that fail to parse: get() then returns them with whatever could be read, or undefined).
+   * Resolves once the initial list is in the cache, so that a reconcile never mistakes a
+   * cache still filling for machines that were deleted.
+   */
+  start(onChange: (key: MachineKey) => void): Promise<void>;
+  /** True once the initial list is cached; false again while relisting after a 410 Gone. */
+  synced(): boolean;
+  /** The cached object, as the API server (or the file) last showed it. */
+  get(key: MachineKey): UmlMachine | undefined;
+  list(): UmlMachine[];
+  /** Writes status: a merge patch on the status subresource, or `<name>.status.yaml`. */
+  patchStatus(machine: UmlMachine, status: UmlMachineStatus): Promise<void>;
+  /** Adds or removes the agent's finalizer (no-ops where the source has no finalizers). */
+  ensureFinalizer(machine: UmlMachine, present: boolean): Promise<void>;
+  /** Records an Event about the machine (events.k8s.io/v1 with series, or the agent's log). */
+  event(machine: UmlMachine, type: EventType, reason: string, message: string): void;
+  stop(): Promise<void>;
+}
