@@ -5,7 +5,13 @@
 
 /** Names the target in messages: "machine default/web-1" or "mconsole socket /path". */
 export function describeTarget(socketPath: string, name?: string): string {
-  return name !== undefined ? `machine ${name} (mconsole ${socketPath})` : `mconsole socket ${socketPath}`;
+  const printable = printableSocketPath(socketPath);
+  return name !== undefined ? `machine ${name} (mconsole ${printable})` : `mconsole socket ${printable}`;
+}
+
+/** An abstract-namespace address ("\0name") written as ss(8) shows it: "@name". */
+export function printableSocketPath(socketPath: string): string {
+  return socketPath.startsWith('\0') ? `@${socketPath.slice(1)}` : socketPath;
 }
 
 /** The kernel answered with err != 0. `reply` is its text, e.g. "Device is already configured". */
@@ -40,7 +46,7 @@ export class MconsoleUnreachableError extends Error {
   readonly command: string;
   readonly socketPath: string;
   constructor(command: string, socketPath: string, cause: Error, target?: string) {
-    super(`${target ?? `mconsole socket ${socketPath}`}: could not send '${command}': ${cause.message}; is the kernel running and its mconsole up?`, { cause });
+    super(`${target ?? describeTarget(socketPath)}: could not send '${command}': ${cause.message}; is the kernel running and its mconsole up?`, { cause });
     this.name = 'MconsoleUnreachableError';
     this.command = command;
     this.socketPath = socketPath;

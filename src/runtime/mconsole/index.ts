@@ -9,7 +9,7 @@ export {
 export { listenNotify } from './notify.ts';
 export type { NotifyListener } from './notify.ts';
 export {
-  decodeNotify, encodeNotify, encodeRequest, decodeReply, encodeReply, commandProblem,
+  decodeNotify, encodeNotify, encodeRequest, decodeRequest, decodeReply, encodeReply, commandProblem,
   MCONSOLE_MAGIC, MCONSOLE_VERSION, MCONSOLE_MAX_DATA, MCONSOLE_MAX_COMMAND_BYTES,
 } from './protocol.ts';
 export type { NotifyMessage } from './protocol.ts';

@@ -58,6 +58,18 @@ export function encodeRequest(command: string): Buffer {
   return datagram;
 }
 
+/** A request datagram as the kernel reads it (mconsole_get_request); for fake kernels in tests. */
+export function decodeRequest(datagram: Buffer): string {
+  if (datagram.length < REQUEST_HEADER_BYTES) throw new MconsoleProtocolError(`request of ${datagram.length} bytes is shorter than its header`);
+  const magic = readU32(datagram, 0);
+  if (magic !== MCONSOLE_MAGIC) throw new MconsoleProtocolError(`request has magic 0x${magic.toString(16)}`);
+  const version = readU32(datagram, 4);
+  if (version !== MCONSOLE_VERSION) throw new MconsoleProtocolError(`request has version ${version}`);
+  const len = readU32(datagram, 8);
+  if (len >= MCONSOLE_MAX_DATA || REQUEST_HEADER_BYTES + len > datagram.length) throw new MconsoleProtocolError(`request claims ${len} data bytes`);
+  return datagram.subarray(REQUEST_HEADER_BYTES, REQUEST_HEADER_BYTES + len).toString('utf8');
+}
+
 /** The kernel's u32 err read as the signed int it was written from (4294967280 → -16). */
 function signed32(value: number): number {
   return value | 0;
