@@ -1,0 +1,443 @@
+// Machines from a directory of UmlMachine YAML files: the embedded default, like kubelet's
+// static pods. Every *.yaml / *.yml file (one or more documents each) is read; the directory is
+// watched with fs.watch (debounced) and rescanned slowly as a safety net, since fs.watch can
+// miss events (editors that replace files, network filesystems).
+//
+// What stands in for the API server's bookkeeping:
+// - uid: metadata.uid from the file when given, else derived from namespace/name (a name-based
+//   UUID), so it is stable across agent restarts and status-file loss and the runtime finds the
+//   same guest again. Re-adding a removed file therefore gives the same uid.
+// - generation: kept in the status file with a hash of the spec; it goes up by one whenever the
+//   spec differs from the one last seen.
+// - status: `<name>.status.yaml` beside the manifests (`<namespace>_<name>.status.yaml` outside
+//   the default namespace), written atomically; the user's files are never written.
+// - Events: the agent's log, and one line each appended to `<name>.events.log`.
+// - finalizers: none; a removed file is a deleted machine.
+//
+// A file that stops parsing (an editor's half-written save, a typo) is not a deletion: its
+// machines keep their last good definition and a Warning Event `InvalidManifest` says why,
+// because a guest belongs to its user and must not be stopped by a syntax error. A document
+// that parses but is not a usable UmlMachine (no name, wrong kind) is reported and skipped.
+import { createHash } from 'node:crypto';
+import { appendFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { watch, type FSWatcher } from 'node:fs';
+import { join } from 'node:path';
+import { parseAllDocuments, stringify } from 'yaml';
+import type { Logger } from 'pino';
+import { API_VERSION, KIND, type UmlMachine, type UmlMachineStatus } from '../../api/types.ts';
+import { keyOf, type EventType, type MachineKey, type MachineSource } from '../source.ts';
+
+export interface DirectorySourceOptions {
+  dir: string;
+  nodeName: string;
+  logger: Logger;
+  /** Quiet time after a change before rescanning (default 100 ms). */
+  debounceMs?: number;
+  /** The safety-net rescan (default 30 s). */
+  rescanIntervalMs?: number;
+}
+
+const STATUS_SUFFIX = '.status.yaml';
+const EVENTS_SUFFIX = '.events.log';
+
+interface Entry {
+  machine: UmlMachine;
+  file: string;
+  /** Hash of the whole document as read, to tell a real change from a rescan. */
+  documentHash: string;
+  specHash: string;
+}
+
+interface StatusFile {
+  metadata?: { uid?: string; generation?: number; specHash?: string; creationTimestamp?: string };
+  status?: UmlMachineStatus;
+}
+
+function sha256(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/** A name-based UUID (version 5 layout over SHA-256) for machines whose file gives none. */
+export function derivedUid(namespace: string, name: string): string {
+  const h = sha256(`umlmon.io/directory/${namespace}/${name}`);
+  const variant = ((parseInt(h.slice(16, 17), 16) & 0x3) | 0x8).toString(16);
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-5${h.slice(13, 16)}-${variant}${h.slice(17, 20)}-${h.slice(20, 32)}`;
+}
+
+/** The status file's base name for a machine: `<name>` or `<namespace>_<name>`. */
+export function statusBaseName(namespace: string, name: string): string {
+  return namespace === 'default' ? name : `${namespace}_${name}`;
+}
+
+function isManifestFile(name: string): boolean {
+  return !name.startsWith('.') && (name.endsWith('.yaml') || name.endsWith('.yml')) && !name.endsWith(STATUS_SUFFIX);
+}
+
+/** RFC 7386 JSON merge patch: objects merge, null deletes, anything else replaces. */
+export function mergePatch(target: unknown, patch: unknown): unknown {
+  if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) return patch;
+  const out: Record<string, unknown> = target !== null && typeof target === 'object' && !Array.isArray(target) ? { ...(target as Record<string, unknown>) } : {};
+  for (const [k, v] of Object.entries(patch as Record<string, unknown>)) {
+    if (v === null) delete out[k];
+    else if (v !== undefined) out[k] = mergePatch(out[k], v);
+  }
+  return out;
+}
+
+/** What one manifest file holds: the machines it defines, and the problems with the rest. */
+export interface ParsedManifest {
+  machines: { machine: UmlMachine; documentHash: string }[];
+  problems: string[];
+  /** True when the file as a whole could not be read as YAML. */
+  unreadable: boolean;
+}
+
+/** Pure: the UmlMachines in one file's text. */
+export function parseManifest(text: string, file: string): ParsedManifest {
+  const result: ParsedManifest = { machines: [], problems: [], unreadable: false };
+  const docs = parseAllDocuments(text);
+  const list = Array.isArray(docs) ? docs : [docs];
+  list.forEach((doc, i) => {
+    const where = list.length > 1 ? `${file} (document ${i + 1})` : file;
+    if (doc.errors.length > 0) {
+      result.unreadable = true;
+      result.problems.push(`${where}: not valid YAML: ${doc.errors[0]?.message.split('\n')[0]}`);
+      return;
+    }
+    const obj = doc.toJS() as unknown;
+    if (obj === null || obj === undefined) return;
+    if (typeof obj !== 'object' || Array.isArray(obj)) {
+      result.problems.push(`${where}: not a UmlMachine (a YAML mapping is expected)`);
+      return;
+    }
+    const o = obj as { apiVersion?: unknown; kind?: unknown; metadata?: { name?: unknown; namespace?: unknown }; spec?: unknown };
+    if (o.kind !== KIND || o.apiVersion !== API_VERSION) {
+      result.problems.push(`${where}: kind ${String(o.kind)} of ${String(o.apiVersion)} is not ${KIND} of ${API_VERSION}; ignored`);
+      return;
+    }
+    if (typeof o.metadata?.name !== 'string' || o.metadata.name === '') {
+      result.problems.push(`${where}: metadata.name is missing`);
+      return;
+    }
+    if (o.metadata.namespace !== undefined && typeof o.metadata.namespace !== 'string') {
+      result.problems.push(`${where}: metadata.namespace must be a string`);
+      return;
+    }
+    if (o.spec === null || typeof o.spec !== 'object') o.spec = {};
+    result.machines.push({ machine: obj as UmlMachine, documentHash: sha256(JSON.stringify(obj)) });
+  });
+  return result;
+}
+
+export function createDirectorySource(opts: DirectorySourceOptions): MachineSource {
+  const { dir, nodeName } = opts;
+  const log = opts.logger.child({ component: 'directory-source', dir });
+  const debounceMs = opts.debounceMs ?? 100;
+  const rescanIntervalMs = opts.rescanIntervalMs ?? 30_000;
+
+  const entries = new Map<MachineKey, Entry>();
+  /** Keys each file defined the last time it parsed. */
+  const keysByFile = new Map<string, MachineKey[]>();
+  /** Reported problems per file, so a broken file is reported once, not on every rescan. */
+  const reportedProblems = new Map<string, string>();
+  const warnedNodeName = new Set<MachineKey>();
+  const writeChains = new Map<MachineKey, Promise<void>>();
+  let resourceVersion = 0;
+  let isSynced = false;
+  let stopped = false;
+  let watcher: FSWatcher | undefined;
+  let debounceTimer: NodeJS.Timeout | undefined;
+  let rescanTimer: NodeJS.Timeout | undefined;
+  let scanning: Promise<void> | undefined;
+  let rescanAgain = false;
+  let notify: (key: MachineKey) => void = () => {};
+
+  const statusPath = (m: UmlMachine, suffix = STATUS_SUFFIX): string =>
+    join(dir, `${statusBaseName(m.metadata.namespace ?? 'default', m.metadata.name)}${suffix}`);
+
+  async function readStatusFile(path: string): Promise<StatusFile | undefined> {
+    try {
+      const doc = parseAllDocuments(await readFile(path, 'utf8'));
+      const first = Array.isArray(doc) ? doc[0] : doc;
+      return (first?.toJS() as StatusFile | null) ?? undefined;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') log.warn({ file: path, err: String(err) }, 'status file unreadable; starting from an empty status');
+      return undefined;
+    }
+  }
+
+  /** Fills in what the API server would: uid, generation, resourceVersion, namespace, status. */
+  async function admit(raw: UmlMachine, documentHash: string, file: string): Promise<Entry> {
+    const namespace = raw.metadata.namespace ?? 'default';
+    const key = keyOf(raw);
+    const specHash = sha256(JSON.stringify(raw.spec ?? {}));
+    const previous = entries.get(key);
+    let generation: number;
+    let status: UmlMachineStatus | undefined;
+    let creationTimestamp: string;
+    if (previous) {
+      generation = (previous.machine.metadata.generation ?? 1) + (previous.specHash === specHash ? 0 : 1);
+      status = previous.machine.status;
+      creationTimestamp = previous.machine.metadata.creationTimestamp ?? new Date().toISOString();
+    } else {
+      const saved = await readStatusFile(statusPath(raw));
+      const savedGeneration = saved?.metadata?.generation ?? 0;
+      generation = saved?.metadata?.specHash === specHash ? Math.max(savedGeneration, 1) : savedGeneration + 1;
+      status = saved?.status ?? undefined;
+      creationTimestamp = saved?.metadata?.creationTimestamp ?? new Date().toISOString();
+    }
+    const declaredNode = raw.spec.nodeName;
+    if (declaredNode !== nodeName && !warnedNodeName.has(key)) {
+      warnedNodeName.add(key);
+      log.warn({ machine: key, file, specNodeName: declaredNode ?? null, nodeName },
+        `machine ${key} names node '${declaredNode ?? ''}', but every machine in ${dir} runs on this node (${nodeName}); running it here`);
+    }
+    const machine: UmlMachine = {
+      ...raw,
+      metadata: {
+        ...raw.metadata,
+        namespace,
+        uid: raw.metadata.uid ?? derivedUid(namespace, raw.metadata.name),
+        generation,
+        resourceVersion: String(++resourceVersion),
+        creationTimestamp,
+      },
+      spec: { ...raw.spec, nodeName },
+    };
+    if (status !== undefined) machine.status = status;
+    else delete machine.status;
+    return { machine, file, documentHash, specHash };
+  }
+
+  async function listManifestFiles(): Promise<string[] | undefined> {
+    try {
+      return (await readdir(dir)).filter(isManifestFile).sort();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        reportOnce(dir, `machines directory ${dir} does not exist; no machines (create it and add UmlMachine YAML files)`);
+        return [];
+      }
+      log.error({ err: String(err) }, `cannot list machines directory ${dir}; keeping the machines already known`);
+      return undefined;
+    }
+  }
+
+  function reportOnce(file: string, message: string): void {
+    if (reportedProblems.get(file) === message) return;
+    reportedProblems.set(file, message);
+    log.warn({ file }, message);
+  }
+
+  async function scan(): Promise<void> {
+    const files = await listManifestFiles();
+    if (files === undefined) return;
+    const changed = new Set<MachineKey>();
+    const seen = new Set<MachineKey>();
+    const owners = new Map<MachineKey, string>();
+
+    for (const name of files) {
+      const file = join(dir, name);
+      let text: string;
+      try {
+        text = await readFile(file, 'utf8');
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue; // removed while scanning
+        // Unreadable for another reason: keep what it defined before.
+        for (const key of keysByFile.get(file) ?? []) seen.add(key);
+        reportOnce(file, `cannot read ${file}: ${String(err)}; keeping its machines as they were`);
+        continue;
+      }
+      const parsed = parseManifest(text, file);
+      if (parsed.unreadable) {
+        const kept = keysByFile.get(file) ?? [];
+        for (const key of kept) seen.add(key);
+        const message = `${parsed.problems.join('; ')}; ${kept.length > 0 ? `keeping ${kept.join(', ')} as last read` : 'no machines from it'}`;
+        if (reportedProblems.get(file) !== message) {
+          reportOnce(file, message);
+          for (const key of kept) {
+            const e = entries.get(key);
+            if (e) event(e.machine, 'Warning', 'InvalidManifest', `${file} does not parse; the machine keeps its last good definition: ${parsed.problems[0] ?? ''}`);
+          }
+        }
+        continue;
+      }
+      if (parsed.problems.length > 0) reportOnce(file, parsed.problems.join('; '));
+      else reportedProblems.delete(file);
+
+      const keys: MachineKey[] = [];
+      for (const { machine, documentHash } of parsed.machines) {
+        const key = keyOf(machine);
+        const owner = owners.get(key);
+        if (owner !== undefined) {
+          reportOnce(`${file}#${key}`, `${file}: machine ${key} is already defined in ${owner}; this definition is ignored`);
+          continue;
+        }
+        owners.set(key, file);
+        keys.push(key);
+        seen.add(key);
+        const previous = entries.get(key);
+        if (previous && previous.documentHash === documentHash && previous.file === file) continue;
+        entries.set(key, await admit(machine, documentHash, file));
+        changed.add(key);
+      }
+      keysByFile.set(file, keys);
+    }
+    for (const file of [...keysByFile.keys()]) {
+      if (!files.includes(file.slice(dir.length + 1))) keysByFile.delete(file);
+    }
+    for (const key of [...entries.keys()]) {
+      if (seen.has(key)) continue;
+      const gone = entries.get(key);
+      entries.delete(key);
+      warnedNodeName.delete(key);
+      changed.add(key);
+      log.info({ machine: key }, `machine ${key} removed from ${dir}`);
+      // Its status describes a machine that no longer exists; the events log stays as history.
+      if (gone) await rm(statusPath(gone.machine), { force: true }).catch(() => {});
+    }
+    for (const key of changed) notify(key);
+  }
+
+  /** Runs one scan at a time; a request during a scan runs one more afterwards. */
+  function rescan(): Promise<void> {
+    if (scanning) {
+      rescanAgain = true;
+      return scanning;
+    }
+    scanning = (async () => {
+      try {
+        do {
+          rescanAgain = false;
+          await scan();
+        } while (rescanAgain && !stopped);
+      } catch (err) {
+        log.error({ err: String(err) }, 'rescan failed; will try again');
+      } finally {
+        scanning = undefined;
+      }
+    })();
+    return scanning;
+  }
+
+  function scheduleRescan(): void {
+    if (stopped) return;
+    clearTimeout(debounceTimer);
+    debounceTimer = setTimeout(() => { void rescan(); }, debounceMs);
+  }
+
+  function startWatching(): void {
+    try {
+      watcher = watch(dir, { persistent: false }, (_type, filename) => {
+        const name = filename?.toString();
+        // Our own writes (status, events, temporary files) are not changes to the manifests.
+        if (name !== undefined && (name.startsWith('.') || name.endsWith(STATUS_SUFFIX) || name.endsWith(EVENTS_SUFFIX))) return;
+        scheduleRescan();
+      });
+      watcher.on('error', (err) => {
+        log.warn({ err: String(err) }, 'watching the machines directory failed; relying on the periodic rescan');
+        watcher?.close();
+        watcher = undefined;
+      });
+    } catch (err) {
+      log.warn({ err: String(err) }, `cannot watch ${dir}; relying on the periodic rescan every ${rescanIntervalMs} ms`);
+    }
+  }
+
+  function event(machine: UmlMachine, type: EventType, reason: string, message: string): void {
+    const key = keyOf(machine);
+    const fields = { machine: key, event: { type, reason } };
+    if (type === 'Warning') log.warn(fields, message);
+    else log.info(fields, message);
+    const line = `${new Date().toISOString()} ${type} ${reason} ${message.replace(/\n/g, ' ')}\n`;
+    appendFile(statusPath(machine, EVENTS_SUFFIX), line).catch((err: unknown) => {
+      log.debug({ machine: key, err: String(err) }, 'could not append to the events log');
+    });
+  }
+
+  async function writeStatus(key: MachineKey, status: UmlMachineStatus): Promise<void> {
+    const entry = entries.get(key);
+    if (!entry) return; // removed meanwhile: nothing to report on
+    const merged = mergePatch(entry.machine.status ?? {}, JSON.parse(JSON.stringify(status))) as UmlMachineStatus;
+    entry.machine = { ...entry.machine, metadata: { ...entry.machine.metadata, resourceVersion: String(++resourceVersion) }, status: merged };
+    const m = entry.machine.metadata;
+    const body: StatusFile & { apiVersion: string; kind: string } = {
+      apiVersion: API_VERSION,
+      kind: 'UmlMachineStatus',
+      metadata: { uid: m.uid, generation: m.generation ?? 1, specHash: entry.specHash, creationTimestamp: m.creationTimestamp },
+      status: merged,
+    } as StatusFile & { apiVersion: string; kind: string };
+    const path = statusPath(entry.machine);
+    const tmp = join(dir, `.${statusBaseName(m.namespace ?? 'default', m.name)}.status.tmp-${process.pid}`);
+    const text = `# Written by umlmon for ${key} (manifest ${entry.file}); edits here are overwritten.\n${stringify(body)}`;
+    try {
+      await writeFile(tmp, text, { mode: 0o644 });
+      await rename(tmp, path);
+    } catch (err) {
+      await rm(tmp, { force: true }).catch(() => {});
+      throw new Error(`machine ${key}: cannot write status file ${path}: ${String(err)}`);
+    }
+  }
+
+  return {
+    kind: 'directory',
+
+    async start(onChange) {
+      notify = onChange;
+      await mkdir(dir, { recursive: true }).catch(() => {});
+      startWatching();
+      await rescan();
+      isSynced = true;
+      const tick = (): void => {
+        if (stopped) return;
+        rescanTimer = setTimeout(() => { void rescan().finally(tick); }, rescanIntervalMs);
+        rescanTimer.unref();
+      };
+      tick();
+      log.info({ machines: entries.size }, `watching ${dir} for UmlMachine manifests`);
+    },
+
+    synced: () => isSynced,
+
+    get: (key) => entries.get(key)?.machine,
+
+    list: () => [...entries.values()].map((e) => e.machine),
+
+    patchStatus(machine, status) {
+      const key = keyOf(machine);
+      const previous = writeChains.get(key) ?? Promise.resolve();
+      const next = previous.catch(() => {}).then(() => writeStatus(key, status));
+      writeChains.set(key, next);
+      void next.finally(() => { if (writeChains.get(key) === next) writeChains.delete(key); }).catch(() => {});
+      return next;
+    },
+
+    async ensureFinalizer() {
+      // Files have no finalizers: removing the file is the deletion, and the agent cleans up
+      // when it sees the machine gone.
+    },
+
+    event,
+
+    async stop() {
+      stopped = true;
+      clearTimeout(debounceTimer);
+      clearTimeout(rescanTimer);
+      watcher?.close();
+      watcher = undefined;
+      await scanning;
+      await Promise.allSettled([...writeChains.values()]);
+    },
+  };
+}
+
+/** Exposed for `umlmon check`: the machines and problems of every manifest in a directory. */
+export async function readManifestDirectory(dir: string): Promise<{ file: string; parsed: ParsedManifest }[]> {
+  const names = (await readdir(dir)).filter(isManifestFile).sort();
+  const out: { file: string; parsed: ParsedManifest }[] = [];
+  for (const name of names) {
+    const file = join(dir, name);
+    if (!(await stat(file)).isFile()) continue;
+    out.push({ file, parsed: parseManifest(await readFile(file, 'utf8'), file) });
+  }
+  return out;
+}
