@@ -1,0 +1,417 @@
+// The reconciler's decisions, as a pure function: desired (the object, validated) and actual
+// (what the runtime reports) in, an ordered list of actions out. No I/O, no clock of its own:
+// everything it needs is in its input, so every rule below is pinned by a table-driven test.
+//
+// Rules that protect guests (they belong to users):
+// - an invalid spec never touches a running guest;
+// - a guest that is present but unreachable (`unknown`) is left alone unless the user asked
+//   for it to go (state Stopped, deletion);
+// - a machine whose object is gone is only shut down once the source has synced, so that a
+//   cache still filling after a restart never looks like a deletion (kubevirt #18763);
+// - changes that cannot be applied live (memory, kernel, cmdline, root disk) are reported as
+//   pending until the guest restarts, never applied by killing it.
+import type { DesiredState, RestartPolicy } from '../api/types.ts';
+import type { DiskConfig, ExitInfo, InterfaceConfig, MachineConfig, MachineStatus } from '../runtime/types.ts';
+
+export interface SpecError {
+  field: string;
+  message: string;
+}
+
+/** The object as the reconciler wants it, after validation. */
+export interface DesiredMachine {
+  /** The umid derived from metadata.uid: known even when the spec is invalid. */
+  id: string;
+  deleting: boolean;
+  hasFinalizer: boolean;
+  spec:
+    | { valid: true; config: MachineConfig; state: DesiredState; restartPolicy: RestartPolicy; gracePeriodMs: number }
+    | { valid: false; errors: SpecError[] };
+}
+
+/** Crash-loop bookkeeping for one machine, kept by the reconciler between passes. */
+export interface RestartBackoff {
+  /** The exit this entry was computed for (ms since the epoch). */
+  exitAt: number;
+  /** Consecutive failed runs, this one included. */
+  crashes: number;
+  /** Earliest time of the next start (ms since the epoch). */
+  notBefore: number;
+}
+
+export interface PlanInput {
+  now: number;
+  /** The source's initial list is cached (and no relist is in progress). */
+  sourceSynced: boolean;
+  /** The node is being drained: nothing is started or restarted. */
+  draining: boolean;
+  /** undefined: no object for this key (deleted, or never existed). */
+  desired: DesiredMachine | undefined;
+  /** The runtime machine with the desired id, if any. */
+  actual: MachineStatus | undefined;
+  /** Other runtime machines that belong to this key (an older object of the same name). */
+  strays: MachineStatus[];
+  /** The last backoff entry computed for this key. */
+  backoff: RestartBackoff | undefined;
+  /**
+   * The current exit of `actual` happened while the user wanted the machine Stopped (or the
+   * agent stopped it for them): starting it again is the user's wish, not a restart.
+   */
+  exitAcknowledged: boolean;
+  /** A scheduled backup is due. */
+  backupDue: boolean;
+  /** Grace period for machines whose object is gone (their own, from labels, when known). */
+  orphanGracePeriodMs: number;
+}
+
+export type StopReason = 'desired' | 'deleting' | 'orphan';
+
+export type Action =
+  | { type: 'addFinalizer' }
+  | { type: 'removeFinalizer' }
+  | { type: 'start'; config: MachineConfig; restart: boolean }
+  | { type: 'pause'; id: string }
+  | { type: 'resume'; id: string }
+  | { type: 'stop'; id: string; gracePeriodMs: number; reason: StopReason }
+  | { type: 'remove'; id: string }
+  | { type: 'attachDisk'; id: string; disk: DiskConfig }
+  | { type: 'detachDisk'; id: string; name: string }
+  | { type: 'attachInterface'; id: string; iface: InterfaceConfig }
+  | { type: 'detachInterface'; id: string; name: string }
+  | { type: 'backup'; id: string };
+
+/** Why a machine that should run is not running now. */
+export type Waiting =
+  | { reason: 'BackOff'; message: string }
+  | { reason: 'Draining'; message: string }
+  | { reason: 'Completed'; message: string }
+  | { reason: 'Failed'; message: string };
+
+export interface Plan {
+  actions: Action[];
+  /** Look again after this long (a timer, not an error). */
+  requeueAfterMs?: number;
+  /** Changes the running guest picks up only after a restart (condition RestartRequired). */
+  pendingRestart: string[];
+  /** Device changes not applied yet, and why (condition DevicesSynced). */
+  devicesPending?: string;
+  /** A new crash-loop entry for the reconciler to keep (undefined: keep the old one). */
+  backoff?: RestartBackoff;
+  /** Forget the crash-loop entry (the guest ran long enough, or the user stopped it). */
+  clearBackoff?: boolean;
+  waiting?: Waiting;
+  /** A due backup that could not run, and why. */
+  backupSkipped?: string;
+}
+
+/** kubelet's crash-loop backoff: 10 s doubling to 5 min, reset after 10 min of running. */
+export const BACKOFF_INITIAL_MS = 10_000;
+export const BACKOFF_MAX_MS = 300_000;
+export const BACKOFF_RESET_AFTER_MS = 600_000;
+/** Safety-net requeues while waiting for something that also sends an event. */
+export const TRANSITION_REQUEUE_MS = 2_000;
+export const UNKNOWN_REQUEUE_MS = 10_000;
+
+const ALIVE = new Set(['starting', 'running', 'paused', 'stopping', 'unknown']);
+
+export function isAlive(m: MachineStatus | undefined): m is MachineStatus {
+  return m !== undefined && ALIVE.has(m.state);
+}
+
+/** A clean poweroff from inside the guest: exit code 0, no signal, no panic. */
+export function exitedCleanly(exit: ExitInfo | undefined): boolean {
+  return exit !== undefined && exit.code === 0 && exit.signal === null && exit.panic === undefined;
+}
+
+export function describeExit(exit: ExitInfo | undefined): string {
+  if (!exit) return 'the kernel exited';
+  if (exit.panic !== undefined) return `the guest panicked: ${exit.panic}`;
+  if (exit.signal !== null) return `the kernel was killed by ${exit.signal}`;
+  return `the kernel exited with code ${exit.code ?? 'unknown'}`;
+}
+
+export function shouldRestart(policy: RestartPolicy, exit: ExitInfo | undefined): boolean {
+  if (policy === 'Always') return true;
+  if (policy === 'OnFailure') return !exitedCleanly(exit);
+  return false;
+}
+
+/**
+ * The backoff entry for a new exit. The first restart after a healthy run is immediate; each
+ * further crash waits 10 s, 20 s, ... up to 5 min. A run of 10 min or more starts over.
+ */
+export function nextBackoff(previous: RestartBackoff | undefined, exitAt: number, startedAt: number | undefined): RestartBackoff {
+  const ranLong = startedAt !== undefined && exitAt - startedAt >= BACKOFF_RESET_AFTER_MS;
+  const crashes = previous === undefined || ranLong ? 1 : previous.crashes + 1;
+  const delay = crashes === 1 ? 0 : Math.min(BACKOFF_INITIAL_MS * 2 ** (crashes - 2), BACKOFF_MAX_MS);
+  return { exitAt, crashes, notBefore: exitAt + delay };
+}
+
+export function plan(input: PlanInput): Plan {
+  const result: Plan = { actions: [], pendingRestart: [] };
+  const { desired } = input;
+
+  planStrays(input, result);
+
+  if (desired === undefined) return result;
+  if (desired.deleting) {
+    planDeletion(input, desired, result);
+    return result;
+  }
+  const spec = desired.spec;
+  if (!spec.valid) {
+    // Touch nothing: the guest keeps running as it was last configured. Watch an unreachable
+    // one so its phase recovers when it answers again.
+    if (input.actual?.state === 'unknown') result.requeueAfterMs = UNKNOWN_REQUEUE_MS;
+    return result;
+  }
+  planValid(input, desired, spec, result);
+  return result;
+}
+
+/** Machines of this key that the object no longer describes: shut down and removed. */
+function planStrays(input: PlanInput, result: Plan): void {
+  const strays = [...input.strays];
+  if (input.desired === undefined && input.actual !== undefined) strays.push(input.actual);
+  if (strays.length === 0) return;
+  if (!input.sourceSynced) {
+    // The cache may still be filling: absence proves nothing yet.
+    result.requeueAfterMs = minDelay(result.requeueAfterMs, TRANSITION_REQUEUE_MS);
+    return;
+  }
+  for (const m of strays) {
+    if (m.state === 'stopping') {
+      result.requeueAfterMs = minDelay(result.requeueAfterMs, TRANSITION_REQUEUE_MS);
+      continue;
+    }
+    if (isAlive(m)) result.actions.push(...stopActions(m, input.orphanGracePeriodMs, 'orphan'));
+    result.actions.push({ type: 'remove', id: m.id });
+  }
+}
+
+/** Graceful stop → remove the jail and private COW files → remove the finalizer. */
+function planDeletion(input: PlanInput, desired: DesiredMachine, result: Plan): void {
+  const { actual } = input;
+  const grace = desired.spec.valid ? desired.spec.gracePeriodMs : input.orphanGracePeriodMs;
+  if (actual?.state === 'stopping') {
+    result.requeueAfterMs = minDelay(result.requeueAfterMs, TRANSITION_REQUEUE_MS);
+    return;
+  }
+  if (isAlive(actual)) result.actions.push(...stopActions(actual, grace, 'deleting'));
+  if (actual) result.actions.push({ type: 'remove', id: actual.id });
+  if (desired.hasFinalizer) result.actions.push({ type: 'removeFinalizer' });
+}
+
+/** A paused guest cannot take ctrl-alt-del: resume it first so that its init shuts down cleanly. */
+function stopActions(m: MachineStatus, gracePeriodMs: number, reason: StopReason): Action[] {
+  const actions: Action[] = [];
+  if (m.state === 'paused') actions.push({ type: 'resume', id: m.id });
+  actions.push({ type: 'stop', id: m.id, gracePeriodMs, reason });
+  return actions;
+}
+
+type ValidSpec = Extract<DesiredMachine['spec'], { valid: true }>;
+
+function planValid(input: PlanInput, desired: DesiredMachine, spec: ValidSpec, result: Plan): void {
+  const { actual } = input;
+  const addFinalizer = (): void => {
+    if (!desired.hasFinalizer) result.actions.push({ type: 'addFinalizer' });
+  };
+
+  if (spec.state === 'Stopped') {
+    result.clearBackoff = true;
+    if (actual === undefined) return;
+    addFinalizer();
+    if (actual.state === 'stopping') {
+      result.requeueAfterMs = TRANSITION_REQUEUE_MS;
+    } else if (isAlive(actual)) {
+      result.actions.push(...stopActions(actual, spec.gracePeriodMs, 'desired'));
+    }
+    return;
+  }
+
+  // Running or Paused: the guest must exist.
+  if (actual === undefined || actual.state === 'exited') {
+    planStart(input, desired, spec, result, addFinalizer);
+    return;
+  }
+  addFinalizer();
+  result.pendingRestart = pendingRestart(spec.config, actual);
+
+  switch (actual.state) {
+    case 'starting':
+    case 'stopping':
+      result.requeueAfterMs = TRANSITION_REQUEUE_MS;
+      result.devicesPending = devicesDiffer(spec.config, actual) ? 'the guest is not running yet' : undefined;
+      return;
+    case 'unknown':
+      result.requeueAfterMs = UNKNOWN_REQUEUE_MS;
+      return;
+    case 'paused':
+      if (spec.state === 'Running') result.actions.push({ type: 'resume', id: actual.id });
+      else if (devicesDiffer(spec.config, actual)) result.devicesPending = 'the guest is paused; devices change once it runs';
+      if (input.backupDue) result.backupSkipped = 'the guest is paused';
+      return;
+    case 'running':
+      if (spec.state === 'Paused') {
+        result.actions.push({ type: 'pause', id: actual.id });
+        if (input.backupDue) result.backupSkipped = 'the guest is being paused';
+        return;
+      }
+      planDevices(spec.config, actual, result);
+      if (input.backupDue) {
+        if (actual.bootTime !== undefined) result.actions.push({ type: 'backup', id: actual.id });
+        else result.backupSkipped = 'the guest has not finished booting';
+      }
+      if (actual.startTime !== undefined && input.backoff !== undefined) {
+        // A crash-looping guest that has now run long enough is healthy again.
+        const ranFor = input.now - actual.startTime.getTime();
+        if (ranFor >= BACKOFF_RESET_AFTER_MS) result.clearBackoff = true;
+      }
+      return;
+  }
+}
+
+function planStart(input: PlanInput, desired: DesiredMachine, spec: ValidSpec, result: Plan, addFinalizer: () => void): void {
+  const { actual } = input;
+  if (input.backupDue) result.backupSkipped = 'the guest is not running';
+  if (input.draining) {
+    result.waiting = { reason: 'Draining', message: 'the node is being drained: no machine is started' };
+    return;
+  }
+  const exited = actual?.state === 'exited' && !input.exitAcknowledged;
+  if (!exited) {
+    addFinalizer();
+    result.actions.push({ type: 'start', config: spec.config, restart: false });
+    return;
+  }
+  const exit = actual.exit;
+  if (!shouldRestart(spec.restartPolicy, exit)) {
+    result.waiting = exitedCleanly(exit)
+      ? { reason: 'Completed', message: `the guest powered off and restartPolicy is ${spec.restartPolicy}` }
+      : { reason: 'Failed', message: `${describeExit(exit)}; restartPolicy is ${spec.restartPolicy}` };
+    return;
+  }
+  const exitAt = exit?.at.getTime() ?? input.now;
+  let backoff = input.backoff;
+  if (backoff === undefined || backoff.exitAt !== exitAt) {
+    backoff = nextBackoff(backoff, exitAt, actual.startTime?.getTime());
+    result.backoff = backoff;
+  }
+  if (input.now < backoff.notBefore) {
+    const seconds = Math.ceil((backoff.notBefore - input.now) / 1000);
+    result.waiting = { reason: 'BackOff', message: `${describeExit(exit)}; restarting in ${seconds} s (crash ${backoff.crashes})` };
+    result.requeueAfterMs = backoff.notBefore - input.now;
+    return;
+  }
+  addFinalizer();
+  result.actions.push({ type: 'start', config: spec.config, restart: true });
+}
+
+/** Live changes of disks and interfaces, only once the kernel has booted (see uml-facts.md). */
+function planDevices(config: MachineConfig, actual: MachineStatus, result: Plan): void {
+  const diff = deviceDiff(config, actual);
+  if (diff.detachDisks.length + diff.attachDisks.length + diff.detachInterfaces.length + diff.attachInterfaces.length === 0) return;
+  if (actual.bootTime === undefined) {
+    // A disk hot-plugged before the kernel finished booting never appears, and removing it
+    // later panics the kernel. The 'booted' event requeues the key.
+    result.devicesPending = 'waiting for the guest kernel to finish booting';
+    result.requeueAfterMs = TRANSITION_REQUEUE_MS;
+    return;
+  }
+  for (const name of diff.detachDisks) result.actions.push({ type: 'detachDisk', id: actual.id, name });
+  for (const name of diff.detachInterfaces) result.actions.push({ type: 'detachInterface', id: actual.id, name });
+  for (const disk of diff.attachDisks) result.actions.push({ type: 'attachDisk', id: actual.id, disk });
+  for (const iface of diff.attachInterfaces) result.actions.push({ type: 'attachInterface', id: actual.id, iface });
+}
+
+export interface DeviceDiff {
+  attachDisks: DiskConfig[];
+  detachDisks: string[];
+  attachInterfaces: InterfaceConfig[];
+  detachInterfaces: string[];
+}
+
+function rootDiskOf(config: MachineConfig): string {
+  return config.rootDisk ?? 'ubd0';
+}
+
+/** What to plug and unplug so that the guest's devices match the spec (the root disk excluded). */
+export function deviceDiff(config: MachineConfig, actual: MachineStatus): DeviceDiff {
+  const root = rootDiskOf(actual.config);
+  const diff: DeviceDiff = { attachDisks: [], detachDisks: [], attachInterfaces: [], detachInterfaces: [] };
+  const wantDisks = new Map(config.disks.map((d) => [d.name, d]));
+  const haveDisks = new Map(actual.disks.map((d) => [d.name, d]));
+  for (const [name, have] of haveDisks) {
+    if (name === root) continue;
+    const want = wantDisks.get(name);
+    if (!want || want.image !== have.image || want.mode !== have.mode) diff.detachDisks.push(name);
+  }
+  for (const [name, want] of wantDisks) {
+    if (name === root) continue;
+    const have = haveDisks.get(name);
+    if (!have || want.image !== have.image || want.mode !== have.mode) diff.attachDisks.push(want);
+  }
+  const wantIfaces = new Map(config.interfaces.map((i) => [i.name, i]));
+  const haveIfaces = new Map(actual.interfaces.map((i) => [i.name, i]));
+  const lastConfigured = new Map(actual.config.interfaces.map((i) => [i.name, i]));
+  for (const [name, have] of haveIfaces) {
+    const want = wantIfaces.get(name);
+    if (!want || interfaceChanged(want, have, lastConfigured.get(name))) diff.detachInterfaces.push(name);
+  }
+  for (const [name, want] of wantIfaces) {
+    const have = haveIfaces.get(name);
+    if (!have || interfaceChanged(want, have, lastConfigured.get(name))) diff.attachInterfaces.push(want);
+  }
+  return diff;
+}
+
+function interfaceChanged(want: InterfaceConfig, have: { transport: string; mac: string }, configured: InterfaceConfig | undefined): boolean {
+  if (want.transport !== have.transport) return true;
+  if (want.mac !== undefined && want.mac.toLowerCase() !== have.mac.toLowerCase()) return true;
+  // Transport settings (switch, group, ifname) are only known from what was configured.
+  if (configured !== undefined && stableJson({ ...configured, mac: undefined }) !== stableJson({ ...want, mac: undefined })) return true;
+  return false;
+}
+
+function devicesDiffer(config: MachineConfig, actual: MachineStatus): boolean {
+  const d = deviceDiff(config, actual);
+  return d.attachDisks.length + d.detachDisks.length + d.attachInterfaces.length + d.detachInterfaces.length > 0;
+}
+
+/** Differences a running guest cannot take live, in words for the RestartRequired condition. */
+export function pendingRestart(config: MachineConfig, actual: MachineStatus): string[] {
+  const running = actual.config;
+  const reasons: string[] = [];
+  if (config.memoryBytes !== running.memoryBytes) reasons.push(`memory ${mib(running.memoryBytes)} → ${mib(config.memoryBytes)}`);
+  if (config.kernel !== running.kernel) reasons.push(`kernel ${running.kernel} → ${config.kernel}`);
+  if (stableJson(config.cmdline) !== stableJson(running.cmdline)) reasons.push(`cmdline [${running.cmdline.join(' ')}] → [${config.cmdline.join(' ')}]`);
+  if (rootDiskOf(config) !== rootDiskOf(running)) reasons.push(`root disk ${rootDiskOf(running)} → ${rootDiskOf(config)}`);
+  const root = rootDiskOf(running);
+  const wantRoot = config.disks.find((d) => d.name === root);
+  const haveRoot = actual.disks.find((d) => d.name === root) ?? running.disks.find((d) => d.name === root);
+  if (wantRoot && haveRoot && (wantRoot.image !== haveRoot.image || wantRoot.mode !== haveRoot.mode)) {
+    reasons.push(`root disk ${root} ${haveRoot.image} (${haveRoot.mode}) → ${wantRoot.image} (${wantRoot.mode})`);
+  } else if (!wantRoot && haveRoot) {
+    reasons.push(`root disk ${root} removed from the spec`);
+  }
+  return reasons;
+}
+
+function mib(bytes: number): string {
+  return bytes % 2 ** 20 === 0 ? `${bytes / 2 ** 20}Mi` : `${bytes} bytes`;
+}
+
+function minDelay(a: number | undefined, b: number): number {
+  return a === undefined ? b : Math.min(a, b);
+}
+
+/** JSON with sorted keys, undefined dropped: equality of plain data regardless of key order. */
+export function stableJson(value: unknown): string {
+  return JSON.stringify(value, (_k, v: unknown) => {
+    if (v && typeof v === 'object' && !Array.isArray(v)) {
+      return Object.fromEntries(Object.entries(v as Record<string, unknown>).filter(([, x]) => x !== undefined).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+    }
+    return v;
+  });
+}
