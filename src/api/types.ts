@@ -24,11 +24,16 @@ export interface InterfaceSpec {
   name: string;
   transport: Transport;
   mac?: string;
+  /** Exactly the settings block of `transport` is present (none for slirp). */
   tap?: { ifname: string };
   raw?: { ifname: string };
+  hybrid?: { ifname: string };
   tuntap?: { ifname: string };
   mcast?: { group: string; port: number; ttl?: number };
   daemon?: { switch: string };
+  vde?: { switch: string };
+  gre?: { local: string; remote: string; key?: number };
+  l2tpv3?: { local: string; remote: string; localPort?: number; remotePort?: number; session?: number };
 }
 
 export interface BackupSpec {
@@ -40,6 +45,7 @@ export interface UmlMachineSpec {
   nodeName: string;
   state?: DesiredState;
   kernel?: string;
+  /** A quantity such as "128Mi". validateMachine turns an integer (int-or-string) into a string. */
   memory?: string;
   cmdline?: string[];
   disks?: DiskSpec[];
