@@ -70,8 +70,9 @@ export function validateMachine(obj: unknown, limits: ValidationLimits): Validat
       ...kernelErrors(spec.kernel, limits),
       ...backupErrors(spec),
     ];
-    // A precise semantic message replaces the schema's generic pattern message on the same field.
-    const explained = new Set(semantic.map((e) => e.field));
+    // Where the image check says precisely why a name is refused ("..", absolute path), that
+    // replaces the schema's generic pattern message on the same field.
+    const explained = new Set(semantic.filter((e) => e.field.endsWith('.image')).map((e) => e.field));
     const kept = errors.filter((e) => !(explained.has(e.field) && e.message.startsWith(PATTERN_PREFIX)));
     errors.length = 0;
     errors.push(...kept, ...semantic);
