@@ -97,6 +97,10 @@ export interface MachineStatus {
   exit?: ExitInfo;
   /** Why the state is `unknown`, or the last error talking to the machine. */
   message?: string;
+  /** Host path of the kernel's mconsole socket (as the kernel reported it, outside the jail). */
+  mconsoleSocket?: string;
+  /** Host path of the kernel's console and log file. */
+  consoleLog?: string;
 }
 
 export type RuntimeEvent =
@@ -155,4 +159,34 @@ export interface Runtime {
   /** Subscribe to node events. Returns an unsubscribe function. */
   onEvent(listener: (event: RuntimeEvent) => void): () => void;
   close(): Promise<void>;
+}
+
+/** pino-compatible logger: the runtime logs structured objects with a message. */
+export interface RuntimeLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+  debug(obj: object, msg?: string): void;
+}
+
+export interface RuntimeOptions {
+  /** Where machines, locks and the MAC pool live (default /var/lib/umlmon). Keep it short: socket paths below it must stay under 108 bytes. */
+  stateDir?: string;
+  /** Directory that DiskConfig.image names are relative to. */
+  imageRoot: string;
+  /** Per-machine unprivileged uids/gids are taken from [first, first + count) (default 200000, 65536). */
+  uidRange?: { first: number; count: number };
+  /** The memory file's tmpfs is memory + this many bytes (default 16 MiB). */
+  tmpfsSlackBytes?: number;
+  /** The cgroup memory limit is memory + tmpfs slack + this many bytes (default 96 MiB). */
+  cgroupOverheadBytes?: number;
+  /** Name of the parent cgroup the machines' cgroups are made under (default "umlmon"). */
+  cgroupParent?: string;
+  /** Timeout for one mconsole request (default 5000 ms). */
+  mconsoleTimeoutMs?: number;
+  /** How long start() waits for mconsole to come up (default 60000 ms). */
+  startTimeoutMs?: number;
+  /** The uml_switch binary used for `daemon` interfaces (default "uml_switch"). */
+  umlSwitch?: string;
+  logger?: RuntimeLogger;
 }

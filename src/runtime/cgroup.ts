@@ -1,0 +1,94 @@
+// One cgroup per machine, with a memory limit (and a pids limit) where the node has cgroups.
+// v1: /sys/fs/cgroup/{memory,pids}/<parent>/<id>; v2: /sys/fs/cgroup/<parent>/<id>.
+// A limit below what UML uses gets it SIGKILLed with no panic (uml-facts.md): size generously.
+import { existsSync, mkdirSync, readFileSync, rmdirSync, statfsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const CGROUP_ROOT = '/sys/fs/cgroup';
+const CGROUP2_SUPER_MAGIC = 0x63677270;
+
+export interface CgroupLimits {
+  memoryBytes: number;
+  pids: number;
+}
+
+export interface MachineCgroup {
+  version: 1 | 2;
+  /** Directories whose cgroup.procs the kernel's process joins before exec. */
+  dirs: string[];
+}
+
+export function cgroupVersion(): 1 | 2 | undefined {
+  try {
+    if (statfsSync(CGROUP_ROOT).type === CGROUP2_SUPER_MAGIC) return 2;
+  } catch {
+    return undefined;
+  }
+  return existsSync(join(CGROUP_ROOT, 'memory', 'cgroup.procs')) ? 1 : undefined;
+}
+
+export function cgroupDirs(version: 1 | 2, parent: string, id: string): string[] {
+  if (version === 2) return [join(CGROUP_ROOT, parent, id)];
+  return ['memory', 'pids'].map((controller) => join(CGROUP_ROOT, controller, parent, id)).filter((dir) => existsSync(join(dir, '..', '..')));
+}
+
+function step(what: string, path: string, fn: () => void): void {
+  try {
+    fn();
+  } catch (error) {
+    throw new Error(`cgroup: ${what} (${path}) failed: ${(error as Error).message}`);
+  }
+}
+
+/** Creates (or reuses) the machine's cgroup and sets its limits. Undefined when the node has none. */
+export function createMachineCgroup(parent: string, id: string, limits: CgroupLimits): MachineCgroup | undefined {
+  const version = cgroupVersion();
+  if (!version) return undefined;
+  const dirs = cgroupDirs(version, parent, id);
+  if (version === 2) {
+    const parentDir = join(CGROUP_ROOT, parent);
+    step('create', parentDir, () => mkdirSync(parentDir, { recursive: true }));
+    step('enable controllers', parentDir, () => {
+      writeFileSync(join(CGROUP_ROOT, 'cgroup.subtree_control'), '+memory +pids');
+      writeFileSync(join(parentDir, 'cgroup.subtree_control'), '+memory +pids');
+    });
+    const dir = dirs[0]!;
+    step('create', dir, () => mkdirSync(dir, { recursive: true }));
+    step('set memory.max', dir, () => writeFileSync(join(dir, 'memory.max'), String(limits.memoryBytes)));
+    step('set pids.max', dir, () => writeFileSync(join(dir, 'pids.max'), String(limits.pids)));
+    return { version, dirs };
+  }
+  for (const dir of dirs) {
+    step('create', dir, () => mkdirSync(dir, { recursive: true }));
+    if (dir.includes(`${CGROUP_ROOT}/memory/`)) {
+      step('set memory.limit_in_bytes', dir, () => writeFileSync(join(dir, 'memory.limit_in_bytes'), String(limits.memoryBytes)));
+    } else {
+      step('set pids.max', dir, () => writeFileSync(join(dir, 'pids.max'), String(limits.pids)));
+    }
+  }
+  return { version, dirs };
+}
+
+/** Removes the machine's cgroup once it is empty; leaves it (and says so) if something still runs. */
+export function removeMachineCgroup(parent: string, id: string): string[] {
+  const version = cgroupVersion();
+  if (!version) return [];
+  const left: string[] = [];
+  for (const dir of cgroupDirs(version, parent, id)) {
+    if (!existsSync(dir)) continue;
+    try {
+      rmdirSync(dir);
+    } catch {
+      left.push(dir);
+    }
+  }
+  return left;
+}
+
+export function cgroupProcesses(dir: string): number[] {
+  try {
+    return readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}

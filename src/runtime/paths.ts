@@ -1,0 +1,99 @@
+// The fixed layout of the state directory, host side and as the jailed kernel sees it.
+// Unix socket paths are limited to 108 bytes (sun_path, NUL included), so every socket path is
+// checked here, once, against the longest name it can take.
+import { join } from 'node:path';
+
+export const SOCKET_PATH_MAX = 107;
+/** umids are short so that socket paths stay short, whatever the object's name. */
+export const MACHINE_ID_PATTERN = /^[a-z0-9]{1,12}$/;
+const MAX_ID = 'x'.repeat(12);
+
+/** Paths inside the jail (the kernel's view after chroot). */
+export const IN_JAIL = {
+  kernel: '/linux',
+  tmp: '/tmp',
+  umlDir: '/uml',
+  notify: '/notify',
+  disks: '/disks',
+  shared: '/shared',
+} as const;
+
+export interface MachinePaths {
+  dir: string;
+  machineFile: string;
+  consoleLog: string;
+  jailScript: string;
+  jailDir: string;
+  kernel: string;
+  tmpDir: string;
+  umlDir: string;
+  disksDir: string;
+  sharedMount: string;
+  devDir: string;
+  notifySocket: string;
+  /** Where the kernel puts its mconsole socket unless it picks another umid. */
+  expectedMconsoleSocket: string;
+}
+
+export function sharedDir(stateDir: string): string {
+  return join(stateDir, 'shared');
+}
+
+export function machinesDir(stateDir: string): string {
+  return join(stateDir, 'machines');
+}
+
+export function machinePaths(stateDir: string, id: string): MachinePaths {
+  const dir = join(machinesDir(stateDir), id);
+  const jailDir = join(dir, 'jail');
+  return {
+    dir,
+    machineFile: join(dir, 'machine.json'),
+    consoleLog: join(dir, 'console.log'),
+    jailScript: join(dir, 'jail.sh'),
+    jailDir,
+    kernel: join(jailDir, IN_JAIL.kernel),
+    tmpDir: join(jailDir, IN_JAIL.tmp),
+    umlDir: join(jailDir, IN_JAIL.umlDir),
+    disksDir: join(jailDir, IN_JAIL.disks),
+    sharedMount: join(jailDir, IN_JAIL.shared),
+    devDir: join(jailDir, 'dev'),
+    notifySocket: join(jailDir, IN_JAIL.notify),
+    expectedMconsoleSocket: join(jailDir, IN_JAIL.umlDir, id, 'mconsole'),
+  };
+}
+
+/** Translates a path the jailed kernel reports (e.g. its mconsole socket) to the host's view. */
+export function hostPathFromJail(jailDir: string, inJail: string): string {
+  if (!inJail.startsWith('/')) throw new Error(`kernel reported a relative path "${inJail}"`);
+  return join(jailDir, inJail);
+}
+
+export function switchDir(stateDir: string, name: string): string {
+  return join(sharedDir(stateDir), 'switches', name);
+}
+
+/** The switch's control socket, host side and as seen inside a jail through /shared. */
+export function switchControlSocket(stateDir: string, name: string): { host: string; inJail: string } {
+  return { host: join(switchDir(stateDir, name), 'ctl'), inJail: join(IN_JAIL.shared, 'switches', name, 'ctl') };
+}
+
+/** Refuses a state directory whose socket paths could not be bound. */
+export function checkStateDirLength(stateDir: string): void {
+  const longest = machinePaths(stateDir, MAX_ID).expectedMconsoleSocket;
+  const bytes = Buffer.byteLength(longest);
+  if (bytes > SOCKET_PATH_MAX) {
+    const room = SOCKET_PATH_MAX - (bytes - Buffer.byteLength(stateDir));
+    throw new Error(
+      `state directory "${stateDir}" is too long for Unix socket paths: a machine's mconsole socket would be ` +
+        `${bytes} bytes, the limit is ${SOCKET_PATH_MAX}; use a state directory of at most ${room} bytes`,
+    );
+  }
+}
+
+export function checkSocketPath(path: string, what: string): void {
+  const bytes = Buffer.byteLength(path);
+  if (bytes > SOCKET_PATH_MAX) {
+    throw new Error(`${what} socket path "${path}" is ${bytes} bytes, over the ${SOCKET_PATH_MAX}-byte Unix socket limit`);
+  }
+}

@@ -1,0 +1,910 @@
+// The runtime: starts jailed UML kernels, finds them again after an agent restart, drives them
+// over mconsole, and reports what they do. Decisions live in pure modules (validate, cmdline,
+// console, allocations); this file sequences the effects and keeps the per-machine state.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join, resolve, sep } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
+import { SharedAllocations } from './allocations.ts';
+import { createMachineCgroup, removeMachineCgroup } from './cgroup.ts';
+import { diskDeviceNode, diskDeviceSpec, diskFilesInJail, interfaceDeviceSpec, kernelArgs } from './cmdline.ts';
+import { ConsoleFollower, summarizeConsole, type ConsoleSignal } from './console.ts';
+import { RuntimeError, describeMachine, errorText } from './errors.ts';
+import {
+  bindMountScript, buildJailScript, diskBindMounts, findJailTools, prepareDiskImage, prepareJail, shellQuote,
+  inMachineNamespace, type JailIdentity, type JailTools,
+} from './jail.ts';
+import { readMeasuredLpj, recordMeasuredLpj } from './lpj.ts';
+import { readAllMachineRecords, readMachineRecord, writeMachineRecord, type MachineRecord } from './machine-record.ts';
+import { MconsoleClient, MconsoleError, listenNotify, type NotifyListener, type NotifyMessage } from './mconsole/index.ts';
+import { unmountAllUnder } from './mounts.ts';
+import { checkStateDirLength, hostPathFromJail, machinePaths, machinesDir, sharedDir, type MachinePaths } from './paths.ts';
+import { ExitWatcher, groupAlive, isSameProcessAlive, killGroup, readStartTicks, startTimeFromTicks, waitGroupGone } from './proc.ts';
+import { ensureSwitch, stopSwitch } from './switch.ts';
+import type {
+  AttachedDisk, AttachedInterface, BackupResult, DiskConfig, ExitInfo, GuestInfo, InterfaceConfig, MachineConfig,
+  MachineState, MachineStatus, Runtime, RuntimeEvent, RuntimeLogger, RuntimeOptions, StopOptions,
+} from './types.ts';
+import { configProblems, diskProblems, interfaceProblems } from './validate.ts';
+
+const execFileAsync = promisify(execFile);
+const MiB = 1024 * 1024;
+const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+const silentLogger: RuntimeLogger = { info() {}, warn() {}, error() {}, debug() {} };
+
+interface Settings {
+  stateDir: string;
+  imageRoot: string;
+  uidFirst: number;
+  uidCount: number;
+  tmpfsSlackBytes: number;
+  cgroupOverheadBytes: number;
+  cgroupParent: string;
+  mconsoleTimeoutMs: number;
+  startTimeoutMs: number;
+  umlSwitch: string;
+  log: RuntimeLogger;
+}
+
+/** One-shot signal that several callers may await. */
+class Signal<T> {
+  readonly promise: Promise<T>;
+  resolved = false;
+  private resolveFn!: (value: T) => void;
+  constructor() {
+    this.promise = new Promise<T>((resolve) => {
+      this.resolveFn = resolve;
+    });
+  }
+  resolve(value: T): void {
+    if (this.resolved) return;
+    this.resolved = true;
+    this.resolveFn(value);
+  }
+}
+
+/** Resolves true when the promise settles within ms, false otherwise. */
+async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  const timer = new AbortController();
+  const result = await Promise.race([promise.then(() => true), sleep(ms, false, { signal: timer.signal }).catch(() => false)]);
+  timer.abort();
+  return result;
+}
+
+interface Machine {
+  record: MachineRecord;
+  paths: MachinePaths;
+  state: MachineState;
+  message?: string;
+  client?: MconsoleClient;
+  notify?: NotifyListener;
+  console?: ConsoleFollower;
+  exitWatcher?: ExitWatcher;
+  child?: ChildProcess;
+  lastPanic?: string;
+  memoryFileFull?: string;
+  tmpfsBytes?: number;
+  mconsoleUp: Signal<string>;
+  exited: Signal<ExitInfo>;
+  syncWaiters: Set<() => void>;
+  /** Serialises device and state operations on this machine. */
+  busy: Promise<unknown>;
+}
+
+export function createRuntime(options: RuntimeOptions): Runtime {
+  return new UmlRuntime(options);
+}
+
+export class UmlRuntime implements Runtime {
+  private readonly settings: Settings;
+  private readonly machines = new Map<string, Machine>();
+  private readonly listeners = new Set<(event: RuntimeEvent) => void>();
+  private readonly allocations: SharedAllocations;
+  private readonly sharedDir: string;
+  private tools: JailTools | undefined;
+  private closed = false;
+
+  constructor(options: RuntimeOptions) {
+    const stateDir = resolve(options.stateDir ?? '/var/lib/umlmon');
+    checkStateDirLength(stateDir);
+    this.settings = {
+      stateDir,
+      imageRoot: resolve(options.imageRoot),
+      uidFirst: options.uidRange?.first ?? 200000,
+      uidCount: options.uidRange?.count ?? 65536,
+      tmpfsSlackBytes: options.tmpfsSlackBytes ?? 16 * MiB,
+      cgroupOverheadBytes: options.cgroupOverheadBytes ?? 96 * MiB,
+      cgroupParent: options.cgroupParent ?? 'umlmon',
+      mconsoleTimeoutMs: options.mconsoleTimeoutMs ?? 5000,
+      startTimeoutMs: options.startTimeoutMs ?? 60000,
+      umlSwitch: options.umlSwitch ?? 'uml_switch',
+      log: options.logger ?? silentLogger,
+    };
+    this.sharedDir = sharedDir(stateDir);
+    mkdirSync(this.sharedDir, { recursive: true, mode: 0o755 });
+    mkdirSync(machinesDir(stateDir), { recursive: true, mode: 0o755 });
+    this.allocations = new SharedAllocations(this.sharedDir);
+  }
+
+  // ---- events and status -------------------------------------------------------------------
+
+  onEvent(listener: (event: RuntimeEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private emit(event: RuntimeEvent): void {
+    if (this.closed) return;
+    for (const listener of this.listeners) {
+      try {
+        listener(event);
+      } catch (error) {
+        this.settings.log.error({ err: error, event: event.type, machine: event.id }, 'runtime event listener threw');
+      }
+    }
+  }
+
+  list(): MachineStatus[] {
+    return [...this.machines.values()].map((m) => this.status(m));
+  }
+
+  get(id: string): MachineStatus | undefined {
+    const m = this.machines.get(id);
+    return m ? this.status(m) : undefined;
+  }
+
+  private status(m: Machine): MachineStatus {
+    const r = m.record;
+    const status: MachineStatus = {
+      id: r.id,
+      name: r.name,
+      state: m.state,
+      pid: r.pid,
+      startTime: new Date(r.startTime),
+      config: r.config,
+      disks: r.disks.map((d) => ({ ...d })),
+      interfaces: r.interfaces.map((i) => ({ ...i })),
+      consoles: [{ name: 'con0', hostDevice: `file:${r.consoleLog}` }],
+      consoleLog: r.consoleLog,
+    };
+    if (r.bootTime) status.bootTime = new Date(r.bootTime);
+    if (r.kernelVersion) status.kernelVersion = r.kernelVersion;
+    if (r.mconsoleSocket) status.mconsoleSocket = r.mconsoleSocket;
+    if (r.exit && m.state === 'exited') status.exit = { ...r.exit, at: new Date(r.exit.at) };
+    if (m.message) status.message = m.message;
+    return status;
+  }
+
+  private require(id: string): Machine {
+    const m = this.machines.get(id);
+    if (!m) throw new RuntimeError('not-found', { id }, 'no such machine on this node (not started or adopted by this runtime)');
+    return m;
+  }
+
+  private requireClient(m: Machine, operation: string): MconsoleClient {
+    if (m.state === 'exited') throw new RuntimeError('not-running', m.record, `cannot ${operation}: the kernel is not running`);
+    if (!m.client) throw new RuntimeError('not-running', m.record, `cannot ${operation}: its mconsole is not up (state ${m.state})`);
+    return m.client;
+  }
+
+  private requireBooted(m: Machine, operation: string): MconsoleClient {
+    const client = this.requireClient(m, operation);
+    if (!m.record.bootTime) {
+      // A device configured before the kernel finished its initcalls never appears and a later
+      // remove panics the kernel (uml-facts.md, hot-plug timing).
+      throw new RuntimeError('not-booted', m.record, `cannot ${operation} yet: the kernel has not finished booting; wait for the 'booted' event`);
+    }
+    return client;
+  }
+
+  private persist(m: Machine): void {
+    try {
+      writeMachineRecord(m.paths.machineFile, m.record);
+    } catch (error) {
+      this.settings.log.error({ machine: m.record.id, err: errorText(error) }, 'could not write machine.json');
+    }
+  }
+
+  /** Runs fn after the machine's previous operation, so two operations never interleave. */
+  private serial<T>(m: Machine, fn: () => Promise<T>): Promise<T> {
+    const run = m.busy.then(fn, fn);
+    m.busy = run.catch(() => undefined);
+    return run;
+  }
+
+  // ---- start ---------------------------------------------------------------------------------
+
+  private imagePath(machine: { id: string; name: string }, disk: DiskConfig): string {
+    const problems = diskProblems(disk);
+    if (problems.length) throw new RuntimeError('invalid-config', machine, problems.join('; '));
+    const path = resolve(this.settings.imageRoot, disk.image);
+    if (!path.startsWith(this.settings.imageRoot + sep)) {
+      throw new RuntimeError('invalid-config', machine, `disk ${disk.name}: image "${disk.image}" is outside the image root`);
+    }
+    if (!existsSync(path)) {
+      throw new RuntimeError('invalid-config', machine, `disk ${disk.name}: image "${disk.image}" does not exist under ${this.settings.imageRoot}`);
+    }
+    return path;
+  }
+
+  private checkKernel(config: MachineConfig): void {
+    let st;
+    try {
+      st = statSync(config.kernel);
+    } catch {
+      throw new RuntimeError('invalid-config', config, `kernel ${config.kernel} does not exist on this node`);
+    }
+    if (!st.isFile()) throw new RuntimeError('invalid-config', config, `kernel ${config.kernel} is not a regular file`);
+    if ((st.mode & 0o111) === 0) throw new RuntimeError('invalid-config', config, `kernel ${config.kernel} is not executable`);
+  }
+
+  async start(config: MachineConfig): Promise<MachineStatus> {
+    if (this.closed) throw new RuntimeError('not-running', config, 'the runtime is closed');
+    const problems = configProblems(config);
+    if (problems.length) throw new RuntimeError('invalid-config', config, problems.join('; '));
+    this.checkKernel(config);
+    const images = config.disks.map((disk) => ({ disk, imagePath: this.imagePath(config, disk) }));
+    const tmpfsBytes = config.memoryBytes + this.settings.tmpfsSlackBytes;
+    if (tmpfsBytes < 4 * MiB) throw new RuntimeError('invalid-config', config, `the memory file's tmpfs would be ${tmpfsBytes} bytes: too small to start`);
+
+    const known = this.machines.get(config.id);
+    if (known && known.state !== 'exited') {
+      throw new RuntimeError('already-running', config, `already running (pid ${known.record.pid}, state ${known.state}); stop it before starting it again`);
+    }
+    const paths = machinePaths(this.settings.stateDir, config.id);
+    const previous = readMachineRecord(paths.machineFile);
+    if (previous && isSameProcessAlive(previous.pid, previous.startTicks)) {
+      throw new RuntimeError('already-running', config, `already running (pid ${previous.pid}, started by another runtime instance); adopt it instead of starting it again`);
+    }
+    this.tools ??= findJailTools();
+    if (known) this.forget(known);
+    this.cleanStale(paths, config);
+
+    const uid = await this.allocations.allocateUid(config.id, this.settings.uidFirst, this.settings.uidCount);
+    const who: JailIdentity = { uid, gid: uid };
+    const interfaces: AttachedInterface[] = [];
+    const interfaceSpecs: string[] = [];
+    for (const iface of config.interfaces) {
+      const { attached, spec } = await this.prepareInterface(config, iface);
+      interfaces.push(attached);
+      interfaceSpecs.push(spec);
+    }
+
+    let cgroupDirs: string[] = [];
+    try {
+      const memoryLimit = config.memoryBytes + Math.max(this.settings.tmpfsSlackBytes, 0) + this.settings.cgroupOverheadBytes;
+      cgroupDirs = createMachineCgroup(this.settings.cgroupParent, config.id, { memoryBytes: memoryLimit, pids: 1024 })?.dirs ?? [];
+    } catch (error) {
+      throw new RuntimeError('jail-failed', config, errorText(error), { cause: error });
+    }
+    try {
+      prepareJail(paths, config.kernel, who, config.disks);
+      for (const { disk, imagePath } of images) prepareDiskImage(disk, imagePath, who);
+    } catch (error) {
+      throw new RuntimeError('jail-failed', config, errorText(error), { cause: error });
+    }
+    const args = kernelArgs({ config, measuredLpj: readMeasuredLpj(this.sharedDir), interfaceSpecs });
+    const script = buildJailScript({
+      paths, who, tmpfsBytes, cgroupDirs, sharedDir: this.sharedDir, binds: diskBindMounts(paths, images), kernelArgs: args,
+      rlimits: { openFiles: 1024, processes: 512 }, tools: this.tools,
+    });
+    writeFileSync(paths.jailScript, script, { mode: 0o700 });
+
+    const m: Machine = {
+      record: {
+        id: config.id, name: config.name, pid: 0, startTime: '', startTicks: '', config,
+        notifySocket: paths.notifySocket, jailDir: paths.jailDir, consoleLog: paths.consoleLog, uid, gid: uid, cgroupDirs,
+        disks: config.disks.map((d) => ({ name: d.name, image: d.image, mode: d.mode })), interfaces,
+      },
+      paths, state: 'starting', tmpfsBytes,
+      mconsoleUp: new Signal(), exited: new Signal(), syncWaiters: new Set(), busy: Promise.resolve(),
+    };
+    try {
+      m.notify = listenNotify(paths.notifySocket, (msg) => this.onNotify(m, msg),
+        (error) => this.settings.log.warn({ machine: config.id, err: error.message }, 'notify socket problem'), { mode: 0o666 });
+    } catch (error) {
+      throw new RuntimeError('jail-failed', config, errorText(error), { cause: error });
+    }
+
+    const consoleFd = openSync(paths.consoleLog, 'w', 0o640);
+    let child: ChildProcess;
+    try {
+      // detached: a session and process group of its own, so the kernel outlives the agent and
+      // the whole group can be signalled. unshare execs (no fork): the pid is the kernel's.
+      child = spawn('unshare', ['--mount', '--propagation', 'private', '/bin/sh', paths.jailScript], {
+        detached: true, stdio: ['ignore', consoleFd, consoleFd], env: { PATH: SYSTEM_PATH }, cwd: paths.dir,
+      });
+      await new Promise<void>((ok, fail) => {
+        child.once('spawn', ok);
+        child.once('error', fail);
+      });
+    } catch (error) {
+      m.notify.close();
+      throw new RuntimeError('start-failed', config, `could not spawn the jail: ${errorText(error)}`, { cause: error });
+    } finally {
+      closeSync(consoleFd);
+    }
+    child.unref();
+    const pid = child.pid!;
+    const startTicks = readStartTicks(pid) ?? '';
+    m.child = child;
+    m.record.pid = pid;
+    m.record.startTicks = startTicks;
+    m.record.startTime = (startTicks ? startTimeFromTicks(startTicks) : new Date()).toISOString();
+    this.machines.set(config.id, m);
+    this.persist(m);
+    child.once('exit', (code, signal) => this.onExit(m, code, signal));
+    m.console = new ConsoleFollower(paths.consoleLog, 0, (signal) => this.onConsole(m, signal));
+    this.settings.log.info({ machine: config.id, name: config.name, pid }, 'kernel started');
+
+    const outcome = await Promise.race([
+      m.mconsoleUp.promise.then((socket) => ({ kind: 'up' as const, socket })),
+      m.exited.promise.then((exit) => ({ kind: 'exited' as const, exit })),
+      sleep(this.settings.startTimeoutMs).then(() => ({ kind: 'timeout' as const })),
+    ]);
+    if (outcome.kind === 'exited') {
+      throw new RuntimeError('start-failed', config, `the kernel exited before its mconsole came up: ${this.describeEarlyExit(m, outcome.exit)}`);
+    }
+    if (outcome.kind === 'timeout') {
+      // Not killed: it may only be slow. The caller decides whether to stop it.
+      m.state = 'unknown';
+      m.message = `mconsole did not come up within ${this.settings.startTimeoutMs} ms`;
+      throw new RuntimeError('start-failed', config, `${m.message}; the kernel (pid ${pid}) was left running, see ${paths.consoleLog}`);
+    }
+    try {
+      m.record.kernelVersion = (await m.client!.version()).trim();
+    } catch (error) {
+      m.message = `mconsole is up but 'version' failed: ${errorText(error)}`;
+    }
+    this.persist(m);
+    return this.status(m);
+  }
+
+  /** Leaves nothing of a dead machine's run but its private disks (COW files are guest data). */
+  private cleanStale(paths: MachinePaths, machine: { id: string; name: string }): void {
+    if (!existsSync(paths.dir)) return;
+    const left = unmountAllUnder(paths.dir);
+    if (left.length) throw new RuntimeError('jail-failed', machine, `stale mounts under ${paths.dir} could not be unmounted: ${left.join(', ')}`);
+    for (const path of [paths.umlDir, paths.tmpDir, paths.notifySocket, paths.devDir, paths.sharedMount, paths.jailScript]) {
+      rmSync(path, { recursive: true, force: true });
+    }
+    if (existsSync(paths.consoleLog)) renameSync(paths.consoleLog, `${paths.consoleLog}.previous`);
+    this.settings.log.info({ machine: machine.id }, 'cleaned the state directory of a previous run');
+  }
+
+  private describeEarlyExit(m: Machine, exit: ExitInfo): string {
+    const how = exit.signal ? `killed by ${exit.signal}` : `exit code ${exit.code}`;
+    if (exit.panic) return `${exit.panic} (${how})`;
+    let text = '';
+    try {
+      text = readFileSync(m.paths.consoleLog, 'utf8');
+    } catch {
+      /* nothing logged */
+    }
+    const jailLine = /umlmon-jail: .*/.exec(text)?.[0];
+    if (jailLine) return `${jailLine} (${how})`;
+    const tail = text.trim().split('\n').slice(-3).join(' | ');
+    return `${how}; last console lines: ${tail || '(none)'}`;
+  }
+
+  // ---- kernel notifications ------------------------------------------------------------------
+
+  private onNotify(m: Machine, message: NotifyMessage): void {
+    const id = m.record.id;
+    switch (message.type) {
+      case 'socket': {
+        let socket: string;
+        try {
+          socket = hostPathFromJail(m.paths.jailDir, message.path);
+        } catch (error) {
+          this.settings.log.warn({ machine: id, err: errorText(error) }, 'ignoring a bad notify socket message');
+          return;
+        }
+        if (m.client?.socketPath !== socket) {
+          m.client?.close();
+          m.client = new MconsoleClient(socket, { timeoutMs: this.settings.mconsoleTimeoutMs, name: describeMachine(m.record) });
+        }
+        m.record.mconsoleSocket = socket;
+        if (m.state === 'starting' || m.state === 'unknown') m.state = 'running';
+        if (m.mconsoleUp.resolved) {
+          // A second MCONSOLE_SOCKET: the guest rebooted in the same process (e.g. after cad).
+          m.record.bootTime = undefined;
+        }
+        m.mconsoleUp.resolve(socket);
+        this.persist(m);
+        this.emit({ type: 'mconsole-ready', id });
+        return;
+      }
+      case 'panic':
+        m.lastPanic = message.message.trim();
+        this.emit({ type: 'panic', id, message: m.lastPanic });
+        return;
+      case 'hang':
+        this.emit({ type: 'hang', id });
+        return;
+      case 'user':
+        this.emit({ type: 'guest-message', id, message: message.message.replace(/\n$/, '') });
+        return;
+    }
+  }
+
+  private onConsole(m: Machine, signal: ConsoleSignal): void {
+    switch (signal.type) {
+      case 'booted': {
+        const at = new Date();
+        m.record.bootTime = at.toISOString();
+        this.persist(m);
+        this.emit({ type: 'booted', id: m.record.id, at });
+        return;
+      }
+      case 'lpj':
+        try {
+          recordMeasuredLpj(this.sharedDir, signal.value);
+        } catch (error) {
+          this.settings.log.warn({ err: errorText(error) }, 'could not cache the measured lpj');
+        }
+        return;
+      case 'panic':
+        m.lastPanic ??= signal.message;
+        return;
+      case 'memory-file-full':
+        m.memoryFileFull = signal.message;
+        return;
+      case 'sync-complete':
+        for (const waiter of m.syncWaiters) waiter();
+        m.syncWaiters.clear();
+        return;
+    }
+  }
+
+  private onExit(m: Machine, code: number | null, signal: string | null): void {
+    if (m.state === 'exited' || this.machines.get(m.record.id) !== m) return;
+    m.console?.drain();
+    let panic = m.lastPanic;
+    if (m.memoryFileFull) {
+      const size = m.tmpfsBytes ? ` (${Math.round(m.tmpfsBytes / MiB)} MiB)` : '';
+      panic = `the memory file's tmpfs${size} ran out of space: it must hold the guest's whole memory; ` +
+        `raise the tmpfs slack or lower the memory (${m.memoryFileFull}${m.lastPanic ? `; ${m.lastPanic}` : ''})`;
+    }
+    const exit: ExitInfo = { code, signal, at: new Date() };
+    if (panic) exit.panic = panic;
+    m.state = 'exited';
+    m.record.exit = { code, signal, at: exit.at.toISOString(), ...(panic ? { panic } : {}) };
+    this.release(m);
+    this.persist(m);
+    this.settings.log.info({ machine: m.record.id, code, signal, panic }, 'kernel exited');
+    m.exited.resolve(exit);
+    this.emit({ type: 'exited', id: m.record.id, exit });
+  }
+
+  /** Drops sockets and watchers; the kernel itself is not touched. */
+  private release(m: Machine): void {
+    m.client?.close();
+    m.client = undefined;
+    m.notify?.close();
+    m.notify = undefined;
+    m.console?.close();
+    m.console = undefined;
+    m.exitWatcher?.close();
+    m.exitWatcher = undefined;
+  }
+
+  private forget(m: Machine): void {
+    this.release(m);
+    m.child?.removeAllListeners('exit');
+    this.machines.delete(m.record.id);
+  }
+
+  // ---- adoption ------------------------------------------------------------------------------
+
+  async adoptAll(): Promise<MachineStatus[]> {
+    const { records, problems } = readAllMachineRecords(this.settings.stateDir);
+    for (const problem of problems) this.settings.log.warn(problem, 'unreadable machine.json; left alone');
+    const adopted: MachineStatus[] = [];
+    for (const record of records) {
+      const known = this.machines.get(record.id);
+      if (known) {
+        adopted.push(this.status(known));
+        continue;
+      }
+      adopted.push(this.status(await this.adopt(record)));
+    }
+    return adopted;
+  }
+
+  /** Takes over one recorded machine without starting or stopping anything. */
+  private async adopt(record: MachineRecord): Promise<Machine> {
+    const paths = machinePaths(this.settings.stateDir, record.id);
+    const m: Machine = {
+      record, paths, state: 'unknown',
+      mconsoleUp: new Signal(), exited: new Signal(), syncWaiters: new Set(), busy: Promise.resolve(),
+    };
+    m.tmpfsBytes = record.config.memoryBytes + this.settings.tmpfsSlackBytes;
+    this.machines.set(record.id, m);
+    if (!record.pid || !isSameProcessAlive(record.pid, record.startTicks)) {
+      m.state = 'exited';
+      if (!record.exit) {
+        let panic: string | undefined;
+        try {
+          panic = summarizeConsole(readFileSync(paths.consoleLog, 'utf8')).panic;
+        } catch {
+          /* no console log */
+        }
+        record.exit = { code: null, signal: null, at: new Date().toISOString(), ...(panic ? { panic } : {}) };
+        this.persist(m);
+      }
+      m.exited.resolve({ ...record.exit, at: new Date(record.exit.at) });
+      this.settings.log.info({ machine: record.id }, 'adopted a machine whose kernel is gone');
+      return m;
+    }
+    // The kernel now reports to a socket we own. A stale socket file of the previous agent is
+    // replaced; nothing is sent to the kernel but `version`.
+    try {
+      m.notify = listenNotify(paths.notifySocket, (msg) => this.onNotify(m, msg),
+        (error) => this.settings.log.warn({ machine: record.id, err: error.message }, 'notify socket problem'), { mode: 0o666 });
+    } catch (error) {
+      m.message = `cannot listen on its notify socket: ${errorText(error)}`;
+    }
+    m.exitWatcher = new ExitWatcher(record.pid, () => this.onExit(m, null, null));
+    let offset = 0;
+    try {
+      // Already booted: only new lines matter. Not yet: read from the start to see the boot line.
+      if (record.bootTime) offset = statSync(paths.consoleLog).size;
+    } catch {
+      /* no console log yet */
+    }
+    try {
+      m.console = new ConsoleFollower(paths.consoleLog, offset, (signal) => this.onConsole(m, signal));
+    } catch (error) {
+      this.settings.log.warn({ machine: record.id, err: errorText(error) }, 'cannot follow the console log');
+    }
+    const socket = record.mconsoleSocket ?? (existsSync(paths.expectedMconsoleSocket) ? paths.expectedMconsoleSocket : undefined);
+    if (!socket) {
+      m.state = 'starting';
+      m.message = 'adopted before its mconsole came up';
+      return m;
+    }
+    if ((m.state as MachineState) === 'exited') return m;
+    m.client ??= new MconsoleClient(socket, { timeoutMs: this.settings.mconsoleTimeoutMs, name: describeMachine(record) });
+    try {
+      record.kernelVersion = (await m.client.version()).trim();
+      record.mconsoleSocket = socket;
+      m.mconsoleUp.resolve(socket);
+      if ((m.state as MachineState) !== 'exited') m.state = record.paused ? 'paused' : 'running';
+      m.message = undefined;
+      this.persist(m);
+    } catch (error) {
+      // Present but silent: reported, never killed (KubeVirt #18763).
+      if ((m.state as MachineState) !== 'exited') {
+        m.state = 'unknown';
+        m.message = `process ${record.pid} is alive but mconsole does not answer: ${errorText(error)}`;
+      }
+    }
+    this.settings.log.info({ machine: record.id, pid: record.pid, state: m.state }, 'adopted a running kernel');
+    return m;
+  }
+
+  // ---- stop, pause, resume ------------------------------------------------------------------
+
+  async stop(id: string, options: StopOptions): Promise<void> {
+    const m = this.require(id);
+    const pid = m.record.pid;
+    if (m.state !== 'exited') {
+      m.state = 'stopping';
+      const client = m.client;
+      if (client) {
+        await client.cad().catch((error) => this.settings.log.warn({ machine: id, err: errorText(error) }, 'cad failed'));
+        if (!(await within(m.exited.promise, options.gracePeriodMs))) {
+          this.settings.log.info({ machine: id }, 'grace period over: halting');
+          await client.halt().catch((error) => this.settings.log.warn({ machine: id, err: errorText(error) }, 'halt failed'));
+          if (!(await within(m.exited.promise, 5000))) killGroup(pid, 'SIGKILL');
+        }
+      } else {
+        killGroup(pid, 'SIGTERM');
+        if (!(await within(m.exited.promise, options.gracePeriodMs))) killGroup(pid, 'SIGKILL');
+      }
+      if (!(await within(m.exited.promise, 10000))) {
+        throw new RuntimeError('not-running', m.record, `process ${pid} did not exit after SIGKILL`);
+      }
+    }
+    // UML leaves a helper behind for 1-2 s now and then: the stop is done when the group is.
+    if (!(await waitGroupGone(pid, 3000))) {
+      killGroup(pid, 'SIGKILL');
+      if (!(await waitGroupGone(pid, 5000))) throw new RuntimeError('not-running', m.record, `processes of group ${pid} are still alive after SIGKILL`);
+    }
+    removeMachineCgroup(this.settings.cgroupParent, id);
+  }
+
+  pause(id: string): Promise<void> {
+    const m = this.require(id);
+    return this.serial(m, async () => {
+      const client = this.requireClient(m, 'pause');
+      try {
+        await client.stop();
+      } catch (error) {
+        if (!(error instanceof MconsoleError && /already stopped/i.test(error.reply))) throw this.deviceError(m, 'pause', error);
+      }
+      m.state = 'paused';
+      m.record.paused = true;
+      this.persist(m);
+    });
+  }
+
+  resume(id: string): Promise<void> {
+    const m = this.require(id);
+    return this.serial(m, async () => {
+      const client = this.requireClient(m, 'resume');
+      try {
+        await client.go();
+      } catch (error) {
+        if (!(error instanceof MconsoleError && /not stopped/i.test(error.reply))) throw this.deviceError(m, 'resume', error);
+      }
+      m.state = 'running';
+      m.record.paused = false;
+      this.persist(m);
+    });
+  }
+
+  private deviceError(m: Machine, operation: string, error: unknown): RuntimeError {
+    if (error instanceof RuntimeError) return error;
+    return new RuntimeError('device-failed', m.record, `${operation} failed: ${error instanceof MconsoleError ? `the kernel said "${error.reply}" (error ${error.code})` : errorText(error)}`, { cause: error });
+  }
+
+  // ---- disks ---------------------------------------------------------------------------------
+
+  attachDisk(id: string, disk: DiskConfig): Promise<AttachedDisk> {
+    const m = this.require(id);
+    return this.serial(m, async () => {
+      const client = this.requireBooted(m, `attach disk ${disk.name}`);
+      const imagePath = this.imagePath(m.record, disk);
+      if (m.record.disks.some((d) => d.name === disk.name)) {
+        throw new RuntimeError('invalid-config', m.record, `disk ${disk.name} is already attached; detach it first`);
+      }
+      const who = { uid: m.record.uid, gid: m.record.gid };
+      const [bind] = diskBindMounts(m.paths, [{ disk, imagePath }]);
+      try {
+        prepareDiskImage(disk, imagePath, who);
+        if (!existsSync(bind!.target)) writeFileSync(bind!.target, '', { mode: 0o600 });
+        inMachineNamespace(m.record.pid, bindMountScript(bind!));
+      } catch (error) {
+        throw new RuntimeError('device-failed', m.record, `cannot attach disk ${disk.name} (${disk.image}): ${errorText(error)}`, { cause: error });
+      }
+      try {
+        await client.request(`config ${diskDeviceSpec(disk)}`);
+      } catch (error) {
+        this.unbind(m, bind!.target);
+        throw this.deviceError(m, `attach disk ${disk.name}`, error);
+      }
+      const node = diskDeviceNode(disk.name);
+      const deadline = Date.now() + 3000;
+      while (!(await this.guestPartitions(client)).includes(node) && Date.now() < deadline) await sleep(50);
+      const attached: AttachedDisk = { name: disk.name, image: disk.image, mode: disk.mode };
+      try {
+        attached.backing = (await client.config(disk.name)).trim();
+      } catch {
+        /* informational only */
+      }
+      m.record.disks.push(attached);
+      this.persist(m);
+      return attached;
+    });
+  }
+
+  private async guestPartitions(client: MconsoleClient): Promise<string[]> {
+    const text = await client.proc('partitions');
+    return text.split('\n').map((line) => line.trim().split(/\s+/)[3]).filter((name): name is string => !!name && name !== 'name');
+  }
+
+  private unbind(m: Machine, target: string): void {
+    try {
+      inMachineNamespace(m.record.pid, `umount ${shellQuote(target)}`);
+    } catch (error) {
+      this.settings.log.warn({ machine: m.record.id, target, err: errorText(error) }, 'could not unmount a disk image in the jail');
+    }
+  }
+
+  detachDisk(id: string, name: string): Promise<void> {
+    const m = this.require(id);
+    return this.serial(m, async () => {
+      const client = this.requireBooted(m, `detach disk ${name}`);
+      const attached = m.record.disks.find((d) => d.name === name);
+      if (!attached) throw new RuntimeError('invalid-config', m.record, `disk ${name} is not attached`);
+      const node = diskDeviceNode(name);
+      const partitions = await this.guestPartitions(client).catch((error) => {
+        throw this.deviceError(m, `detach disk ${name} (reading /proc/partitions)`, error);
+      });
+      if (!partitions.includes(node)) {
+        // The kernel accepted the device but the guest never saw it: removing it could panic
+        // the kernel (uml-facts.md). Leave it and say so.
+        throw new RuntimeError('device-failed', m.record, `disk ${name} does not appear in the guest's /proc/partitions; not removing it (that can panic the kernel)`);
+      }
+      try {
+        await client.remove(name);
+      } catch (error) {
+        if (error instanceof MconsoleError && error.code === -16) {
+          throw new RuntimeError('disk-in-use', m.record, `disk ${name} is in use (mounted) in the guest; unmount it in the guest first`, { cause: error });
+        }
+        if (!(error instanceof MconsoleError && error.code === -19)) throw this.deviceError(m, `detach disk ${name}`, error);
+      }
+      this.unbind(m, join(m.paths.jailDir, diskFilesInJail(attached).image));
+      m.record.disks = m.record.disks.filter((d) => d.name !== name);
+      this.persist(m);
+    });
+  }
+
+  // ---- interfaces ----------------------------------------------------------------------------
+
+  /** MAC, switch and the kernel's device spec for one interface. */
+  private async prepareInterface(machine: { id: string; name: string }, iface: InterfaceConfig): Promise<{ attached: AttachedInterface; spec: string }> {
+    const problems = interfaceProblems(iface);
+    if (problems.length) throw new RuntimeError('invalid-config', machine, problems.join('; '));
+    if (iface.transport === 'tuntap' || iface.transport === 'tap') {
+      throw new RuntimeError('unsupported', machine, `interface ${iface.name}: transport ${iface.transport} needs a tap device and /dev/net/tun in the jail, which this runtime does not set up yet`);
+    }
+    let mac: string;
+    try {
+      mac = await this.allocations.allocateMac(machine.id, iface.name, iface.mac);
+    } catch (error) {
+      throw new RuntimeError('invalid-config', machine, `interface ${iface.name}: ${errorText(error)}`, { cause: error });
+    }
+    let switchSocket: string | undefined;
+    if (iface.transport === 'daemon') {
+      try {
+        switchSocket = (await ensureSwitch(this.settings.stateDir, iface.daemon!.switch, this.settings.umlSwitch)).controlSocketInJail;
+      } catch (error) {
+        throw new RuntimeError('device-failed', machine, `interface ${iface.name}: ${errorText(error)}`, { cause: error });
+      }
+    }
+    return { attached: { name: iface.name, transport: iface.transport, mac }, spec: interfaceDeviceSpec(iface, mac, switchSocket) };
+  }
+
+  attachInterface(id: string, iface: InterfaceConfig): Promise<AttachedInterface> {
+    const m = this.require(id);
+    return this.serial(m, async () => {
+      const client = this.requireBooted(m, `attach interface ${iface.name}`);
+      if (m.record.interfaces.some((i) => i.name === iface.name)) {
+        throw new RuntimeError('invalid-config', m.record, `interface ${iface.name} is already attached; detach it first`);
+      }
+      const { attached, spec } = await this.prepareInterface(m.record, iface);
+      try {
+        await client.request(`config ${spec}`);
+      } catch (error) {
+        throw this.deviceError(m, `attach interface ${iface.name}`, error);
+      }
+      m.record.interfaces.push(attached);
+      m.record.config = { ...m.record.config, interfaces: [...m.record.config.interfaces.filter((i) => i.name !== iface.name), iface] };
+      this.persist(m);
+      return attached;
+    });
+  }
+
+  detachInterface(id: string, name: string): Promise<void> {
+    const m = this.require(id);
+    return this.serial(m, async () => {
+      const client = this.requireBooted(m, `detach interface ${name}`);
+      if (!m.record.interfaces.some((i) => i.name === name)) throw new RuntimeError('invalid-config', m.record, `interface ${name} is not attached`);
+      try {
+        await client.remove(name);
+      } catch (error) {
+        if (error instanceof MconsoleError && error.code === -16) {
+          throw new RuntimeError('interface-in-use', m.record, `interface ${name} is up in the guest; bring it down in the guest first`, { cause: error });
+        }
+        if (!(error instanceof MconsoleError && error.code === -19)) throw this.deviceError(m, `detach interface ${name}`, error);
+      }
+      m.record.interfaces = m.record.interfaces.filter((i) => i.name !== name);
+      this.persist(m);
+    });
+  }
+
+  // ---- backup, guest info --------------------------------------------------------------------
+
+  backup(id: string, destinationDir: string): Promise<BackupResult> {
+    const m = this.require(id);
+    return this.serial(m, async () => {
+      const client = this.requireClient(m, 'back up');
+      const files = m.record.disks
+        .filter((d) => d.mode !== 'readOnly')
+        .map((d) => ({
+          disk: d.name,
+          source: d.mode === 'cow' ? join(m.paths.jailDir, diskFilesInJail(d).cow!) : resolve(this.settings.imageRoot, d.image),
+          destination: join(destinationDir, d.mode === 'cow' ? `${d.name}.cow` : `${d.name}.img`),
+        }));
+      mkdirSync(destinationDir, { recursive: true });
+      const startedAt = new Date();
+      const wasPaused = m.state === 'paused';
+      const result: BackupResult = { startedAt, finishedAt: startedAt, pausedMs: 0, files: [] };
+      if (!wasPaused) {
+        // Flush first: a stopped UML kernel runs no work queues, so an emergency sync asked for
+        // while stopped would only happen after `go`.
+        const synced = new Promise<void>((ok) => m.syncWaiters.add(ok));
+        await client.sysrq('s').catch((error) => this.settings.log.warn({ machine: id, err: errorText(error) }, 'sysrq s failed'));
+        await within(synced, 5000);
+      }
+      const pausedAt = Date.now();
+      try {
+        if (!wasPaused) {
+          try {
+            await client.stop();
+          } catch (error) {
+            if (!(error instanceof MconsoleError && /already stopped/i.test(error.reply))) throw error;
+          }
+          await client.sysrq('s').catch(() => undefined);
+        }
+        for (const file of files) {
+          await execFileAsync('cp', ['--sparse=always', '--reflink=auto', file.source, file.destination]);
+          result.files.push({ ...file, bytes: statSync(file.destination).size });
+        }
+      } catch (error) {
+        result.error = `backup of machine ${describeMachine(m.record)} failed: ${errorText(error)}`;
+      } finally {
+        if (!wasPaused) await this.resumeAfterBackup(m, client);
+        result.pausedMs = Date.now() - pausedAt;
+      }
+      result.finishedAt = new Date();
+      return result;
+    });
+  }
+
+  /** The guest must run again whatever happened to the copy: retry `go` a few times. */
+  private async resumeAfterBackup(m: Machine, client: MconsoleClient): Promise<void> {
+    for (let attempt = 1; attempt <= 5; attempt++) {
+      try {
+        await client.go();
+        return;
+      } catch (error) {
+        if (error instanceof MconsoleError && /not stopped/i.test(error.reply)) return;
+        this.settings.log.error({ machine: m.record.id, attempt, err: errorText(error) }, 'could not resume the guest after a backup');
+        await sleep(200 * attempt);
+      }
+    }
+    m.message = 'the guest could not be resumed after a backup: mconsole `go` failed five times';
+  }
+
+  async guestInfo(id: string): Promise<GuestInfo> {
+    const m = this.require(id);
+    const client = this.requireClient(m, 'read guest info');
+    const uptime = await client.proc('uptime');
+    const load = await client.proc('loadavg');
+    return { uptimeSeconds: Number(uptime.trim().split(/\s+/)[0]), loadAverage: load.trim().split(/\s+/).slice(0, 3).join(' ') };
+  }
+
+  // ---- removal, close ------------------------------------------------------------------------
+
+  async remove(id: string): Promise<void> {
+    const paths = machinePaths(this.settings.stateDir, id);
+    const m = this.machines.get(id);
+    const record = m?.record ?? readMachineRecord(paths.machineFile);
+    const who = { id, name: record?.name ?? id };
+    if (record?.pid && isSameProcessAlive(record.pid, record.startTicks)) {
+      throw new RuntimeError('already-running', who, `cannot remove: the kernel is still running (pid ${record.pid}); stop it first`);
+    }
+    if (record?.pid && groupAlive(record.pid) && !(await waitGroupGone(record.pid, 3000))) {
+      throw new RuntimeError('already-running', who, `cannot remove: processes of group ${record.pid} are still alive`);
+    }
+    if (m) this.forget(m);
+    // Mounts in the kernel's namespace went with it; anything on the host side must go before
+    // the directory does, or rm would reach through a bind mount into an image.
+    const left = unmountAllUnder(paths.dir);
+    if (left.length) throw new RuntimeError('jail-failed', who, `cannot remove: still mounted under ${paths.dir}: ${left.join(', ')}`);
+    rmSync(paths.dir, { recursive: true, force: true });
+    removeMachineCgroup(this.settings.cgroupParent, id);
+    await this.allocations.releaseUid(id);
+    await this.allocations.releaseMacs(id);
+    const switches = new Set(record?.config.interfaces.filter((i) => i.transport === 'daemon').map((i) => i.daemon!.switch) ?? []);
+    if (switches.size) {
+      const users = readAllMachineRecords(this.settings.stateDir).records.flatMap((r) =>
+        r.config.interfaces.filter((i) => i.transport === 'daemon').map((i) => i.daemon!.switch));
+      for (const name of switches) if (!users.includes(name)) await stopSwitch(this.settings.stateDir, name);
+    }
+    this.settings.log.info({ machine: id }, 'removed');
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const m of this.machines.values()) this.forget(m);
+    this.listeners.clear();
+  }
+}
