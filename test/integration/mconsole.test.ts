@@ -150,6 +150,20 @@ describe('mconsole on a running kernel', () => {
     }
   });
 
+  it('a client nobody closes lets its process exit once idle', async () => {
+    const index = join(REPO_ROOT, 'src/runtime/mconsole/index.ts');
+    const script = `import { MconsoleClient } from ${JSON.stringify(index)};
+      const client = new MconsoleClient(${JSON.stringify(socketPath)}, { idleCloseMs: 50 });
+      console.log(await client.version());`;
+    // No close(), no process.exit(): the child must end by itself.
+    const stdout = await new Promise<string>((resolve, reject) => {
+      execFile(process.execPath, ['--input-type=module', '-e', script], { timeout: 20_000 }, (error, out, err) => {
+        if (error) reject(new Error(`${error.message}\n${err}`)); else resolve(out);
+      });
+    });
+    assert.match(stdout, /^Linux \S+ 6\./);
+  });
+
   it('reboot restarts the kernel: a second socket notify, and the guest boots again', async () => {
     const seen = uml.notifications.length;
     assert.equal(await client.reboot(), '');

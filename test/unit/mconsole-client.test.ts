@@ -221,4 +221,14 @@ describe('MconsoleClient', () => {
     assert.equal(await client.proc('uptime'), '0.52 0.00\n', 'the kernel\'s leading line break is dropped');
     assert.equal(fake.received.at(-1)?.command, 'proc uptime');
   });
+
+  it('binds a fresh address after being idle and keeps working', async () => {
+    const fake = fakeKernel();
+    const client = fake.connect({ idleCloseMs: 1 });
+    assert.equal(await client.version(), 'ok: version');
+    const first = fake.received[0]?.from;
+    while (client.localAddress !== undefined) await new Promise((resolve) => setTimeout(resolve, 5));
+    assert.equal(await client.go(), 'ok: go');
+    assert.notEqual(fake.received[1]?.from, first);
+  });
 });

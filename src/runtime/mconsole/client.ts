@@ -20,12 +20,19 @@ import {
 import { decodeReply, encodeRequest } from './protocol.ts';
 
 export const DEFAULT_MCONSOLE_TIMEOUT_MS = 5000;
+export const DEFAULT_MCONSOLE_IDLE_CLOSE_MS = 1000;
 
 export interface MconsoleClientOptions {
   /** Per-request timeout unless the request gives its own. Default 5000 ms. */
   timeoutMs?: number;
   /** Machine name for error messages, e.g. "default/web-1". */
   name?: string;
+  /**
+   * Close the socket after this long with nothing to send (the next request binds a new one).
+   * An open socket keeps Node's event loop alive and node-unix-socket cannot unref it, so an idle
+   * client, even one never closed, lets the process exit after this delay. Default 1000 ms.
+   */
+  idleCloseMs?: number;
 }
 
 interface QueuedRequest {
@@ -62,13 +69,15 @@ const DEVICE_NAME = /^[A-Za-z0-9_.:-]+$/;
 const PROC_FILE = /^[A-Za-z0-9_.:/-]+$/;
 
 /**
- * Talks to one kernel's mconsole socket. Open a client per machine and close() it when done:
- * its socket (bound lazily on the first request) keeps Node's event loop alive while open.
+ * Talks to one kernel's mconsole socket. Open a client per machine and close() it when done.
+ * Its socket is bound on demand and released after `idleCloseMs` without requests.
  */
 export class MconsoleClient {
   readonly socketPath: string;
   readonly #defaultTimeoutMs: number;
   readonly #target: string;
+  readonly #idleCloseMs: number;
+  #idleTimer: NodeJS.Timeout | undefined;
   #socket: DgramSocket | undefined;
   #address: string | undefined;
   readonly #queue: QueuedRequest[] = [];
@@ -79,6 +88,7 @@ export class MconsoleClient {
     this.socketPath = socketPath;
     this.#defaultTimeoutMs = options.timeoutMs ?? DEFAULT_MCONSOLE_TIMEOUT_MS;
     this.#target = describeTarget(socketPath, options.name);
+    this.#idleCloseMs = options.idleCloseMs ?? DEFAULT_MCONSOLE_IDLE_CLOSE_MS;
   }
 
   /** The abstract address the kernel replies to ("\0umlmon-mc-..."), once a request has been sent. */
@@ -182,7 +192,12 @@ export class MconsoleClient {
   #sendNext(): void {
     if (this.#closed || this.#inFlight !== undefined) return;
     const next = this.#queue.shift();
-    if (next === undefined) return;
+    if (next === undefined) {
+      this.#armIdleClose();
+      return;
+    }
+    clearTimeout(this.#idleTimer);
+    this.#idleTimer = undefined;
     const request: InFlightRequest = {
       ...next,
       parts: [],
@@ -217,8 +232,20 @@ export class MconsoleClient {
     return socket;
   }
 
+  #armIdleClose(): void {
+    if (this.#socket === undefined || this.#idleTimer !== undefined) return;
+    this.#idleTimer = setTimeout(() => {
+      this.#idleTimer = undefined;
+      if (this.#inFlight === undefined && this.#queue.length === 0) this.#dropSocket();
+    }, this.#idleCloseMs);
+    // The socket holds the event loop until this fires; the timer itself need not.
+    this.#idleTimer.unref();
+  }
+
   /** Closes the current socket so that nothing more sent to its address is read. */
   #dropSocket(): void {
+    clearTimeout(this.#idleTimer);
+    this.#idleTimer = undefined;
     const socket = this.#socket;
     this.#socket = undefined;
     this.#address = undefined;

@@ -1,6 +1,6 @@
 // UML's management console, natively: the request/reply client, the notify socket, and the
 // wire format underneath both.
-export { MconsoleClient, DEFAULT_MCONSOLE_TIMEOUT_MS } from './client.ts';
+export { MconsoleClient, DEFAULT_MCONSOLE_TIMEOUT_MS, DEFAULT_MCONSOLE_IDLE_CLOSE_MS } from './client.ts';
 export type { MconsoleClientOptions } from './client.ts';
 export {
   MconsoleError, MconsoleTimeoutError, MconsoleUnreachableError, InvalidMconsoleCommandError,
