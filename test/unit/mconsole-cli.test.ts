@@ -4,6 +4,8 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { DgramSocket } from 'node-unix-socket';
 import { parseMconsoleArgs, resolveMconsoleTarget } from '../../src/cli/commands/mconsole.ts';
 
@@ -73,5 +75,38 @@ describe('resolveMconsoleTarget', () => {
     assert.throws(() => resolveMconsoleTarget('default/twin', stateDir), /2 machines are named 'default\/twin'/);
     assert.throws(() => resolveMconsoleTarget('broken', stateDir), /cannot read .*broken\/machine.json/);
     assert.throws(() => resolveMconsoleTarget('nosock', stateDir), /no absolute mconsoleSocket path/);
+  });
+});
+
+describe('umlmon mconsole exit status', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'umlmon-mc-cli-exit-'));
+  const silent = join(dir, 'mconsole');
+  const socket = new DgramSocket(); // a socket that never answers, like a hung kernel
+  socket.bind(silent);
+  after(() => { socket.close(); rmSync(dir, { recursive: true, force: true }); });
+  const main = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+  const run = (args: string[]) => new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+    execFile(process.execPath, [main, 'mconsole', ...args], { timeout: 20_000, env: { ...process.env, UMLMON_STATE_DIR: dir } }, (error, stdout, stderr) => {
+      resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr });
+    });
+  });
+
+  it('is 2 with a clear message when no reply comes in time', async () => {
+    const result = await run(['--timeout', '0.2', silent, 'version']);
+    assert.equal(result.code, 2);
+    assert.equal(result.stdout, '');
+    assert.match(result.stderr, /no reply to 'version' within 200 ms/);
+  });
+
+  it('is 2 for usage errors and refused commands, 0 for --help', async () => {
+    const usage = await run([silent]);
+    assert.equal(usage.code, 2);
+    assert.match(usage.stderr, /missing the command/);
+    const refused = await run([silent, 'log', 'x'.repeat(600)]);
+    assert.equal(refused.code, 2);
+    assert.match(refused.stderr, /refusing to send mconsole command/);
+    const help = await run(['--help']);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /^usage: umlmon mconsole/);
   });
 });

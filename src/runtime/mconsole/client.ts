@@ -23,7 +23,10 @@ export const DEFAULT_MCONSOLE_TIMEOUT_MS = 5000;
 export const DEFAULT_MCONSOLE_IDLE_CLOSE_MS = 1000;
 
 export interface MconsoleClientOptions {
-  /** Per-request timeout unless the request gives its own. Default 5000 ms. */
+  /**
+   * Per-request timeout unless the request gives its own. Default 5000 ms. It counts from when
+   * the request is sent, not while it waits in the queue behind another one.
+   */
   timeoutMs?: number;
   /** Machine name for error messages, e.g. "default/web-1". */
   name?: string;
@@ -117,7 +120,7 @@ export class MconsoleClient {
     });
   }
 
-  /** "Linux <release> <version>" of the guest kernel, e.g. "Linux 6.1.0-... #1 Debian ...". */
+  /** uname of the guest kernel: "Linux <nodename> <release> <build> <machine>", e.g. "Linux (none) 6.1.176 #1 ... x86_64". */
   version(): Promise<string> { return this.request('version'); }
   /** Stops the kernel at once, without the guest's shutdown (no sync). The process exits. */
   halt(): Promise<string> { return this.request('halt'); }
