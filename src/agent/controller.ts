@@ -1,0 +1,292 @@
+// The controller: wires the source's changes, the runtime's node events, a slow resync, guest
+// info refreshes and backup schedules into one work queue, and runs reconcile(key) on workers.
+//
+// Startup order matters (kubevirt #18763, #18981): subscribe to runtime events, adopt the
+// machines that kept running while the agent was away, wait for the source's initial list,
+// and only then start the workers. Until then nothing is acted on, so an empty view never
+// looks like deleted machines.
+import type { Logger } from 'pino';
+import { errorText } from '../runtime/errors.ts';
+import type { MachineStatus, Runtime, RuntimeEvent } from '../runtime/types.ts';
+import { BackupScheduler } from './backups.ts';
+import type { CoreMetrics } from './core-metrics.ts';
+import { gracePeriodMsFromLabels, keyFromLabels } from './machine-config.ts';
+import { describeExit, isAlive } from './plan.ts';
+import { TerminalError, type Reconciler } from './reconcile.ts';
+import { keyOf, type EventType, type MachineKey, type MachineSource } from './source.ts';
+import { WorkQueue, runWorkers } from './workqueue.ts';
+
+export interface ControllerOptions {
+  workers: number;
+  resyncPeriodSeconds: number;
+  guestInfoIntervalSeconds: number;
+}
+
+export interface ControllerDeps {
+  source: MachineSource;
+  runtime: Runtime;
+  reconciler: Reconciler;
+  logger: Logger;
+  metrics?: CoreMetrics;
+}
+
+/** How often a failed source start is tried again. */
+const SOURCE_RETRY_MS = 5_000;
+
+export class Controller {
+  readonly #options: ControllerOptions;
+  readonly #source: MachineSource;
+  readonly #runtime: Runtime;
+  readonly #reconciler: Reconciler;
+  readonly #logger: Logger;
+  readonly #metrics: CoreMetrics | undefined;
+  readonly queue: WorkQueue;
+  readonly #backups: BackupScheduler;
+  #unsubscribe: (() => void) | undefined;
+  #workers: Promise<void> | undefined;
+  #timers: NodeJS.Timeout[] = [];
+  #adopted = false;
+  #started = false;
+  #stopped = false;
+  #guestInfoBusy = false;
+
+  constructor(options: ControllerOptions, deps: ControllerDeps) {
+    this.#options = options;
+    this.#source = deps.source;
+    this.#runtime = deps.runtime;
+    this.#reconciler = deps.reconciler;
+    this.#logger = deps.logger;
+    this.#metrics = deps.metrics;
+    this.queue = new WorkQueue({ onDepth: (d) => this.#metrics?.workqueueDepth.set(undefined, d) });
+    this.#backups = new BackupScheduler((key) => {
+      this.#reconciler.markBackupDue(key);
+      this.queue.add(key);
+    }, this.#logger);
+  }
+
+  /** Cache synced and the runtime's machines adopted: reconciling is safe. */
+  ready(): boolean {
+    return this.#adopted && this.#started && this.#source.synced();
+  }
+
+  /**
+   * Adopts the runtime's machines (awaited: it is local and fast), then starts the source and,
+   * once its initial list is in, the workers. Resolves after adoption; `synced` resolves when
+   * the workers run.
+   */
+  async start(): Promise<{ adopted: MachineStatus[]; synced: Promise<void> }> {
+    this.#unsubscribe = this.#runtime.onEvent((e) => this.#onRuntimeEvent(e));
+    const adopted = await this.#runtime.adoptAll();
+    this.#adopted = true;
+    this.#logger.info({ machines: adopted.length, alive: adopted.filter(isAlive).length }, 'adopted the machines found in the state directory');
+    const synced = this.#startSource().then(() => {
+      if (this.#stopped) return;
+      this.#reportAdopted(adopted);
+      this.#started = true;
+      this.enqueueAll();
+      this.#workers = runWorkers(this.queue, this.#options.workers, (key) => this.#handle(key));
+      this.#every(this.#options.resyncPeriodSeconds, () => this.enqueueAll());
+      this.#every(this.#options.guestInfoIntervalSeconds, () => void this.#refreshGuestInfo());
+      this.#logger.info({ source: this.#source.kind, workers: this.#options.workers }, 'source synced; reconciling');
+    });
+    return { adopted, synced };
+  }
+
+  async #startSource(): Promise<void> {
+    for (;;) {
+      try {
+        await this.#source.start((key) => this.queue.add(key));
+        return;
+      } catch (error) {
+        if (this.#stopped) return;
+        this.#logger.error({ source: this.#source.kind, err: errorText(error) }, `starting the ${this.#source.kind} source failed; retrying in ${SOURCE_RETRY_MS / 1000} s (guests are left alone meanwhile)`);
+        await new Promise((r) => setTimeout(r, SOURCE_RETRY_MS).unref());
+        if (this.#stopped) return;
+      }
+    }
+  }
+
+  enqueue(key: MachineKey): void {
+    this.queue.add(key);
+  }
+
+  /** Every key the source knows and every key the runtime's machines carry. */
+  enqueueAll(): void {
+    for (const key of this.keys()) this.queue.add(key);
+  }
+
+  keys(): Set<MachineKey> {
+    const keys = new Set<MachineKey>(this.#source.list().map((m) => keyOf(m)));
+    for (const m of this.#runtime.list()) {
+      const key = keyFromLabels(m.config.labels);
+      if (key) keys.add(key);
+    }
+    return keys;
+  }
+
+  async #handle(key: MachineKey): Promise<void> {
+    try {
+      const result = await this.#reconciler.reconcile(key);
+      this.queue.forget(key);
+      if (result.kind === 'requeueAfter') {
+        this.queue.addAfter(key, result.ms);
+        this.#metrics?.reconcileTotal.inc({ result: 'requeue' });
+      } else {
+        this.#metrics?.reconcileTotal.inc({ result: 'done' });
+      }
+    } catch (error) {
+      this.#metrics?.reconcileErrors.inc();
+      if (error instanceof TerminalError) {
+        // Retrying cannot help; a change to the object enqueues the key again.
+        this.queue.forget(key);
+        this.#metrics?.reconcileTotal.inc({ result: 'terminal' });
+        this.#logger.error({ machine: key, err: errorText(error) }, 'reconcile failed; not retried until the machine changes');
+      } else {
+        this.#metrics?.reconcileTotal.inc({ result: 'error' });
+        this.#logger.warn({ machine: key, err: errorText(error), retries: this.queue.numRequeues(key) }, 'reconcile failed; retrying with backoff');
+        this.queue.addRateLimited(key);
+      }
+    }
+    const machine = this.#source.get(key);
+    this.#backups.sync(key, machine && machine.metadata.deletionTimestamp === undefined ? machine.spec.backup?.schedule : undefined);
+  }
+
+  #reportAdopted(adopted: MachineStatus[]): void {
+    for (const m of adopted) {
+      if (!isAlive(m)) continue;
+      const key = keyFromLabels(m.config.labels);
+      const machine = key ? this.#source.get(key) : undefined;
+      const message = `found the running kernel again after an agent restart: pid ${m.pid ?? '?'}, state ${m.state}`;
+      if (machine) this.#event(key!, 'Normal', 'Adopted', message);
+      else this.#logger.info({ machine: key ?? m.name, id: m.id }, `${message}; its object is gone, so it will be shut down`);
+    }
+  }
+
+  #onRuntimeEvent(e: RuntimeEvent): void {
+    const m = this.#runtime.get(e.id);
+    const key = keyFromLabels(m?.config.labels);
+    if (!key) {
+      this.#logger.debug({ id: e.id, event: e.type }, 'runtime event for a machine without an object key');
+      return;
+    }
+    switch (e.type) {
+      case 'mconsole-ready':
+        break;
+      case 'booted': {
+        const requested = this.#reconciler.takeStartRequest(e.id);
+        const seconds = requested !== undefined ? (e.at.getTime() - requested) / 1000 : undefined;
+        if (seconds !== undefined && seconds >= 0) this.#metrics?.bootSeconds.observe(undefined, seconds);
+        this.#event(key, 'Normal', 'Booted', seconds !== undefined ? `the guest kernel booted in ${seconds.toFixed(2)} s` : 'the guest kernel booted');
+        break;
+      }
+      case 'panic':
+        this.#event(key, 'Warning', 'GuestPanic', `the guest kernel panicked: ${e.message.trim()}`);
+        break;
+      case 'hang':
+        this.#event(key, 'Warning', 'GuestHang', 'the guest kernel reported a hang');
+        break;
+      case 'guest-message':
+        this.#event(key, 'Normal', 'GuestMessage', e.message.trim());
+        return; // nothing to reconcile
+      case 'exited':
+        if (!this.#reconciler.isStoppingByAgent(e.id) && !this.#reconciler.isDraining()) {
+          this.#logger.info({ machine: key, exit: e.exit }, `the kernel exited: ${describeExit(e.exit)}`);
+        }
+        break;
+    }
+    this.queue.add(key);
+  }
+
+  #event(key: MachineKey, type: EventType, reason: string, message: string): void {
+    const machine = this.#source.get(key);
+    if (!machine) {
+      this.#logger.info({ machine: key, reason }, message);
+      return;
+    }
+    try {
+      this.#source.event(machine, type, reason, message);
+    } catch (error) {
+      this.#logger.warn({ machine: key, reason, err: errorText(error) }, 'recording an Event failed');
+    }
+  }
+
+  /** mconsole `proc uptime` / `proc loadavg` of booted guests, one at a time: cheap and rare. */
+  async #refreshGuestInfo(): Promise<void> {
+    if (this.#guestInfoBusy || this.#stopped) return;
+    this.#guestInfoBusy = true;
+    try {
+      for (const m of this.#runtime.list()) {
+        if (m.state !== 'running' || m.bootTime === undefined) continue;
+        const key = keyFromLabels(m.config.labels);
+        if (!key || !this.#source.get(key)) continue;
+        try {
+          const info = await this.#runtime.guestInfo(m.id);
+          if (this.#reconciler.setGuestInfo(key, info)) this.queue.add(key);
+        } catch (error) {
+          this.#logger.debug({ machine: key, err: errorText(error) }, 'guest info refresh failed');
+        }
+      }
+    } finally {
+      this.#guestInfoBusy = false;
+    }
+  }
+
+  #every(seconds: number, fn: () => void): void {
+    if (!(seconds > 0)) return;
+    const t = setInterval(fn, seconds * 1000);
+    t.unref();
+    this.#timers.push(t);
+  }
+
+  /**
+   * Shuts every guest down gracefully (each with its own grace period, at most the timeout),
+   * then forces the ones still there. Nothing is started or restarted from here on.
+   */
+  async drain(timeoutMs: number): Promise<void> {
+    this.#reconciler.setDraining(true);
+    const deadline = Date.now() + timeoutMs;
+    const alive = this.#runtime.list().filter(isAlive);
+    this.#logger.info({ machines: alive.length, timeoutMs }, 'draining: shutting every guest down');
+    await Promise.all(
+      alive.map(async (m) => {
+        const key = keyFromLabels(m.config.labels);
+        if (key) this.#event(key, 'Normal', 'Stopping', `the node is being drained: ctrl-alt-del, then halt`);
+        this.#reconciler.markStoppingByAgent(m.id, true);
+        try {
+          const grace = Math.max(0, Math.min(gracePeriodMsFromLabels(m.config.labels), deadline - Date.now()));
+          if (m.state === 'paused') await this.#runtime.resume(m.id).catch(() => {});
+          await this.#runtime.stop(m.id, { gracePeriodMs: grace });
+        } catch (error) {
+          this.#logger.warn({ machine: key ?? m.name, err: errorText(error) }, 'graceful stop failed during drain; forcing');
+          await this.#runtime.stop(m.id, { gracePeriodMs: 0 }).catch((e: unknown) => {
+            this.#logger.error({ machine: key ?? m.name, err: errorText(e) }, 'forced stop failed during drain');
+          });
+        } finally {
+          this.#reconciler.markStoppingByAgent(m.id, false);
+        }
+        const exit = this.#runtime.get(m.id)?.exit;
+        if (key) {
+          this.#event(key, 'Normal', 'Stopped', exit ? `drained: ${describeExit(exit)}` : 'drained');
+          this.queue.add(key);
+        }
+      }),
+    );
+    // Let the status of the drained machines be written (bounded: the node is going down).
+    const settle = Date.now() + 5_000;
+    while ((this.queue.length > 0 || this.queue.processing > 0) && Date.now() < settle) await new Promise((r) => setTimeout(r, 50));
+  }
+
+  /** Stops watching and the workers; in-flight passes finish. Guests keep running. */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    for (const t of this.#timers) clearInterval(t);
+    this.#timers = [];
+    this.#unsubscribe?.();
+    this.#backups.stop();
+    await this.#source.stop().catch((error: unknown) => this.#logger.warn({ err: errorText(error) }, 'stopping the source failed'));
+    this.queue.shutDown();
+    await this.queue.drained();
+    await this.#workers;
+  }
+}

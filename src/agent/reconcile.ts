@@ -1,0 +1,428 @@
+// reconcile(key): one level-triggered pass for one machine. Reads desired (the source's cached
+// object, validated) and actual (the runtime's view), asks plan() what to do, does it through
+// the runtime, then writes status if it changed and records Events for what happened.
+//
+// Three outcomes, as controller-runtime has them:
+//   { kind: 'done' }                       nothing more to do until something changes
+//   { kind: 'requeueAfter', ms }           look again later (a timer, not a failure)
+//   throws                                 retry with per-key exponential backoff
+//   throws TerminalError                   not retried until the object changes
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { FINALIZER, type Phase, type UmlMachine, type UmlMachineStatus } from '../api/types.ts';
+import { validateMachine, type ValidationLimits } from '../api/validate.ts';
+import { RuntimeError, errorText } from '../runtime/errors.ts';
+import type { GuestInfo, MachineStatus, Runtime } from '../runtime/types.ts';
+import { DEFAULT_RETAIN, runBackup } from './backups.ts';
+import type { CoreMetrics } from './core-metrics.ts';
+import {
+  gracePeriodMsFromLabels,
+  gracePeriodSecondsOf,
+  keyFromLabels,
+  machineConfigFor,
+  machineIdOf,
+  type KernelTableEntry,
+} from './machine-config.ts';
+import { describeExit, plan, type Action, type DesiredMachine, type Plan, type RestartBackoff } from './plan.ts';
+import type { EventType, MachineKey, MachineSource } from './source.ts';
+import { buildStatus, conditionOf, describeSpecErrors, statusEqual } from './status.ts';
+
+export type ReconcileResult = { kind: 'done' } | { kind: 'requeueAfter'; ms: number };
+
+/** An error that retrying cannot fix (the spec asks for something this node cannot do). */
+export class TerminalError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'TerminalError';
+  }
+}
+
+export interface ReconcilerOptions {
+  nodeName: string;
+  imageRoot: string;
+  backupDir: string;
+  kernels: Record<string, KernelTableEntry>;
+  defaultKernelArgs: string[];
+  memory: { minBytes: number; maxBytes: number; defaultBytes: number };
+}
+
+export interface ReconcilerDeps {
+  source: MachineSource;
+  runtime: Runtime;
+  logger: Logger;
+  metrics?: CoreMetrics;
+  now?: () => Date;
+}
+
+/** What the reconciler remembers about a key between passes (lost on restart, rebuilt from status). */
+interface KeyMemory {
+  backoff?: RestartBackoff;
+  restartCount?: number;
+  /** exit.at (ms) of an exit the user asked for (state Stopped, or our stop). */
+  acknowledgedExitAt?: number;
+  backupDue?: boolean;
+  guest?: GuestInfo;
+  lastBackup?: UmlMachineStatus['lastBackup'];
+  phase?: Phase;
+  /** The InvalidSpec message already reported, so that repeats are not new Events. */
+  invalidSpecReported?: string;
+  /** The crash already reported as BackOff. */
+  backoffReportedFor?: number;
+}
+
+const DEVICE_ACTIONS = new Set<Action['type']>(['attachDisk', 'detachDisk', 'attachInterface', 'detachInterface']);
+
+export class Reconciler {
+  readonly #options: ReconcilerOptions;
+  readonly #source: MachineSource;
+  readonly #runtime: Runtime;
+  readonly #logger: Logger;
+  readonly #metrics: CoreMetrics | undefined;
+  readonly #now: () => Date;
+  readonly #memory = new Map<MachineKey, KeyMemory>();
+  /** When each machine id was asked to start, for the boot-time histogram. */
+  readonly #startRequested = new Map<string, number>();
+  /** Ids the agent is stopping: their exit is not news. */
+  readonly #stopping = new Set<string>();
+  #draining = false;
+
+  constructor(options: ReconcilerOptions, deps: ReconcilerDeps) {
+    this.#options = options;
+    this.#source = deps.source;
+    this.#runtime = deps.runtime;
+    this.#logger = deps.logger;
+    this.#metrics = deps.metrics;
+    this.#now = deps.now ?? (() => new Date());
+  }
+
+  setDraining(draining: boolean): void {
+    this.#draining = draining;
+  }
+
+  isDraining(): boolean {
+    return this.#draining;
+  }
+
+  /** A scheduled backup is due: the next pass runs it. */
+  markBackupDue(key: MachineKey): void {
+    this.#remember(key).backupDue = true;
+  }
+
+  /** Latest guest info; true when it differs from what status shows (worth a pass). */
+  setGuestInfo(key: MachineKey, info: GuestInfo): boolean {
+    const memory = this.#remember(key);
+    const changed = memory.guest?.loadAverage !== info.loadAverage || Math.floor(memory.guest?.uptimeSeconds ?? -1) !== Math.floor(info.uptimeSeconds);
+    memory.guest = info;
+    return changed;
+  }
+
+  /** True while the agent itself is stopping this machine (its exit is expected). */
+  isStoppingByAgent(id: string): boolean {
+    return this.#stopping.has(id);
+  }
+
+  /** Marks a stop the agent does outside a pass (drain), so that the exit is not reported as news. */
+  markStoppingByAgent(id: string, stopping: boolean): void {
+    if (stopping) this.#stopping.add(id);
+    else this.#stopping.delete(id);
+  }
+
+  /** The time a start of this machine was requested, consumed by the first 'booted' event. */
+  takeStartRequest(id: string): number | undefined {
+    const at = this.#startRequested.get(id);
+    this.#startRequested.delete(id);
+    return at;
+  }
+
+  phases(): Phase[] {
+    return [...this.#memory.values()].flatMap((m) => (m.phase ? [m.phase] : []));
+  }
+
+  /** The runtime machines that belong to a key: by label, or by the object's umid. */
+  machinesOf(key: MachineKey, id: string | undefined): MachineStatus[] {
+    return this.#runtime.list().filter((m) => m.id === id || keyFromLabels(m.config.labels) === key);
+  }
+
+  /** Validation as the API server would do it, plus this node's kernels, memory bounds and images. */
+  desiredOf(machine: UmlMachine): DesiredMachine {
+    const id = machineIdOf(machine);
+    const deleting = machine.metadata.deletionTimestamp !== undefined;
+    const hasFinalizer = machine.metadata.finalizers?.includes(FINALIZER) ?? false;
+    const limits: ValidationLimits = {
+      kernels: Object.keys(this.#options.kernels),
+      memoryMinBytes: this.#options.memory.minBytes,
+      memoryMaxBytes: this.#options.memory.maxBytes,
+      imageExists: (image) => isFile(join(this.#options.imageRoot, image)),
+    };
+    const result = validateMachine(structuredClone(machine), limits);
+    if (!result.ok) return { id, deleting, hasFinalizer, spec: { valid: false, errors: result.errors } };
+    const valid = result.machine;
+    if (valid.spec.memory === undefined) valid.spec.memory = String(this.#options.memory.defaultBytes);
+    const config = machineConfigFor(valid, {
+      kernels: this.#options.kernels,
+      defaultKernelArgs: this.#options.defaultKernelArgs,
+      defaultMemoryBytes: this.#options.memory.defaultBytes,
+    });
+    return {
+      id,
+      deleting,
+      hasFinalizer,
+      spec: {
+        valid: true,
+        config,
+        state: valid.spec.state ?? 'Running',
+        restartPolicy: valid.spec.restartPolicy ?? 'Always',
+        gracePeriodMs: gracePeriodSecondsOf(valid) * 1000,
+      },
+    };
+  }
+
+  async reconcile(key: MachineKey): Promise<ReconcileResult> {
+    const machine = this.#source.get(key);
+    const memory = this.#remember(key);
+    const log = this.#logger.child({ machine: key });
+
+    let desired: DesiredMachine | undefined;
+    if (machine) {
+      try {
+        desired = this.desiredOf(machine);
+      } catch (error) {
+        // No uid, or the kernel table changed under a valid spec: nothing to act on safely.
+        throw new TerminalError(`machine ${key}: cannot derive its runtime config: ${errorText(error)}`, { cause: error });
+      }
+    }
+    const machines = this.machinesOf(key, desired?.id);
+    const actual = desired ? machines.find((m) => m.id === desired.id) : undefined;
+    const strays = desired ? machines.filter((m) => m.id !== desired.id) : machines.slice(1);
+    const orphan = desired ? undefined : machines[0];
+
+    const exitAt = actual?.state === 'exited' ? actual.exit?.at.getTime() : undefined;
+    if (exitAt !== undefined && desired?.spec.valid && desired.spec.state === 'Stopped') memory.acknowledgedExitAt = exitAt;
+    const exitAcknowledged =
+      exitAt !== undefined &&
+      (memory.acknowledgedExitAt === exitAt ||
+        // After an agent restart: the status we wrote says the user had it stopped.
+        (memory.acknowledgedExitAt === undefined && conditionOf(machine?.status, 'Ready')?.reason === 'Stopped'));
+    if (memory.restartCount === undefined) memory.restartCount = machine?.status?.restartCount ?? 0;
+    const backupDue = memory.backupDue === true;
+    memory.backupDue = false;
+
+    const decided = plan({
+      now: this.#now().getTime(),
+      sourceSynced: this.#source.synced(),
+      draining: this.#draining,
+      desired,
+      actual: actual ?? orphan,
+      strays,
+      backoff: memory.backoff,
+      exitAcknowledged,
+      backupDue,
+      orphanGracePeriodMs: gracePeriodMsFromLabels((orphan ?? strays[0])?.config.labels),
+    });
+    if (decided.backoff) memory.backoff = decided.backoff;
+    if (decided.clearBackoff) memory.backoff = undefined;
+    if (decided.actions.length > 0) log.debug({ actions: decided.actions.map((a) => a.type) }, 'plan');
+    if (decided.backupSkipped && machine) this.#event(machine, 'Warning', 'BackupFailed', `scheduled backup skipped: ${decided.backupSkipped}`);
+
+    let failure: { error: unknown; action: Action } | undefined;
+    let finalizerRemoved = false;
+    for (const action of decided.actions) {
+      try {
+        await this.#execute(action, key, machine, memory, log);
+        if (action.type === 'removeFinalizer') finalizerRemoved = true;
+      } catch (error) {
+        failure = { error, action };
+        break;
+      }
+    }
+
+    if (!machine || !desired) {
+      // The object is gone: forget the key once nothing of it is left on the node.
+      if (this.machinesOf(key, undefined).length === 0) this.#memory.delete(key);
+      else memory.phase = undefined;
+      return this.#finish(key, decided, failure);
+    }
+
+    if (!finalizerRemoved) {
+      const after = this.#runtime.get(desired.id);
+      const status = buildStatus({
+        now: this.#now(),
+        nodeName: this.#options.nodeName,
+        machine,
+        desired,
+        actual: after,
+        plan: decided,
+        exitAcknowledged: exitAcknowledged || (after?.state === 'exited' && after.exit?.at.getTime() === memory.acknowledgedExitAt),
+        restartCount: memory.restartCount ?? 0,
+        ...(memory.guest ? { guest: memory.guest } : {}),
+        ...(memory.lastBackup ? { lastBackup: memory.lastBackup } : {}),
+        ...(failure ? { error: { message: errorText(failure.error), devices: DEVICE_ACTIONS.has(failure.action.type) } } : {}),
+      });
+      memory.phase = status.phase;
+      this.#reportTransitions(machine, desired, decided, memory, status);
+      if (!statusEqual(machine.status, status)) {
+        try {
+          await this.#source.patchStatus(machine, status);
+        } catch (error) {
+          if (!failure) failure = { error: new Error(`machine ${key}: writing status failed: ${errorText(error)}`, { cause: error }), action: { type: 'addFinalizer' } };
+        }
+      }
+    } else {
+      this.#memory.delete(key);
+    }
+    return this.#finish(key, decided, failure);
+  }
+
+  #finish(key: MachineKey, decided: Plan, failure: { error: unknown; action: Action } | undefined): ReconcileResult {
+    this.#metrics?.setPhases(this.phases());
+    if (failure) {
+      const { error } = failure;
+      if (error instanceof TerminalError) throw error;
+      if (error instanceof RuntimeError && (error.code === 'invalid-config' || error.code === 'unsupported')) {
+        throw new TerminalError(error.message, { cause: error });
+      }
+      throw error instanceof Error ? error : new Error(`machine ${key}: ${String(error)}`);
+    }
+    if (decided.requeueAfterMs !== undefined) return { kind: 'requeueAfter', ms: decided.requeueAfterMs };
+    return { kind: 'done' };
+  }
+
+  async #execute(action: Action, key: MachineKey, machine: UmlMachine | undefined, memory: KeyMemory, log: Logger): Promise<void> {
+    const rt = this.#runtime;
+    const event = (type: EventType, reason: string, message: string): void => {
+      if (machine) this.#event(machine, type, reason, message);
+      else log.info({ reason }, message);
+    };
+    switch (action.type) {
+      case 'addFinalizer':
+        if (machine) await this.#source.ensureFinalizer(machine, true);
+        return;
+      case 'removeFinalizer':
+        if (machine) await this.#source.ensureFinalizer(machine, false);
+        return;
+      case 'start': {
+        const c = action.config;
+        event('Normal', 'Starting', `${action.restart ? 'restarting' : 'starting'} kernel ${c.kernel} with ${c.memoryBytes / 2 ** 20} MiB and ${c.disks.length} disk(s)`);
+        this.#startRequested.set(c.id, Date.now());
+        try {
+          await rt.start(c);
+        } catch (error) {
+          this.#startRequested.delete(c.id);
+          throw error;
+        }
+        if (action.restart) memory.restartCount = (memory.restartCount ?? 0) + 1;
+        memory.acknowledgedExitAt = undefined;
+        memory.guest = undefined;
+        return;
+      }
+      case 'pause': {
+        const t0 = performance.now();
+        await rt.pause(action.id);
+        this.#metrics?.pauseSeconds.observe(undefined, (performance.now() - t0) / 1000);
+        event('Normal', 'Paused', 'the guest is paused (mconsole stop)');
+        return;
+      }
+      case 'resume': {
+        const t0 = performance.now();
+        await rt.resume(action.id);
+        this.#metrics?.resumeSeconds.observe(undefined, (performance.now() - t0) / 1000);
+        event('Normal', 'Resumed', 'the guest is running again (mconsole go)');
+        return;
+      }
+      case 'stop': {
+        const why = { desired: 'state is Stopped', deleting: 'the machine is being deleted', orphan: 'its object is gone' }[action.reason];
+        event('Normal', 'Stopping', `shutting the guest down (${why}): ctrl-alt-del, then halt after ${Math.round(action.gracePeriodMs / 1000)} s`);
+        this.#stopping.add(action.id);
+        try {
+          await rt.stop(action.id, { gracePeriodMs: action.gracePeriodMs });
+        } finally {
+          this.#stopping.delete(action.id);
+        }
+        const exit = rt.get(action.id)?.exit;
+        if (action.reason === 'desired' && exit) memory.acknowledgedExitAt = exit.at.getTime();
+        event('Normal', 'Stopped', exit ? `the guest is down: ${describeExit(exit)}` : 'the guest is down');
+        return;
+      }
+      case 'remove':
+        await rt.remove(action.id);
+        log.info({ id: action.id }, 'removed the machine\'s jail and private files (readWrite disks kept)');
+        return;
+      case 'attachDisk': {
+        const d = await rt.attachDisk(action.id, action.disk);
+        event('Normal', 'DiskAttached', `${d.name} attached: ${d.image} (${d.mode})`);
+        return;
+      }
+      case 'detachDisk':
+        await rt.detachDisk(action.id, action.name);
+        event('Normal', 'DiskDetached', `${action.name} detached`);
+        return;
+      case 'attachInterface': {
+        const i = await rt.attachInterface(action.id, action.iface);
+        event('Normal', 'InterfaceAttached', `${i.name} attached: ${i.transport}, MAC ${i.mac}`);
+        return;
+      }
+      case 'detachInterface':
+        await rt.detachInterface(action.id, action.name);
+        event('Normal', 'InterfaceDetached', `${action.name} detached`);
+        return;
+      case 'backup': {
+        const retain = machine?.spec.backup?.retain ?? DEFAULT_RETAIN;
+        const filed = await runBackup(rt, action.id, this.#options.backupDir, key, retain, this.#now());
+        const time = filed.result.finishedAt.toISOString();
+        if (filed.result.error === undefined) {
+          memory.lastBackup = { time, result: 'Succeeded', location: filed.location };
+          const bytes = filed.result.files.reduce((n, f) => n + f.bytes, 0);
+          event('Normal', 'BackupSucceeded', `${filed.result.files.length} file(s), ${bytes} bytes, to ${filed.location} (guest paused ${filed.result.pausedMs} ms)`);
+        } else {
+          memory.lastBackup = { time, result: 'Failed', location: filed.location, message: filed.result.error };
+          event('Warning', 'BackupFailed', `backup failed (the guest was resumed): ${filed.result.error}`);
+        }
+        return;
+      }
+    }
+  }
+
+  /** Events that come from comparing this pass with what was reported before. */
+  #reportTransitions(machine: UmlMachine, desired: DesiredMachine, decided: Plan, memory: KeyMemory, status: UmlMachineStatus): void {
+    if (!desired.spec.valid) {
+      const message = describeSpecErrors(desired.spec.errors);
+      const previous = conditionOf(machine.status, 'SpecValid');
+      if (memory.invalidSpecReported !== message && !(previous?.status === 'False' && previous.message === message)) {
+        this.#event(machine, 'Warning', 'InvalidSpec', `${message}${status.pid !== undefined ? ' (the running guest is left as it is)' : ''}`);
+      }
+      memory.invalidSpecReported = message;
+    } else {
+      memory.invalidSpecReported = undefined;
+    }
+    if (decided.waiting?.reason === 'BackOff' && memory.backoff && memory.backoffReportedFor !== memory.backoff.exitAt) {
+      memory.backoffReportedFor = memory.backoff.exitAt;
+      this.#event(machine, 'Warning', 'BackOff', decided.waiting.message);
+    }
+  }
+
+  #event(machine: UmlMachine, type: EventType, reason: string, message: string): void {
+    try {
+      this.#source.event(machine, type, reason, message);
+    } catch (error) {
+      this.#logger.warn({ machine: `${machine.metadata.namespace ?? 'default'}/${machine.metadata.name}`, reason, err: errorText(error) }, 'recording an Event failed');
+    }
+  }
+
+  #remember(key: MachineKey): KeyMemory {
+    let m = this.#memory.get(key);
+    if (!m) {
+      m = {};
+      this.#memory.set(key, m);
+    }
+    return m;
+  }
+}
+
+function isFile(path: string): boolean {
+  try {
+    return existsSync(path) && statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
