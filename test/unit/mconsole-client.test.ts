@@ -112,7 +112,7 @@ describe('MconsoleClient', () => {
       outstanding += 1;
       most = Math.max(most, outstanding);
       // Answer later, so that a client sending eagerly would have a second request out by now.
-      setImmediate(() => fake.reply(r.from, [{ text: `#${r.command}` }], () => { outstanding -= 1; }));
+      setImmediate(() => { outstanding -= 1; fake.reply(r.from, [{ text: `#${r.command}` }]); });
     };
     const client = fake.connect();
     const commands = Array.from({ length: 12 }, (_, i) => `log ${i}`);
