@@ -49,6 +49,8 @@ const SETTINGS_EXAMPLE: Record<string, string> = {
  * Checks a UmlMachine as read from the API server or a YAML file. On success the machine has
  * unknown fields pruned and defaults applied (state, kernel, memory, disk modes, ...), and
  * spec.memory is a string. On failure every problem found is listed, each naming its field.
+ * Only the object's request (apiVersion, kind, metadata.name, spec) is judged; status is pruned
+ * like the rest but never a reason to refuse.
  */
 export function validateMachine(obj: unknown, limits: ValidationLimits): ValidationResult {
   const schema = machineSchema();
@@ -58,7 +60,9 @@ export function validateMachine(obj: unknown, limits: ValidationLimits): Validat
   const errors: FieldError[] = [];
   errors.push(...envelopeErrors(machine));
   const structural = machineSchemaValidator();
-  if (!structural(machine)) errors.push(...schemaErrors(structural.errors ?? [], machine));
+  // Status is the agent's own report, not the user's request: a status another agent version
+  // wrote must never make a machine's spec look invalid (that could stop a user's guest).
+  if (!structural(machine)) errors.push(...schemaErrors(structural.errors ?? [], machine).filter((e) => !/^status(\.|\[|$)/.test(e.field)));
 
   const spec = isRecord(machine) && isRecord(machine.spec) ? machine.spec : undefined;
   if (spec) {
@@ -132,7 +136,7 @@ const PATTERN_HINTS: Record<string, string> = {
   'spec.disks[].name': 'use ubd0 to ubd15',
   'spec.disks[].image':
     "name a file under the image root: letters, digits, '.', '_', '+', '-', with '/' between directory names; no absolute path, no '..', no name starting with '.'",
-  'spec.interfaces[].name': 'use ethN for the legacy driver or vecN for the vector driver, e.g. eth0 or vec0',
+  'spec.interfaces[].name': 'use ethN for the legacy driver or vecN for the vector driver (N from 0 to 99, no leading zero), e.g. eth0 or vec0',
   'spec.interfaces[].mac': 'write six lowercase hex pairs separated by colons with an even first octet (unicast), e.g. fe:fd:0a:00:00:01',
   'spec.interfaces[].tap.ifname': "use a host interface name: up to 15 letters, digits, '_', '.', '-', e.g. umltap0",
   'spec.interfaces[].raw.ifname': "use a host interface name: up to 15 letters, digits, '_', '.', '-', e.g. eth1",

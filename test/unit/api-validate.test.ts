@@ -213,6 +213,23 @@ describe('validateMachine', () => {
     }
   });
 
+  it('never refuses a machine for its status, which the agent wrote', () => {
+    const input = { ...base(), status: { phase: 'Hibernating', conditions: [{ type: 'Ready' }], pid: -1 } };
+    const result = validateMachine(input, LIMITS);
+    assert.ok(result.ok, result.ok ? '' : formatFieldErrors(result.errors));
+    assert.equal(result.machine.status?.phase, 'Hibernating');
+  });
+
+  it('treats null like an absent field, so defaults apply (as the API server does)', () => {
+    const input = base();
+    input.spec.state = null;
+    input.spec.disks = [{ name: 'ubd0', image: 'a.img', mode: null }];
+    const result = validateMachine(input, LIMITS);
+    assert.ok(result.ok);
+    assert.equal(result.machine.spec.state, 'Running');
+    assert.equal(result.machine.spec.disks?.[0]?.mode, 'cow');
+  });
+
   it('checks tunnel addresses and families', () => {
     const input = base();
     input.spec.interfaces = [{ name: 'vec0', transport: 'gre', gre: { local: '192.0.2.1', remote: '2001:db8::1' } }, { name: 'vec1', transport: 'l2tpv3', l2tpv3: { local: '1.2.3', remote: '192.0.2.9' } }];
