@@ -1,0 +1,442 @@
+// The reconciler and controller against an in-memory source and runtime: the wiring (events,
+// status writes, finalizers, adoption, sync gating, restarts, drain) without a kernel. The
+// real kernel path is covered by test/e2e/agent-directory.test.ts.
+import { afterEach, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { startAgent, type Agent, type AgentOptions } from '../../src/agent/agent.ts';
+import { Registry } from '../../src/agent/metrics.ts';
+import { keyOf, type EventType, type MachineKey, type MachineSource } from '../../src/agent/source.ts';
+import { machineConfigFor } from '../../src/agent/machine-config.ts';
+import { FINALIZER, type UmlMachine, type UmlMachineStatus } from '../../src/api/types.ts';
+import { umidFor } from '../../src/api/umid.ts';
+import type {
+  AttachedDisk, AttachedInterface, BackupResult, DiskConfig, ExitInfo, GuestInfo, InterfaceConfig, MachineConfig, MachineStatus, Runtime, RuntimeEvent, StopOptions,
+} from '../../src/runtime/types.ts';
+
+const MiB = 2 ** 20;
+
+class FakeSource implements MachineSource {
+  readonly kind = 'fake';
+  objects = new Map<MachineKey, UmlMachine>();
+  events: { key: string; type: EventType; reason: string; message: string }[] = [];
+  patches: { key: string; status: UmlMachineStatus }[] = [];
+  isSynced = false;
+  #onChange: ((key: MachineKey) => void) | undefined;
+  #release: (() => void) | undefined;
+  readonly #gate: Promise<void>;
+  constructor(startSynced = true) {
+    this.#gate = new Promise((r) => (this.#release = r));
+    if (startSynced) this.sync();
+  }
+  sync(): void {
+    this.isSynced = true;
+    this.#release?.();
+  }
+  async start(onChange: (key: MachineKey) => void): Promise<void> {
+    this.#onChange = onChange;
+    await this.#gate;
+  }
+  synced(): boolean {
+    return this.isSynced;
+  }
+  get(key: MachineKey): UmlMachine | undefined {
+    return this.objects.get(key);
+  }
+  list(): UmlMachine[] {
+    return [...this.objects.values()];
+  }
+  put(m: UmlMachine): void {
+    const old = this.objects.get(keyOf(m));
+    const generation = (old?.metadata.generation ?? 0) + (JSON.stringify(old?.spec) === JSON.stringify(m.spec) ? 0 : 1);
+    m.metadata.generation = generation;
+    if (old?.status && !m.status) m.status = old.status;
+    this.objects.set(keyOf(m), m);
+    this.#onChange?.(keyOf(m));
+  }
+  remove(key: MachineKey): void {
+    this.objects.delete(key);
+    this.#onChange?.(key);
+  }
+  async patchStatus(machine: UmlMachine, status: UmlMachineStatus): Promise<void> {
+    const key = keyOf(machine);
+    this.patches.push({ key, status });
+    const current = this.objects.get(key);
+    if (current) this.objects.set(key, { ...current, status: structuredClone(status) });
+    // Like a watch: our own write comes back as a change.
+    this.#onChange?.(key);
+  }
+  async ensureFinalizer(machine: UmlMachine, present: boolean): Promise<void> {
+    const key = keyOf(machine);
+    const current = this.objects.get(key);
+    if (!current) return;
+    const finalizers = (current.metadata.finalizers ?? []).filter((f) => f !== FINALIZER);
+    if (present) finalizers.push(FINALIZER);
+    const next = { ...current, metadata: { ...current.metadata, finalizers } };
+    if (!present && next.metadata.deletionTimestamp && finalizers.length === 0) this.objects.delete(key);
+    else this.objects.set(key, next);
+    this.#onChange?.(key);
+  }
+  event(machine: UmlMachine, type: EventType, reason: string, message: string): void {
+    this.events.push({ key: keyOf(machine), type, reason, message });
+  }
+  async stop(): Promise<void> {}
+  reasons(key: string): string[] {
+    return this.events.filter((e) => e.key === key).map((e) => e.reason);
+  }
+}
+
+/** A runtime that keeps machines in a map; the test drives boots, panics and exits. */
+class FakeRuntime implements Runtime {
+  machines = new Map<string, MachineStatus>();
+  calls: string[] = [];
+  listeners = new Set<(e: RuntimeEvent) => void>();
+  failNext: Partial<Record<string, Error>> = {};
+  autoBoot = true;
+  async adoptAll(): Promise<MachineStatus[]> {
+    this.calls.push('adoptAll');
+    return this.list();
+  }
+  list(): MachineStatus[] {
+    return [...this.machines.values()];
+  }
+  get(id: string): MachineStatus | undefined {
+    return this.machines.get(id);
+  }
+  #fail(op: string): void {
+    const e = this.failNext[op];
+    if (e) {
+      delete this.failNext[op];
+      throw e;
+    }
+  }
+  async start(config: MachineConfig): Promise<MachineStatus> {
+    this.calls.push(`start ${config.id}`);
+    this.#fail('start');
+    const existing = this.machines.get(config.id);
+    if (existing && existing.state !== 'exited') throw new Error('already running');
+    const m: MachineStatus = {
+      id: config.id, name: config.name, state: 'running', pid: 1000 + this.calls.length, startTime: new Date(), kernelVersion: 'Linux 6.1.176',
+      config, disks: config.disks.map((d) => ({ ...d })), interfaces: [], consoles: [],
+    };
+    this.machines.set(config.id, m);
+    if (this.autoBoot) setImmediate(() => this.boot(config.id));
+    return m;
+  }
+  boot(id: string): void {
+    const m = this.machines.get(id);
+    if (!m || m.state !== 'running') return;
+    m.bootTime = new Date();
+    this.emit({ type: 'booted', id, at: m.bootTime });
+  }
+  exit(id: string, exit: Partial<ExitInfo>): void {
+    const m = this.machines.get(id)!;
+    m.state = 'exited';
+    m.exit = { code: 0, signal: null, at: new Date(), ...exit };
+    if (exit.panic) this.emit({ type: 'panic', id, message: exit.panic });
+    this.emit({ type: 'exited', id, exit: m.exit });
+  }
+  async stop(id: string, _o: StopOptions): Promise<void> {
+    this.calls.push(`stop ${id}`);
+    const m = this.machines.get(id);
+    if (m && m.state !== 'exited') this.exit(id, { code: 0 });
+  }
+  async pause(id: string): Promise<void> {
+    this.calls.push(`pause ${id}`);
+    this.machines.get(id)!.state = 'paused';
+  }
+  async resume(id: string): Promise<void> {
+    this.calls.push(`resume ${id}`);
+    this.machines.get(id)!.state = 'running';
+  }
+  async attachDisk(id: string, disk: DiskConfig): Promise<AttachedDisk> {
+    this.calls.push(`attachDisk ${id} ${disk.name}`);
+    this.#fail('attachDisk');
+    this.machines.get(id)!.disks.push({ ...disk });
+    return disk;
+  }
+  async detachDisk(id: string, name: string): Promise<void> {
+    this.calls.push(`detachDisk ${id} ${name}`);
+    const m = this.machines.get(id)!;
+    m.disks = m.disks.filter((d) => d.name !== name);
+  }
+  async attachInterface(id: string, iface: InterfaceConfig): Promise<AttachedInterface> {
+    const a = { name: iface.name, transport: iface.transport, mac: iface.mac ?? 'fe:fd:00:00:00:01' };
+    this.machines.get(id)!.interfaces.push(a);
+    return a;
+  }
+  async detachInterface(id: string, name: string): Promise<void> {
+    const m = this.machines.get(id)!;
+    m.interfaces = m.interfaces.filter((i) => i.name !== name);
+  }
+  async backup(_id: string, _d: string): Promise<BackupResult> {
+    throw new Error('not used');
+  }
+  async guestInfo(_id: string): Promise<GuestInfo> {
+    return { uptimeSeconds: 1, loadAverage: '0.00 0.00 0.00' };
+  }
+  async remove(id: string): Promise<void> {
+    this.calls.push(`remove ${id}`);
+    this.machines.delete(id);
+  }
+  onEvent(listener: (e: RuntimeEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+  emit(e: RuntimeEvent): void {
+    for (const l of this.listeners) l(e);
+  }
+  async close(): Promise<void> {}
+}
+
+const imageRoot = mkdtempSync(join(tmpdir(), 'umlmon-agent-unit-'));
+writeFileSync(join(imageRoot, 'root.img'), 'x');
+writeFileSync(join(imageRoot, 'data.img'), 'x');
+
+const options: AgentOptions = {
+  nodeName: 'node-1',
+  imageRoot,
+  backupDir: join(imageRoot, 'backups'),
+  kernels: { default: { path: '/usr/bin/linux.uml' } },
+  defaultKernelArgs: ['lpj=auto'],
+  memory: { minBytes: 32 * MiB, maxBytes: 1024 * MiB, defaultBytes: 64 * MiB },
+  workers: 2,
+  resyncPeriodSeconds: 0,
+  guestInfoIntervalSeconds: 0,
+};
+
+function machine(name: string, spec: Partial<UmlMachine['spec']> = {}, meta: Partial<UmlMachine['metadata']> = {}): UmlMachine {
+  return {
+    apiVersion: 'umlmon.io/v1alpha1',
+    kind: 'UmlMachine',
+    metadata: { name, namespace: 'default', uid: `uid-${name}`, ...meta },
+    spec: { nodeName: 'node-1', memory: '64Mi', disks: [{ name: 'ubd0', image: 'root.img', mode: 'cow' }], ...spec },
+  };
+}
+
+const logger = pino({ level: 'silent' });
+let agents: Agent[] = [];
+
+async function agentWith(source: FakeSource, runtime: FakeRuntime): Promise<Agent> {
+  const agent = await startAgent(options, { source, runtime, logger, metrics: new Registry() });
+  agents.push(agent);
+  return agent;
+}
+
+async function until(what: string, check: () => boolean, timeoutMs = 3000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for: ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+const statusOf = (s: FakeSource, key: string): UmlMachineStatus | undefined => s.get(key)?.status;
+const cond = (st: UmlMachineStatus | undefined, type: string) => st?.conditions?.find((c) => c.type === type);
+
+afterEach(async () => {
+  await Promise.all(agents.map((a) => a.stop()));
+  agents = [];
+});
+
+describe('agent core with an in-memory source and runtime', () => {
+  it('starts a machine, puts its finalizer on, and reports it Running and Ready after the boot', async () => {
+    const source = new FakeSource();
+    const runtime = new FakeRuntime();
+    source.put(machine('web'));
+    const agent = await agentWith(source, runtime);
+    await until('ready', () => agent.ready());
+    await until('Running', () => statusOf(source, 'default/web')?.phase === 'Running');
+    const st = statusOf(source, 'default/web')!;
+    assert.equal(cond(st, 'Ready')?.status, 'True');
+    assert.equal(st.umid, umidFor('uid-web'));
+    assert.equal(st.kernelVersion, 'Linux 6.1.176');
+    assert.equal(st.observedGeneration, 1);
+    assert.deepEqual(source.get('default/web')!.metadata.finalizers, [FINALIZER]);
+    assert.deepEqual(source.reasons('default/web'), ['Starting', 'Booted']);
+    assert.equal(runtime.calls.filter((c) => c.startsWith('start')).length, 1);
+  });
+
+  it('writes status only when it changed (its own write-back does not loop)', async () => {
+    const source = new FakeSource();
+    const runtime = new FakeRuntime();
+    source.put(machine('quiet'));
+    await agentWith(source, runtime);
+    await until('Running', () => statusOf(source, 'default/quiet')?.phase === 'Running');
+    await new Promise((r) => setTimeout(r, 100));
+    const writes = source.patches.length;
+    source.put({ ...source.get('default/quiet')! }); // a no-op update
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(source.patches.length, writes);
+    assert.ok(writes <= 3, `${writes} status writes for one start`);
+  });
+
+  it('does nothing before the source synced; then adopts, reports Adopted, and removes orphans', async () => {
+    const source = new FakeSource(false);
+    const runtime = new FakeRuntime();
+    const keep = machine('keep');
+    const cfgKeep = machineConfigFor(keep, { kernels: options.kernels, defaultKernelArgs: options.defaultKernelArgs, defaultMemoryBytes: 64 * MiB });
+    const cfgGone = machineConfigFor(machine('gone'), { kernels: options.kernels, defaultKernelArgs: options.defaultKernelArgs, defaultMemoryBytes: 64 * MiB });
+    for (const c of [cfgKeep, cfgGone]) {
+      runtime.machines.set(c.id, { id: c.id, name: c.name, state: 'running', pid: 77, startTime: new Date(), bootTime: new Date(), config: c, disks: c.disks.map((d) => ({ ...d })), interfaces: [], consoles: [] });
+    }
+    const agent = await agentWith(source, runtime);
+    source.objects.set('default/keep', keep); // the cache fills, not synced yet
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(agent.ready(), false);
+    assert.deepEqual(runtime.calls, ['adoptAll'], 'nothing is touched while the cache is incomplete');
+    source.sync();
+    await until('orphan removed', () => !runtime.machines.has(cfgGone.id));
+    assert.ok(agent.ready());
+    assert.ok(runtime.calls.includes(`stop ${cfgGone.id}`), 'the orphan is shut down before its removal');
+    assert.equal(runtime.machines.get(cfgKeep.id)?.pid, 77, 'the adopted guest keeps running, same pid');
+    assert.ok(!runtime.calls.some((c) => c.startsWith('start')));
+    assert.ok(source.reasons('default/keep').includes('Adopted'));
+    await until('status', () => statusOf(source, 'default/keep')?.phase === 'Running');
+  });
+
+  it('an invalid spec leaves the running guest alone and says so once, while others run', async () => {
+    const source = new FakeSource();
+    const runtime = new FakeRuntime();
+    source.put(machine('bad'));
+    source.put(machine('good'));
+    await agentWith(source, runtime);
+    await until('both running', () => statusOf(source, 'default/bad')?.phase === 'Running' && statusOf(source, 'default/good')?.phase === 'Running');
+    const before = [...runtime.calls];
+    source.put({ ...machine('bad', { memory: '1Mi' }), status: statusOf(source, 'default/bad')! });
+    await until('SpecValid=False', () => cond(statusOf(source, 'default/bad'), 'SpecValid')?.status === 'False');
+    const st = statusOf(source, 'default/bad')!;
+    assert.equal(st.phase, 'Running');
+    assert.match(cond(st, 'SpecValid')!.message, /memory/);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(runtime.calls, before, 'nothing was done to any guest');
+    assert.equal(source.reasons('default/bad').filter((r) => r === 'InvalidSpec').length, 1);
+    assert.equal(statusOf(source, 'default/good')?.phase, 'Running');
+  });
+
+  it('pauses, resumes, stops and starts again as the state says', async () => {
+    const source = new FakeSource();
+    const runtime = new FakeRuntime();
+    source.put(machine('toggle', { restartPolicy: 'Never' }));
+    await agentWith(source, runtime);
+    await until('Running', () => statusOf(source, 'default/toggle')?.phase === 'Running');
+    const set = (state: 'Running' | 'Paused' | 'Stopped') => source.put({ ...source.get('default/toggle')!, spec: { ...source.get('default/toggle')!.spec, state } });
+    set('Paused');
+    await until('Paused', () => statusOf(source, 'default/toggle')?.phase === 'Paused');
+    assert.equal(cond(statusOf(source, 'default/toggle'), 'Paused')?.status, 'True');
+    set('Running');
+    await until('Running again', () => statusOf(source, 'default/toggle')?.phase === 'Running');
+    set('Stopped');
+    await until('Stopped', () => statusOf(source, 'default/toggle')?.phase === 'Stopped');
+    assert.equal(cond(statusOf(source, 'default/toggle'), 'Ready')?.reason, 'Stopped');
+    set('Running');
+    await until('Running after Stopped (a start, not a restart: policy Never)', () => statusOf(source, 'default/toggle')?.phase === 'Running');
+    assert.equal(statusOf(source, 'default/toggle')?.restartCount, 0);
+    const reasons = source.reasons('default/toggle');
+    for (const r of ['Paused', 'Resumed', 'Stopping', 'Stopped']) assert.ok(reasons.includes(r), r);
+  });
+
+  it('restarts a panicked guest (Always) and reports GuestPanic and restartCount', async () => {
+    const source = new FakeSource();
+    const runtime = new FakeRuntime();
+    source.put(machine('crash'));
+    await agentWith(source, runtime);
+    await until('Running', () => statusOf(source, 'default/crash')?.phase === 'Running');
+    const id = umidFor('uid-crash');
+    const firstPid = runtime.get(id)!.pid;
+    runtime.exit(id, { code: null, signal: 'SIGABRT', panic: 'sysrq triggered crash' });
+    await until('restarted', () => statusOf(source, 'default/crash')?.restartCount === 1 && statusOf(source, 'default/crash')?.phase === 'Running');
+    assert.notEqual(runtime.get(id)!.pid, firstPid);
+    assert.ok(source.reasons('default/crash').includes('GuestPanic'));
+    // A second crash right away waits 10 s: BackOff.
+    runtime.exit(id, { code: null, signal: 'SIGABRT', panic: 'again' });
+    await until('BackOff', () => cond(statusOf(source, 'default/crash'), 'Ready')?.reason === 'BackOff');
+    assert.equal(statusOf(source, 'default/crash')?.phase, 'Failed');
+    assert.ok(source.reasons('default/crash').includes('BackOff'));
+  });
+
+  it('a clean poweroff under OnFailure stays Stopped', async () => {
+    const source = new FakeSource();
+    const runtime = new FakeRuntime();
+    source.put(machine('done', { restartPolicy: 'OnFailure' }));
+    await agentWith(source, runtime);
+    await until('Running', () => statusOf(source, 'default/done')?.phase === 'Running');
+    runtime.exit(umidFor('uid-done'), { code: 0 });
+    await until('Stopped', () => statusOf(source, 'default/done')?.phase === 'Stopped');
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(runtime.calls.filter((c) => c.startsWith('start')).length, 1);
+  });
+
+  it('hot-plugs a disk only after the boot, and reports a failure in DevicesSynced with a retry', async () => {
+    const source = new FakeSource();
+    const runtime = new FakeRuntime();
+    runtime.autoBoot = false;
+    source.put(machine('disks'));
+    await agentWith(source, runtime);
+    await until('Starting', () => statusOf(source, 'default/disks')?.phase === 'Starting');
+    const m = source.get('default/disks')!;
+    source.put({ ...m, spec: { ...m.spec, disks: [...m.spec.disks!, { name: 'ubd1', image: 'data.img', mode: 'readWrite' }] } });
+    await until('pending', () => cond(statusOf(source, 'default/disks'), 'DevicesSynced')?.reason === 'Pending');
+    assert.ok(!runtime.calls.some((c) => c.startsWith('attachDisk')));
+    runtime.failNext.attachDisk = new Error('machine default/disks: config ubd1 failed: Device is busy');
+    runtime.boot(umidFor('uid-disks'));
+    await until('synced after a retry', () => cond(statusOf(source, 'default/disks'), 'DevicesSynced')?.status === 'True');
+    assert.equal(runtime.calls.filter((c) => c.startsWith('attachDisk')).length, 2);
+    assert.ok(source.patches.some((p) => p.status.conditions?.some((c) => c.type === 'DevicesSynced' && c.reason === 'HotplugFailed')));
+    assert.ok(source.reasons('default/disks').includes('DiskAttached'));
+  });
+
+  it('deletion: graceful stop, remove, then the finalizer', async () => {
+    const source = new FakeSource();
+    const runtime = new FakeRuntime();
+    source.put(machine('del'));
+    await agentWith(source, runtime);
+    await until('Running', () => statusOf(source, 'default/del')?.phase === 'Running');
+    const m = source.get('default/del')!;
+    source.put({ ...m, metadata: { ...m.metadata, deletionTimestamp: new Date().toISOString() } });
+    await until('object gone', () => source.get('default/del') === undefined);
+    const id = umidFor('uid-del');
+    const order = runtime.calls.filter((c) => c.endsWith(id) && !c.startsWith('start'));
+    assert.deepEqual(order, [`stop ${id}`, `remove ${id}`]);
+  });
+
+  it('a removed object (directory mode: file deleted) is shut down and removed', async () => {
+    const source = new FakeSource();
+    const runtime = new FakeRuntime();
+    source.put(machine('file'));
+    await agentWith(source, runtime);
+    await until('Running', () => statusOf(source, 'default/file')?.phase === 'Running');
+    source.remove('default/file');
+    await until('removed', () => runtime.machines.size === 0);
+  });
+
+  it('drain stops every guest and nothing restarts', async () => {
+    const source = new FakeSource();
+    const runtime = new FakeRuntime();
+    source.put(machine('d1'));
+    source.put(machine('d2'));
+    const agent = await agentWith(source, runtime);
+    await until('both Running', () => ['d1', 'd2'].every((n) => statusOf(source, `default/${n}`)?.phase === 'Running'));
+    await agent.drain(5000);
+    assert.ok(runtime.list().every((m) => m.state === 'exited'));
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(runtime.calls.filter((c) => c.startsWith('start')).length, 2, 'no restarts while draining');
+    await until('Stopped', () => ['d1', 'd2'].every((n) => statusOf(source, `default/${n}`)?.phase === 'Stopped'));
+  });
+
+  it('stop() leaves guests running', async () => {
+    const source = new FakeSource();
+    const runtime = new FakeRuntime();
+    source.put(machine('stay'));
+    const agent = await agentWith(source, runtime);
+    await until('Running', () => statusOf(source, 'default/stay')?.phase === 'Running');
+    await agent.stop();
+    assert.ok(!runtime.calls.some((c) => c.startsWith('stop')));
+    assert.equal(runtime.list()[0]?.state, 'running');
+  });
+});
+
+process.on('exit', () => rmSync(imageRoot, { recursive: true, force: true }));
