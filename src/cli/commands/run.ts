@@ -1,5 +1,181 @@
-// Placeholder until the 'run' command lands; replaced by its owner.
-export async function main(_argv: string[]): Promise<number> {
-  console.error('umlmon run: not built yet');
-  return 1;
+// `umlmon run [-f config] [flags] [-v]`: the node agent. Wires the edges around the core:
+// config → logger, metrics, runtime, the machine source (directory or Kubernetes), the agent,
+// the health/metrics endpoint and the control socket. SIGTERM or SIGINT stops watching,
+// finishes in-flight work and exits within seconds, leaving every guest running (draining is
+// `umlmon drain`); a second signal exits at once.
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { CONFIG_FLAGS_HELP, loadConfig, type AgentConfig } from '../../agent/config.ts';
+import { startAgent, type Agent } from '../../agent/agent.ts';
+import { startControlServer, type ControlHandlers, type ControlServer } from '../../agent/control.ts';
+import { startHealthServer, type HealthServer } from '../../agent/http.ts';
+import { createLogger, type Logger } from '../../agent/logger.ts';
+import { keyFromLabels, machineIdOf } from '../../agent/machine-config.ts';
+import { Registry } from '../../agent/metrics.ts';
+import type { MachineSource } from '../../agent/source.ts';
+import { createDirectorySource } from '../../agent/sources/directory.ts';
+import { createKubernetesSource } from '../../agent/sources/kubernetes.ts';
+import { createRuntime } from '../../runtime/index.ts';
+import { MconsoleClient } from '../../runtime/mconsole/index.ts';
+import type { MachineStatus, Runtime } from '../../runtime/types.ts';
+
+const USAGE = `usage: umlmon run [-f config] [options]
+
+Runs the node agent: watches UmlMachines (a directory of YAML files, or the
+Kubernetes API), runs them as jailed UML kernels, and reports their status.
+SIGTERM/SIGINT stop the agent and leave the guests running; 'umlmon drain'
+shuts the guests down.
+
+${CONFIG_FLAGS_HELP}`;
+
+/** The runtime machine that belongs to an object key, if any. */
+function runtimeMachineOf(runtime: Runtime, key: string): MachineStatus | undefined {
+  return runtime.list().find((m) => keyFromLabels(m.config.labels) === key);
+}
+
+function controlHandlers(config: AgentConfig, source: MachineSource, runtime: Runtime, agent: Agent): ControlHandlers {
+  return {
+    list() {
+      const known = new Set<string>();
+      const rows: Record<string, unknown>[] = source.list().map((m) => {
+        const key = `${m.metadata.namespace ?? 'default'}/${m.metadata.name}`;
+        known.add(key);
+        const rt = runtimeMachineOf(runtime, key);
+        return {
+          machine: key, state: m.spec.state ?? 'Running', phase: m.status?.phase ?? 'Pending',
+          umid: rt?.id ?? null, pid: rt?.pid ?? null, runtimeState: rt?.state ?? null,
+        };
+      });
+      for (const rt of runtime.list()) {
+        const key = keyFromLabels(rt.config.labels) ?? rt.name;
+        if (!known.has(key)) rows.push({ machine: key, state: null, phase: 'NotInSource', umid: rt.id, pid: rt.pid ?? null, runtimeState: rt.state });
+      }
+      return rows;
+    },
+    status(key) {
+      const object = source.get(key);
+      let rt = runtimeMachineOf(runtime, key);
+      if (!rt && object) {
+        try { rt = runtime.get(machineIdOf(object)); } catch { /* no uid yet */ }
+      }
+      if (!object && !rt) throw new Error(`machine ${key} is not known to the agent on ${config.nodeName}`);
+      return { machine: key, spec: object?.spec ?? null, status: object?.status ?? null, runtime: rt ?? null };
+    },
+    async drain(timeoutSeconds) {
+      const before = runtime.list().filter((m) => m.state !== 'exited');
+      await agent.drain(timeoutSeconds * 1000);
+      return before.map((m) => {
+        const now = runtime.get(m.id);
+        const key = keyFromLabels(m.config.labels) ?? m.name;
+        return { machine: key, outcome: !now || now.state === 'exited' ? 'stopped' : `still ${now.state}` };
+      });
+    },
+    async mconsole(key, command) {
+      const rt = runtimeMachineOf(runtime, key);
+      if (!rt) throw new Error(`machine ${key} has no kernel on ${config.nodeName}`);
+      if (!rt.mconsoleSocket) throw new Error(`machine ${key}: its mconsole is not up (state ${rt.state})`);
+      const client = new MconsoleClient(rt.mconsoleSocket, { name: key });
+      try {
+        return await client.request(command);
+      } finally {
+        client.close();
+      }
+    },
+  };
+}
+
+function makeSource(config: AgentConfig, logger: Logger): MachineSource {
+  if (config.source === 'kubernetes') {
+    return createKubernetesSource({
+      nodeName: config.nodeName, logger,
+      ...(config.kubeconfig !== undefined ? { kubeconfigPath: config.kubeconfig } : {}),
+    });
+  }
+  return createDirectorySource({ dir: config.machinesDir, nodeName: config.nodeName, logger });
+}
+
+export async function main(argv: string[]): Promise<number> {
+  if (argv.includes('-h') || argv.includes('--help')) {
+    console.log(USAGE);
+    return 0;
+  }
+  const loaded = loadConfig({ argv, env: process.env, readFile: (p) => readFileSync(p, 'utf8'), hostname: hostname() });
+  if (!loaded.ok) {
+    for (const e of loaded.errors) console.error(`umlmon run: ${e}`);
+    return 2;
+  }
+  const config = loaded.config;
+  const logger = createLogger(config.logLevel);
+  logger.info({
+    nodeName: config.nodeName, source: config.source, configFile: config.configFile ?? null,
+    machinesDir: config.source === 'directory' ? config.machinesDir : undefined,
+    stateDir: config.stateDir, imageRoot: config.imageRoot, kernels: config.kernels,
+  }, 'umlmon agent starting');
+
+  const metrics = new Registry();
+  let agent: Agent | undefined;
+  let http: HealthServer | undefined;
+  let control: ControlServer | undefined;
+  let runtime: Runtime | undefined;
+  let shuttingDown: Promise<number> | undefined;
+  let markStopped: (code: number) => void = () => {};
+  const stopped = new Promise<number>((resolve) => { markStopped = resolve; });
+
+  const shutdown = (why: string): Promise<number> => {
+    shuttingDown ??= (async () => {
+      logger.info({ signal: why }, 'stopping the agent; guests keep running (umlmon drain stops them)');
+      const started = Date.now();
+      await control?.close().catch(() => {});
+      await agent?.stop().catch((err: unknown) => logger.error({ err: String(err) }, 'stopping the agent failed'));
+      await http?.close().catch(() => {});
+      await runtime?.close().catch((err: unknown) => logger.warn({ err: String(err) }, 'closing the runtime failed'));
+      logger.info({ ms: Date.now() - started }, 'agent stopped');
+      logger.flush();
+      return 0;
+    })();
+    void shuttingDown.then(markStopped);
+    return shuttingDown;
+  };
+
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    signals++;
+    if (signals > 1) {
+      logger.warn({ signal }, 'second signal: exiting at once');
+      logger.flush();
+      process.exit(130);
+    }
+    void shutdown(signal);
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+
+  try {
+    // Health first: /healthz answers while the runtime adopts; /readyz says when it is done.
+    if (config.listenAddress) {
+      http = await startHealthServer({ listen: config.listenAddress, ready: () => agent?.ready() ?? false, metrics, logger });
+    }
+    runtime = createRuntime({ stateDir: config.stateDir, imageRoot: config.imageRoot, logger });
+    const source = makeSource(config, logger);
+    agent = await startAgent(config, { source, runtime, logger, metrics });
+    if (shuttingDown) return await shuttingDown;
+    control = await startControlServer({
+      address: config.controlAddress, handlers: controlHandlers(config, source, runtime, agent), logger,
+      defaultDrainTimeoutSeconds: config.drainTimeoutSeconds,
+      ...(config.controlToken !== undefined ? { token: config.controlToken } : {}),
+    });
+  } catch (err) {
+    logger.fatal({ err: err instanceof Error ? err.message : String(err) }, 'the agent could not start');
+    await shutdown('startup-failure');
+    console.error(`umlmon run: ${err instanceof Error ? err.message : String(err)}`);
+    return 1;
+  }
+  const code = await stopped;
+  // Whatever still holds the event loop (a stuck socket) must not keep a stopped agent alive.
+  setTimeout(() => {
+    logger.debug({ resources: process.getActiveResourcesInfo() }, 'still holding the event loop after stop; exiting');
+    logger.flush();
+    process.exit(code);
+  }, 3000).unref();
+  return code;
 }
