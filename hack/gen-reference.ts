@@ -43,6 +43,21 @@ export function renderReference(crd: Crd, example: string): string {
     out.push(`| ${column.name.toUpperCase()} | \`${column.jsonPath}\` | ${column.priority ? 'with `-o wide`' : 'always'} |`);
   }
   out.push('', '## Example', '', '```yaml', example.trimEnd(), '```', '');
+  out.push(
+    '## Validation',
+    '',
+    'The API server checks the schema below (types, patterns, bounds, unique list keys) and the rules listed with each object (CEL, Kubernetes 1.25 and newer). ' +
+      'The node agent checks all of it again, because older API servers skip the rules and machine files read from a directory have no API server, and adds what only the node knows:',
+    '',
+    "- `spec.kernel` must name a kernel in the agent's configuration;",
+    "- `spec.memory` must lie within the agent's configured minimum and maximum;",
+    "- each `spec.disks[].image` must exist as a file under the node's image root;",
+    '- `spec.backup.schedule` must be a cron expression node-cron accepts (e.g. no minute 61);',
+    '- gre and l2tpv3 addresses must be IP addresses of one family.',
+    '',
+    'A machine the agent refuses gets the condition `SpecValid=False` listing every problem as `field: what to fix`, and an `InvalidSpec` Event; a guest that is already running is left as it is.',
+    '',
+  );
   out.push('## Fields', '', 'Each table lists the fields of one object. Defaults are applied by the API server (and by the agent for files without a server).', '');
   for (const section of ['spec', 'status']) {
     const schema = root.properties?.[section];

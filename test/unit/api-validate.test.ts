@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { evaluate } from '@marcbachmann/cel-js';
 import { parseAllDocuments } from 'yaml';
 import { RESERVED_KERNEL_OPTION_PATTERN, reservedOption } from '../../src/api/kernel-options.ts';
-import { applyDefaults, loadCrd, machineSchema, machineSchemaValidator, pruneUnknownFields, type StructuralSchema } from '../../src/api/schema.ts';
+import { applyDefaults, compileSchema, loadCrd, machineSchema, machineSchemaValidator, pruneUnknownFields, type StructuralSchema } from '../../src/api/schema.ts';
 import { formatFieldErrors, imageNameProblem, validateMachine, type ValidationLimits } from '../../src/api/validate.ts';
 import { REPO_ROOT } from '../support/uml.ts';
 
@@ -317,6 +317,22 @@ describe('the CRD file', () => {
 
   it('says nothing about metadata, which a real API server would refuse', () => {
     assert.deepEqual(machineSchema().properties?.metadata, { type: 'object' });
+  });
+
+  it('has defaults that each pass their own field schema (the API server checks)', () => {
+    const bad: string[] = [];
+    let count = 0;
+    const walk = (schema: StructuralSchema, path: string) => {
+      if (schema.default !== undefined) {
+        count++;
+        if (!compileSchema(schema)(schema.default)) bad.push(`${path}: ${JSON.stringify(schema.default)}`);
+      }
+      for (const [key, child] of Object.entries(schema.properties ?? {})) walk(child, `${path}.${key}`);
+      if (schema.items) walk(schema.items, `${path}[]`);
+    };
+    walk(machineSchema(), 'UmlMachine');
+    assert.deepEqual(bad, []);
+    assert.ok(count >= 10, `only ${count} defaults found`);
   });
 
   it('has defaults that pass its own schema and rules', () => {
