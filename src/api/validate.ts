@@ -356,7 +356,9 @@ function memoryErrors(memory: unknown, limits: ValidationLimits): FieldError[] {
   } catch {
     return []; // the schema's pattern already says how to write it
   }
-  if (!Number.isSafeInteger(bytes) || bytes < 0) return [];
+  if (!Number.isSafeInteger(bytes) || bytes < 0) {
+    return [{ field: 'spec.memory', message: `${memory} is not a whole number of bytes that this node can use; write a quantity such as 64Mi` }];
+  }
   const shown = typeof memory === 'number' ? `${memory} bytes` : memory;
   if (bytes < limits.memoryMinBytes) {
     const min = formatBytes(limits.memoryMinBytes);

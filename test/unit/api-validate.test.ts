@@ -190,6 +190,15 @@ describe('validateMachine', () => {
     assert.match(formatFieldErrors(result.errors), /spec\.memory: 8Mi is below this node's minimum of 40Mi; use at least 40Mi/);
   });
 
+  it('refuses an integer memory that is not a positive byte count', () => {
+    for (const memory of [-5, 0.5, 2 ** 60]) {
+      const input = base();
+      input.spec.memory = memory;
+      const result = validateMachine(input, { ...LIMITS, memoryMinBytes: 0, memoryMaxBytes: Number.MAX_SAFE_INTEGER });
+      assert.ok(!result.ok && result.errors.some((e) => e.field === 'spec.memory'), `${memory} was accepted`);
+    }
+  });
+
   it('checks memory against the maximum', () => {
     const input = base();
     input.spec.memory = '8Gi';
