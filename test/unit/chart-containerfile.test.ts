@@ -53,7 +53,7 @@ test('two stages on node:24-bookworm-slim; the final one has Debian\'s UML kerne
   assert.deepEqual(froms, ['node:24-bookworm-slim AS build', 'node:24-bookworm-slim']);
   const install = containerfile.find((i) => i.stage === 1 && i.op === 'RUN' && i.args.includes('apt-get install'));
   assert.ok(install, 'the final stage installs Debian packages');
-  for (const pkg of ['user-mode-linux', 'util-linux', 'iproute2', 'uml-utilities']) assert.match(install.args, new RegExp(`\\b${pkg}\\b`), pkg);
+  for (const pkg of ['user-mode-linux', 'util-linux', 'mount', 'iproute2', 'uml-utilities']) assert.match(install.args, new RegExp(`\\b${pkg}\\b`), pkg);
   assert.match(install.args, /--no-install-recommends/);
   assert.match(install.args, /rm -rf \/var\/lib\/apt\/lists/);
   const build = containerfile.filter((i) => i.stage === 0 && i.op === 'RUN').map((i) => i.args).join(' && ');
@@ -100,6 +100,9 @@ test('entrypoint is the agent\'s main and the default command is what the chart 
   const cmd = containerfile.find((i) => i.stage === 1 && i.op === 'CMD');
   assert.deepEqual(JSON.parse(entrypoint?.args ?? 'null'), ['node', '/app/dist/cli/main.js']);
   assert.deepEqual(JSON.parse(cmd?.args ?? 'null'), ['run', '-f', '/etc/umlmon/config.yaml']);
+  const onPath = containerfile.find((i) => i.stage === 1 && i.op === 'RUN' && i.args.includes('/usr/local/bin/umlmon'));
+  assert.match(onPath?.args ?? '', /exec node \/app\/dist\/cli\/main\.js "\$@"/, 'umlmon on PATH runs the same main, for kubectl exec');
+  assert.match(onPath?.args ?? '', /chmod 0755 \/usr\/local\/bin\/umlmon/);
   const ds = parseRendering(renderChart()).map((r) => r.object as Obj).find((o) => o.kind === 'DaemonSet');
   const agent = ds?.spec.template.spec.containers[0];
   assert.equal(agent.command, undefined, 'the chart keeps the image\'s entrypoint');
