@@ -1,0 +1,121 @@
+// A Kubernetes API emulator for tests: real kubectl and @kubernetes/client-node talk to it
+// unchanged (plain HTTP on 127.0.0.1). See README.md next to this file.
+import { createServer, type Server } from 'node:http';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import { ADMIN, ApiServer, type RequestRecord } from './server.ts';
+import { nowTime } from './objects.ts';
+
+export type { RequestRecord } from './server.ts';
+
+export interface EmulatorOptions {
+  /** 0 = random */
+  port?: number;
+  /** resourceVersions kept for watches before 410 Gone (default 10000) */
+  watchHistory?: number;
+  /** enforce RBAC for service-account tokens */
+  rbac?: boolean;
+  /** how often watches with allowWatchBookmarks get a BOOKMARK (default 1000 ms) */
+  bookmarkIntervalMs?: number;
+  /** directory for the kubeconfig files (default: a fresh temp dir, removed by close()) */
+  kubeconfigDir?: string;
+}
+
+export interface Emulator {
+  url: string;
+  /** Path of an admin kubeconfig (unrestricted) for kubectl (--kubeconfig) and client-node. */
+  kubeconfigPath: string;
+  /** Creates a ServiceAccount token and returns a kubeconfig path that authenticates as system:serviceaccount:<ns>:<name>, subject to RBAC. */
+  kubeconfigFor(namespace: string, serviceAccount: string): Promise<string>;
+  /** Every resource request seen, for proving RBAC (who did what). */
+  requests: RequestRecord[];
+  faults: {
+    dropWatches(): void;
+    refuseRequests(ms: number): void;
+    delayResponses(ms: number): void;
+    compact(): void;
+  };
+  /** The current global resourceVersion. */
+  resourceVersion(): number;
+  close(): Promise<void>;
+}
+
+function kubeconfig(url: string, user: string, token: string): string {
+  return [
+    'apiVersion: v1',
+    'kind: Config',
+    'clusters:',
+    '- name: emulator',
+    '  cluster:',
+    `    server: ${url}`,
+    'users:',
+    `- name: ${JSON.stringify(user)}`,
+    '  user:',
+    `    token: ${token}`,
+    'contexts:',
+    '- name: emulator',
+    '  context:',
+    '    cluster: emulator',
+    `    user: ${JSON.stringify(user)}`,
+    '    namespace: default',
+    'current-context: emulator',
+    '',
+  ].join('\n');
+}
+
+export async function startEmulator(options: EmulatorOptions = {}): Promise<Emulator> {
+  const api = new ApiServer({ watchHistory: options.watchHistory ?? 10000, rbac: options.rbac ?? false, bookmarkIntervalMs: options.bookmarkIntervalMs ?? 1000 });
+  const server: Server = createServer(api.handle);
+  server.keepAliveTimeout = 5000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, '127.0.0.1', () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  const url = `http://127.0.0.1:${port}`;
+  api.hostPort = `127.0.0.1:${port}`;
+  const ownDir = options.kubeconfigDir === undefined;
+  const dir = options.kubeconfigDir ?? mkdtempSync(join(tmpdir(), 'umlmon-emulator-'));
+  const adminToken = randomBytes(16).toString('hex');
+  api.tokens.set(adminToken, ADMIN);
+  const kubeconfigPath = join(dir, `admin-${port}.kubeconfig`);
+  writeFileSync(kubeconfigPath, kubeconfig(url, ADMIN.name, adminToken), { mode: 0o600 });
+
+  return {
+    url,
+    kubeconfigPath,
+    requests: api.requests,
+    async kubeconfigFor(namespace: string, serviceAccount: string): Promise<string> {
+      if (!api.store.get('/namespaces', undefined, namespace)) {
+        api.store.put('/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace, uid: crypto.randomUUID(), creationTimestamp: nowTime() }, spec: { finalizers: ['kubernetes'] }, status: { phase: 'Active' } });
+      }
+      if (!api.store.get('/serviceaccounts', namespace, serviceAccount)) {
+        api.store.put('/serviceaccounts', { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: serviceAccount, namespace, uid: crypto.randomUUID(), creationTimestamp: nowTime() } });
+      }
+      const token = randomBytes(16).toString('hex');
+      const user = `system:serviceaccount:${namespace}:${serviceAccount}`;
+      api.tokens.set(token, { name: user, groups: ['system:serviceaccounts', `system:serviceaccounts:${namespace}`, 'system:authenticated'] });
+      const path = join(dir, `sa-${namespace}-${serviceAccount}-${port}.kubeconfig`);
+      writeFileSync(path, kubeconfig(url, user, token), { mode: 0o600 });
+      return path;
+    },
+    faults: {
+      dropWatches: () => api.dropWatches(),
+      refuseRequests: (ms: number) => api.refuseRequests(ms),
+      delayResponses: (ms: number) => api.delayResponses(ms),
+      compact: () => api.store.compact(),
+    },
+    resourceVersion: () => api.store.resourceVersion,
+    async close(): Promise<void> {
+      api.dropWatches();
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      if (ownDir) rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
