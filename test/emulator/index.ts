@@ -26,6 +26,8 @@ export interface EmulatorOptions {
 
 export interface Emulator {
   url: string;
+  /** Bearer token of the admin user (for in-process requests, e.g. with fetch). */
+  adminToken: string;
   /** Path of an admin kubeconfig (unrestricted) for kubectl (--kubeconfig) and client-node. */
   kubeconfigPath: string;
   /** Creates a ServiceAccount token and returns a kubeconfig path that authenticates as system:serviceaccount:<ns>:<name>, subject to RBAC. */
@@ -38,6 +40,8 @@ export interface Emulator {
     delayResponses(ms: number): void;
     compact(): void;
   };
+  /** An admin request from the test itself: JSON in and out (body undefined when empty). */
+  request(method: string, path: string, body?: unknown, contentType?: string): Promise<{ status: number; body: any }>;
   /** The current global resourceVersion. */
   resourceVersion(): number;
   close(): Promise<void>;
@@ -86,6 +90,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
 
   return {
     url,
+    adminToken,
     kubeconfigPath,
     requests: api.requests,
     async kubeconfigFor(namespace: string, serviceAccount: string): Promise<string> {
@@ -109,6 +114,15 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
       compact: () => api.store.compact(),
     },
     resourceVersion: () => api.store.resourceVersion,
+    async request(method: string, path: string, body?: unknown, contentType = 'application/json') {
+      const res = await fetch(url + path, {
+        method,
+        headers: { Authorization: `Bearer ${adminToken}`, 'Content-Type': contentType, Accept: 'application/json' },
+        ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
+      });
+      const text = await res.text();
+      return { status: res.status, body: text ? JSON.parse(text) : undefined };
+    },
     async close(): Promise<void> {
       api.dropWatches();
       await new Promise<void>((resolve) => {

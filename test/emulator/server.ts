@@ -136,12 +136,16 @@ export class ApiServer {
     const method = req.method ?? 'GET';
     const rr = parseResourcePath(method, segs, url.searchParams);
     const user = this.authenticate(req);
+    let recorded = false;
     const record = (code: number): void => {
-      if (!rr) return;
+      if (!rr || recorded) return;
+      recorded = true;
       this.requests.push({ user: user?.name ?? 'system:anonymous', verb: rr.verb, apiGroup: rr.group, resource: rr.resource, ...(rr.subresource ? { subresource: rr.subresource } : {}), ...(rr.namespace ? { namespace: rr.namespace } : {}), ...(rr.name ? { name: rr.name } : {}), code });
     };
+    // Watches are recorded when they start streaming (tests wait for a client's watch).
+    res.on('watching', () => record(200));
     res.on('finish', () => record(res.statusCode));
-    res.on('close', () => { if (!res.writableFinished && res.headersSent) record(res.statusCode); });
+    res.on('close', () => { if (res.headersSent) record(res.statusCode); });
 
     if (Date.now() < this.refuseUntil) {
       this.sendError(res, new ApiError(503, 'ServiceUnavailable', 'the server is currently unable to handle the request'));
@@ -356,6 +360,7 @@ export class ApiServer {
     };
     res.writeHead(200, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked', 'Cache-Control': 'no-cache, private' });
     res.flushHeaders();
+    res.emit('watching');
     let unsubscribe: () => unknown = () => true;
     const timers: NodeJS.Timeout[] = [];
     const end = (): void => {

@@ -1,0 +1,279 @@
+// The real kubectl against the Kubernetes API emulator: the CRD, the examples and the invalid
+// fixtures behave as they would on a cluster (issue 3).
+import { after, before, describe as suite, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse as parseYaml, parseAllDocuments } from 'yaml';
+import { startEmulator, type Emulator } from '../emulator/index.ts';
+import { describe, kubectlFor, waitFor, type Kubectl } from '../emulator/kubectl.ts';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+const CRD_DIR = join(ROOT, 'crds');
+const EXAMPLES_DIR = join(ROOT, 'examples');
+const INVALID_DIR = join(ROOT, 'test', 'fixtures', 'invalid');
+const crd = parseYaml(readFileSync(join(CRD_DIR, 'umlmachines.umlmon.io.yaml'), 'utf8'));
+const version = crd.spec.versions.find((v: any) => v.storage);
+const BASE = `/apis/umlmon.io/${version.name}`;
+
+const exampleNames: string[] = readdirSync(EXAMPLES_DIR)
+  .filter((f) => f.endsWith('.yaml'))
+  .flatMap((f) => parseAllDocuments(readFileSync(join(EXAMPLES_DIR, f), 'utf8')).map((d) => d.toJS()))
+  .filter((o) => o?.kind === 'UmlMachine')
+  .map((o) => o.metadata.name);
+
+let emu: Emulator;
+let kubectl: Kubectl;
+let seq = 0;
+const unique = (prefix: string): string => `${prefix}-${process.pid}-${++seq}`;
+
+function machine(name: string, ns: string, nodeName: string, extra: Record<string, unknown> = {}): string {
+  return JSON.stringify({
+    apiVersion: `umlmon.io/${version.name}`, kind: 'UmlMachine',
+    metadata: { name, namespace: ns, ...extra },
+    spec: { nodeName, disks: [{ name: 'ubd0', image: 'busybox.ext4' }] },
+  });
+}
+
+async function namespace(): Promise<string> {
+  const ns = unique('ns');
+  const r = await kubectl(['apply', '-f', '-'], { input: JSON.stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } }) });
+  assert.equal(r.code, 0, describe(r));
+  return ns;
+}
+
+async function get(ns: string, name: string): Promise<any> {
+  const r = await emu.request('GET', `${BASE}/namespaces/${ns}/umlmachines/${name}`);
+  return r.status === 200 ? r.body : undefined;
+}
+
+before(async () => {
+  emu = await startEmulator();
+  kubectl = kubectlFor(emu.kubeconfigPath);
+  const r = await kubectl(['apply', '-f', CRD_DIR]);
+  assert.equal(r.code, 0, describe(r));
+  assert.match(r.stdout, /customresourcedefinition.apiextensions.k8s.io\/umlmachines.umlmon.io (created|configured|unchanged)/);
+});
+
+after(async () => {
+  await emu?.close();
+});
+
+suite('kubectl against the emulator', () => {
+  test('apply -f crds/ then -f examples/ creates every example; a second apply changes nothing', async () => {
+    const ns = await namespace();
+    const first = await kubectl(['apply', '-n', ns, '-f', EXAMPLES_DIR]);
+    assert.equal(first.code, 0, describe(first));
+    for (const name of exampleNames) assert.match(first.stdout, new RegExp(`umlmachine.umlmon.io/${name} created`), describe(first));
+    const before = await Promise.all(exampleNames.map((n) => get(ns, n)));
+    const second = await kubectl(['apply', '-n', ns, '-f', EXAMPLES_DIR]);
+    assert.equal(second.code, 0, describe(second));
+    const after = await Promise.all(exampleNames.map((n) => get(ns, n)));
+    // kubectl may still say "configured" (its JSON merge patch repeats lists whose items got
+    // defaults), but the server must see no change: resourceVersion and generation stay.
+    assert.deepEqual(after.map((o) => o.metadata.resourceVersion), before.map((o) => o.metadata.resourceVersion), describe(second));
+    assert.deepEqual(after.map((o) => o.metadata.generation), before.map((o) => o.metadata.generation));
+  });
+
+  test('apply --server-side works and re-applying is a no-op', async () => {
+    const ns = await namespace();
+    const first = await kubectl(['apply', '--server-side', '-n', ns, '-f', EXAMPLES_DIR]);
+    assert.equal(first.code, 0, describe(first));
+    for (const name of exampleNames) assert.match(first.stdout, new RegExp(`umlmachine.umlmon.io/${name} serverside-applied`), describe(first));
+    const before = await Promise.all(exampleNames.map((n) => get(ns, n)));
+    assert.ok(before.every((o) => o.metadata.managedFields.some((m: any) => m.manager === 'kubectl' && m.operation === 'Apply')), JSON.stringify(before[0].metadata));
+    const second = await kubectl(['apply', '--server-side', '-n', ns, '-f', EXAMPLES_DIR]);
+    assert.equal(second.code, 0, describe(second));
+    const after = await Promise.all(exampleNames.map((n) => get(ns, n)));
+    assert.deepEqual(after.map((o) => o.metadata.resourceVersion), before.map((o) => o.metadata.resourceVersion));
+    // Dropping a field from the applied configuration removes it (the manager owned it).
+    const name = unique('ssa');
+    const withMemory = JSON.parse(machine(name, ns, 'node-a'));
+    withMemory.spec.memory = '96Mi';
+    let r = await kubectl(['apply', '--server-side', '-f', '-'], { input: JSON.stringify(withMemory) });
+    assert.equal(r.code, 0, describe(r));
+    assert.equal((await get(ns, name)).spec.memory, '96Mi');
+    delete withMemory.spec.memory;
+    r = await kubectl(['apply', '--server-side', '-f', '-'], { input: JSON.stringify(withMemory) });
+    assert.equal(r.code, 0, describe(r));
+    const o = await get(ns, name);
+    assert.equal(o.spec.memory, version.schema.openAPIV3Schema.properties.spec.properties.memory.default, 'memory returns to its schema default');
+    assert.equal(o.metadata.generation, 2, 'created, then one spec change');
+  });
+
+  test('get shows the printer columns; -o wide adds the priority columns', async () => {
+    const ns = await namespace();
+    const name = unique('cols');
+    let r = await kubectl(['apply', '-f', '-'], { input: machine(name, ns, 'node-cols') });
+    assert.equal(r.code, 0, describe(r));
+    const columns = version.additionalPrinterColumns as { name: string; priority?: number }[];
+    const normal = ['NAME', ...columns.filter((c) => !c.priority).map((c) => c.name.toUpperCase())];
+    const wide = ['NAME', ...columns.filter((c) => !c.priority).map((c) => c.name.toUpperCase()), ...columns.filter((c) => c.priority).map((c) => c.name.toUpperCase())];
+    r = await kubectl(['get', 'uml', '-n', ns]);
+    assert.equal(r.code, 0, describe(r));
+    assert.deepEqual(r.stdout.split('\n')[0]!.trim().split(/\s+/), normal, describe(r));
+    assert.match(r.stdout.split('\n')[1]!, new RegExp(`^${name}\\s+node-cols\\s+Running\\s`), describe(r));
+    r = await kubectl(['get', 'uml', '-n', ns, '-o', 'wide']);
+    assert.equal(r.code, 0, describe(r));
+    assert.deepEqual(r.stdout.split('\n')[0]!.trim().split(/\s+/), wide, describe(r));
+    // status columns show once the status has them
+    r = await kubectl(['patch', 'uml', name, '-n', ns, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { phase: 'Running', pid: 4242, restartCount: 2 } })]);
+    assert.equal(r.code, 0, describe(r));
+    r = await kubectl(['get', 'uml', name, '-n', ns, '-o', 'wide', '--no-headers']);
+    // the kernel column has no value yet: the server sends null, kubectl prints nothing
+    assert.match(r.stdout, new RegExp(`^${name}\\s+node-cols\\s+Running\\s+Running\\s+\\d+s\\s+4242\\s+128Mi\\s+2\\s*$`), describe(r));
+  });
+
+  test('get --field-selector spec.nodeName filters; an unsupported field is refused', async () => {
+    const ns = await namespace();
+    const a = unique('fa');
+    const b = unique('fb');
+    const r0 = await kubectl(['apply', '-f', '-'], { input: `${machine(a, ns, 'node-a')}\n${machine(b, ns, 'node-b')}` });
+    assert.equal(r0.code, 0, describe(r0));
+    let r = await kubectl(['get', 'uml', '-n', ns, '--field-selector', 'spec.nodeName=node-b', '-o', 'name']);
+    assert.equal(r.code, 0, describe(r));
+    assert.equal(r.stdout.trim(), `umlmachine.umlmon.io/${b}`);
+    r = await kubectl(['get', 'uml', '-n', ns, '--field-selector', 'spec.nodeName!=node-b,metadata.name=' + a, '-o', 'name']);
+    assert.equal(r.stdout.trim(), `umlmachine.umlmon.io/${a}`, describe(r));
+    r = await kubectl(['get', 'uml', '-n', ns, '--field-selector', 'spec.memory=128Mi']);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /field label not supported: spec.memory/, describe(r));
+  });
+
+  test('explain uml.spec.disks prints the CRD descriptions', async () => {
+    const r = await kubectl(['explain', 'uml.spec.disks']);
+    assert.equal(r.code, 0, describe(r));
+    const disks = version.schema.openAPIV3Schema.properties.spec.properties.disks;
+    const words = (s: string): string => s.replace(/\s+/g, ' ').trim();
+    assert.ok(words(r.stdout).includes(words(disks.description).slice(0, 60)), describe(r));
+    for (const [field, schema] of Object.entries<any>(disks.items.properties)) {
+      assert.match(r.stdout, new RegExp(`^  ${field}\\s`, 'm'), `field ${field}\n${describe(r)}`);
+      assert.ok(words(r.stdout).includes(words(schema.description).slice(0, 40)), `description of ${field}\n${describe(r)}`);
+    }
+  });
+
+  test('every invalid fixture is refused by kubectl apply with the API server message (or accepted)', async () => {
+    const ns = await namespace();
+    const files = readdirSync(INVALID_DIR).filter((f) => f.endsWith('.yaml')).sort();
+    assert.ok(files.length > 0);
+    const failures: string[] = [];
+    const queue = [...files];
+    const worker = async (): Promise<void> => {
+      for (let f = queue.shift(); f; f = queue.shift()) {
+        const text = readFileSync(join(INVALID_DIR, f), 'utf8');
+        const expected = /^# apiserver: (.*)$/m.exec(text)?.[1]?.trim();
+        if (!expected) { failures.push(`${f}: no "# apiserver:" line`); continue; }
+        const r = await kubectl(['apply', '-n', ns, '-f', join(INVALID_DIR, f)]);
+        if (expected === 'accepts') {
+          if (r.code !== 0) failures.push(`${f}: expected to be accepted\n${describe(r)}`);
+        } else if (r.code === 0 || !r.stderr.includes(expected)) {
+          failures.push(`${f}: expected refusal containing ${JSON.stringify(expected)}\n${describe(r)}`);
+        }
+      }
+    };
+    await Promise.all([worker(), worker(), worker()]);
+    assert.deepEqual(failures, [], failures.join('\n\n'));
+  });
+
+  test('patch --subresource=status changes status and not spec (and not generation)', async () => {
+    const ns = await namespace();
+    const name = unique('st');
+    let r = await kubectl(['apply', '-f', '-'], { input: machine(name, ns, 'node-st') });
+    assert.equal(r.code, 0, describe(r));
+    const before = await get(ns, name);
+    r = await kubectl(['patch', 'uml', name, '-n', ns, '--subresource=status', '--type=merge', '-p', JSON.stringify({ spec: { nodeName: 'elsewhere' }, status: { phase: 'Starting', observedGeneration: 1 } })]);
+    assert.equal(r.code, 0, describe(r));
+    const afterStatus = await get(ns, name);
+    assert.equal(afterStatus.status.phase, 'Starting');
+    assert.equal(afterStatus.spec.nodeName, 'node-st');
+    assert.equal(afterStatus.metadata.generation, before.metadata.generation);
+    // and the main resource ignores status while bumping generation for spec changes
+    r = await kubectl(['patch', 'uml', name, '-n', ns, '--type=merge', '-p', JSON.stringify({ spec: { memory: '64Mi' }, status: { phase: 'Failed' } })]);
+    assert.equal(r.code, 0, describe(r));
+    const afterSpec = await get(ns, name);
+    assert.equal(afterSpec.status.phase, 'Starting');
+    assert.equal(afterSpec.spec.memory, '64Mi');
+    assert.equal(afterSpec.metadata.generation, before.metadata.generation + 1);
+    // labels are metadata: no generation bump
+    r = await kubectl(['label', 'uml', name, '-n', ns, 'team=a']);
+    assert.equal(r.code, 0, describe(r));
+    assert.equal((await get(ns, name)).metadata.generation, before.metadata.generation + 1);
+  });
+
+  test('wait --for=condition=Ready returns when the condition is set', async () => {
+    const ns = await namespace();
+    const name = unique('wait');
+    const r = await kubectl(['apply', '-f', '-'], { input: machine(name, ns, 'node-w') });
+    assert.equal(r.code, 0, describe(r));
+    const watchesBefore = emu.requests.filter((q) => q.verb === 'watch' && q.namespace === ns).length;
+    const waiting = kubectl.start(['wait', '-n', ns, '--for=condition=Ready', `uml/${name}`, '--timeout=60s']);
+    await waitFor('kubectl wait to watch', () => emu.requests.filter((q) => q.verb === 'watch' && q.namespace === ns).length > watchesBefore);
+    assert.equal(waiting.child.exitCode, null, 'kubectl wait returned before the condition was set');
+    const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    const p = await emu.request('PATCH', `${BASE}/namespaces/${ns}/umlmachines/${name}/status`, { status: { conditions: [{ type: 'Ready', status: 'True', reason: 'Booted', message: 'guest booted', lastTransitionTime: now }] } }, 'application/merge-patch+json');
+    assert.equal(p.status, 200, JSON.stringify(p.body));
+    const done = await waiting.done;
+    assert.equal(done.code, 0, describe(done));
+    assert.match(done.stdout, /condition met/);
+  });
+
+  test('delete waits for finalizers, removed by another client', async () => {
+    const ns = await namespace();
+    const name = unique('fin');
+    const r = await kubectl(['apply', '-f', '-'], { input: machine(name, ns, 'node-f', { finalizers: ['umlmon.io/machine'] }) });
+    assert.equal(r.code, 0, describe(r));
+    const deleting = kubectl.start(['delete', 'uml', name, '-n', ns, '--timeout=60s']);
+    const marked = await waitFor('deletionTimestamp', async () => (await get(ns, name))?.metadata.deletionTimestamp ? await get(ns, name) : undefined);
+    assert.deepEqual(marked.metadata.finalizers, ['umlmon.io/machine']);
+    await waitFor('kubectl delete to watch for the deletion', () => emu.requests.some((q) => q.verb === 'watch' && q.namespace === ns));
+    assert.equal(deleting.child.exitCode, null, `kubectl delete returned while a finalizer remained\n${deleting.output.stdout}${deleting.output.stderr}`);
+    const patch = await kubectlFor(emu.kubeconfigPath)(['patch', 'uml', name, '-n', ns, '--type=json', '-p', '[{"op":"remove","path":"/metadata/finalizers"}]']);
+    assert.equal(patch.code, 0, describe(patch));
+    const done = await deleting.done;
+    assert.equal(done.code, 0, describe(done));
+    assert.match(done.stdout, new RegExp(`umlmachine.umlmon.io "${name}" deleted`));
+    assert.equal(await get(ns, name), undefined);
+  });
+
+  test('get -w streams changes', async () => {
+    const ns = await namespace();
+    const name = unique('watch');
+    const r = await kubectl(['apply', '-f', '-'], { input: machine(name, ns, 'node-g') });
+    assert.equal(r.code, 0, describe(r));
+    const watching = kubectl.start(['get', 'uml', '-n', ns, '-w']);
+    try {
+      await waitFor('the initial row', () => watching.output.stdout.includes(name));
+      const p = await emu.request('PATCH', `${BASE}/namespaces/${ns}/umlmachines/${name}/status`, { status: { phase: 'Booting-Not-A-Phase' } }, 'application/merge-patch+json');
+      assert.equal(p.status, 422, 'phase is an enum');
+      const ok = await emu.request('PATCH', `${BASE}/namespaces/${ns}/umlmachines/${name}/status`, { status: { phase: 'Starting' } }, 'application/merge-patch+json');
+      assert.equal(ok.status, 200, JSON.stringify(ok.body));
+      await waitFor('a row with the new phase', () => /\sStarting\s/.test(watching.output.stdout));
+      const other = unique('watch2');
+      const c = await kubectl(['apply', '-f', '-'], { input: machine(other, ns, 'node-g') });
+      assert.equal(c.code, 0, describe(c));
+      await waitFor('a row for the new machine', () => watching.output.stdout.includes(other));
+      assert.equal(watching.output.stdout.match(/^NAME\s/gm)?.length, 1, `headers printed once:\n${watching.output.stdout}`);
+    } finally {
+      watching.child.kill();
+      await watching.done;
+    }
+  });
+
+  test('dry run, conflicts and not-found read as a real API server writes them', async () => {
+    const ns = await namespace();
+    const name = unique('dry');
+    let r = await kubectl(['apply', '--dry-run=server', '-f', '-'], { input: machine(name, ns, 'node-d') });
+    assert.equal(r.code, 0, describe(r));
+    assert.match(r.stdout, /created \(server dry run\)/);
+    assert.equal(await get(ns, name), undefined);
+    r = await kubectl(['get', 'uml', name, '-n', ns]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, new RegExp(`Error from server \\(NotFound\\): umlmachines.umlmon.io "${name}" not found`), describe(r));
+    r = await kubectl(['apply', '-f', '-'], { input: machine(name, ns, 'node-d') });
+    const live = await get(ns, name);
+    const stale = { ...live, metadata: { ...live.metadata, resourceVersion: String(Number(live.metadata.resourceVersion) - 1) } };
+    r = await kubectl(['replace', '-f', '-'], { input: JSON.stringify(stale) });
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, new RegExp(`Operation cannot be fulfilled on umlmachines.umlmon.io "${name}": the object has been modified; please apply your changes to the latest version and try again`), describe(r));
+  });
+});

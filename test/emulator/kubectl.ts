@@ -1,0 +1,62 @@
+// Running the real kubectl against an emulator from tests (asynchronously: the emulator runs
+// in the test's own event loop, so a blocking exec would deadlock it).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export const KUBECTL = process.env.KUBECTL ?? '/usr/bin/kubectl';
+
+export interface KubectlResult { code: number | null; stdout: string; stderr: string }
+
+export interface Kubectl {
+  (args: string[], options?: { input?: string; timeoutMs?: number }): Promise<KubectlResult>;
+  /** Starts kubectl and returns the process plus its collected output so far. */
+  start(args: string[]): { child: ChildProcess; output: { stdout: string; stderr: string }; done: Promise<KubectlResult> };
+}
+
+/** A kubectl bound to one kubeconfig, with its own discovery cache directory. */
+export function kubectlFor(kubeconfig: string): Kubectl {
+  const cacheDir = mkdtempSync(join(tmpdir(), 'umlmon-kubectl-cache-'));
+  const env = { ...process.env, KUBECONFIG: kubeconfig, KUBECACHEDIR: cacheDir, HOME: cacheDir };
+  const start = (args: string[], input?: string): { child: ChildProcess; output: { stdout: string; stderr: string }; done: Promise<KubectlResult> } => {
+    const child = spawn(KUBECTL, ['--kubeconfig', kubeconfig, '--cache-dir', cacheDir, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const output = { stdout: '', stderr: '' };
+    child.stdout!.on('data', (d: Buffer) => { output.stdout += d.toString(); });
+    child.stderr!.on('data', (d: Buffer) => { output.stderr += d.toString(); });
+    if (input !== undefined) child.stdin!.end(input);
+    else child.stdin!.end();
+    const done = new Promise<KubectlResult>((resolve, reject) => {
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code, ...output }));
+    });
+    return { child, output, done };
+  };
+  const run = (async (args: string[], options: { input?: string; timeoutMs?: number } = {}): Promise<KubectlResult> => {
+    const { child, done } = start(args, options.input);
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000);
+    try {
+      return await done;
+    } finally {
+      clearTimeout(timer);
+    }
+  }) as Kubectl;
+  run.start = (args: string[]) => start(args);
+  return run;
+}
+
+/** Describes a kubectl result for assertion messages. */
+export function describe(r: KubectlResult): string {
+  return `exit ${r.code}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`;
+}
+
+/** Polls `check` (every 25 ms) until it returns a truthy value or the timeout passes. */
+export async function waitFor<T>(what: string, check: () => T | Promise<T>, timeoutMs = 20_000): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v) return v as NonNullable<T>;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
