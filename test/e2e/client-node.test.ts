@@ -52,7 +52,7 @@ async function createNamespace(kc: k8s.KubeConfig): Promise<string> {
 interface Seen { type: string; obj: any }
 
 /** A watch that collects its events until stopped. */
-async function collect(kc: k8s.KubeConfig, path: string, params: Record<string, unknown>): Promise<{ events: Seen[]; done: Promise<unknown>; stop(): void }> {
+async function collect(kc: k8s.KubeConfig, path: string, params: Record<string, string | number | boolean | undefined>): Promise<{ events: Seen[]; done: Promise<unknown>; stop(): void }> {
   const events: Seen[] = [];
   let resolveDone!: (v: unknown) => void;
   const done = new Promise((r) => { resolveDone = r; });
