@@ -115,8 +115,10 @@ export function openApiV3Doc(reg: Registry, group: string, version: string): unk
     };
     const base = t.namespaced ? `${prefix}/namespaces/{namespace}/${t.plural}` : `${prefix}/${t.plural}`;
     const nsParam = t.namespaced ? [P('namespace')] : [];
-    // Strategic merge patch is offered only for built-in kinds, as a real server does.
-    const patchTypes = ['application/json-patch+json', 'application/merge-patch+json', 'application/apply-patch+yaml', ...(t.crd ? [] : ['application/strategic-merge-patch+json'])];
+    // The server accepts strategic merge patches for built-in kinds, but these documents do
+    // not carry the built-in schemas; without the content type here kubectl computes its
+    // strategic merge patches from its compiled-in types instead of this document.
+    const patchTypes = ['application/json-patch+json', 'application/merge-patch+json', 'application/apply-patch+yaml'];
     const write = [Q('dryRun'), Q('fieldManager'), Q('fieldValidation')];
     paths[base] = {
       get: operation(t, 'list', 'list', [...nsParam, Q('labelSelector'), Q('fieldSelector'), Q('resourceVersion'), Q('watch')]),

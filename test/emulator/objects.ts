@@ -6,7 +6,7 @@ import type { Registry, ResourceType } from './resources.ts';
 import { storageKey } from './resources.ts';
 import type { Store } from './store.ts';
 import type { FieldError } from './status.ts';
-import { ApiError, alreadyExists, badRequest, conflict, invalid, notFound } from './status.ts';
+import { ApiError, alreadyExists, badRequest, conflict, forbidden, invalid, notFound } from './status.ts';
 import { applyDefaults, prune, validate, type Schema } from './schema.ts';
 import { compileError } from './cel.ts';
 import { serverSideApply, type ManagedFieldsEntry } from './patch.ts';
@@ -23,6 +23,8 @@ export interface WriteOptions {
   /** warnings to return in Warning headers */
   warnings: string[];
 }
+
+const NAMESPACE_CLEANUP_DELAY_MS = 300;
 
 const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
@@ -79,9 +81,13 @@ export class Objects {
     return this.present(rt, o);
   }
 
-  private checkNamespace(rt: ResourceType, ns: string | undefined): void {
+  private checkNamespace(rt: ResourceType, ns: string | undefined, name: string): void {
     if (!rt.namespaced || !ns) return;
-    if (!this.store.get('/namespaces', undefined, ns)) throw notFound({ group: '', plural: 'namespaces' }, ns);
+    const namespace = this.store.get('/namespaces', undefined, ns);
+    if (!namespace) throw notFound({ group: '', plural: 'namespaces' }, ns);
+    if (namespace.metadata.deletionTimestamp) {
+      throw forbidden(rt, name, `unable to create new content in namespace ${ns} because it is being terminated`);
+    }
   }
 
   private schemaPipeline(rt: ResourceType, obj: Json, old: Json | undefined, opts: WriteOptions): void {
@@ -155,7 +161,7 @@ export class Objects {
     } else delete obj.metadata.namespace;
     if (!obj.metadata.name && obj.metadata.generateName) obj.metadata.name = `${obj.metadata.generateName}${randomBytes(3).toString('hex').slice(0, 5)}`;
     this.validateMeta(rt, obj);
-    this.checkNamespace(rt, obj.metadata.namespace);
+    this.checkNamespace(rt, obj.metadata.namespace, obj.metadata.name);
     if (this.store.get(storageKey(rt), obj.metadata.namespace, obj.metadata.name)) throw alreadyExists(rt, obj.metadata.name);
     obj.apiVersion = gv(rt);
     obj.kind = rt.kind;
@@ -377,12 +383,19 @@ export class Objects {
       obj.status = { phase: 'Terminating' };
       current = this.store.put('/namespaces', obj);
     }
+    // Like the namespace controller, empty the namespace a little later: clients deleting a
+    // namespace and its contents in one go (kubectl delete -f) still find the contents.
+    setTimeout(() => this.emptyNamespace(name), NAMESPACE_CLEANUP_DELAY_MS).unref();
+    return current;
+  }
+
+  private emptyNamespace(name: string): void {
     for (const { key, obj } of this.store.all()) {
       if (obj.metadata.namespace !== name) continue;
       const rt = this.reg.types.find((t) => storageKey(t) === key);
       if (rt) this.deleteStored(rt, obj, 'Background');
     }
-    return this.maybeFinishNamespace(name) ?? current;
+    this.maybeFinishNamespace(name);
   }
 
   private maybeFinishNamespace(name: string): Json | undefined {
