@@ -1,7 +1,7 @@
 // Running the real kubectl against an emulator from tests (asynchronously: the emulator runs
 // in the test's own event loop, so a blocking exec would deadlock it).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -18,6 +18,7 @@ export interface Kubectl {
 /** A kubectl bound to one kubeconfig, with its own discovery cache directory. */
 export function kubectlFor(kubeconfig: string): Kubectl {
   const cacheDir = mkdtempSync(join(tmpdir(), 'umlmon-kubectl-cache-'));
+  process.once('exit', () => rmSync(cacheDir, { recursive: true, force: true }));
   const env = { ...process.env, KUBECONFIG: kubeconfig, KUBECACHEDIR: cacheDir, HOME: cacheDir };
   const start = (args: string[], input?: string): { child: ChildProcess; output: { stdout: string; stderr: string }; done: Promise<KubectlResult> } => {
     const child = spawn(KUBECTL, ['--kubeconfig', kubeconfig, '--cache-dir', cacheDir, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });

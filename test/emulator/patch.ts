@@ -212,6 +212,7 @@ function removeFields(live: Json, removed: Json, others: Json[]): void {
         if (wholeItem && !otherOwn) live[k].splice(idx, 1);
         else removeFields(live[k][idx], isub, otherSubs.map((o) => (isObject(o) ? o[ik] : undefined)).filter((x) => x !== undefined));
       }
+      if (live[k].length === 0 && otherSubs.length === 0) delete live[k];
       continue;
     }
     removeFields(live[k], sub, otherSubs);
