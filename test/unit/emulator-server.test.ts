@@ -73,7 +73,7 @@ test('fieldValidation: Strict refuses unknown fields, Warn warns, Ignore drops t
   const res = await fetch(`${emu.url}${BASE}/namespaces/${ns}/umlmachines?fieldValidation=Warn`, { method: 'POST', headers: { Authorization: `Bearer ${emu.adminToken}`, 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
   assert.equal(res.status, 201);
   assert.equal(res.headers.get('warning'), '299 - "unknown field \\"spec.colour\\""');
-  const stored = await res.json();
+  const stored: any = await res.json();
   assert.equal(stored.spec.colour, undefined, 'pruned');
   assert.equal(stored.spec.state, 'Running', 'defaulted');
   const ignore = await emu.request('POST', `${BASE}/namespaces/${ns}/umlmachines?fieldValidation=Ignore`, { ...body, metadata: { name: 'fv2' } });
@@ -94,7 +94,7 @@ test('Table responses carry the printer columns; get of a missing object is a No
   const ns = await newNamespace();
   await emu.request('POST', `${BASE}/namespaces/${ns}/umlmachines`, machine('t1', { memory: '64Mi' }));
   const res = await fetch(`${emu.url}${BASE}/namespaces/${ns}/umlmachines`, { headers: { Authorization: `Bearer ${emu.adminToken}`, Accept: 'application/json;as=Table;v=v1;g=meta.k8s.io,application/json' } });
-  const t = await res.json();
+  const t: any = await res.json();
   assert.equal(t.kind, 'Table');
   assert.deepEqual(t.columnDefinitions.map((c: any) => c.name), ['Name', ...crd.spec.versions[0].additionalPrinterColumns.map((c: any) => c.name)]);
   const memoryIdx = t.columnDefinitions.findIndex((c: any) => c.name === 'Memory');
