@@ -99,6 +99,22 @@ suite('kubectl against the emulator', () => {
     const o = await get(ns, name);
     assert.equal(o.spec.memory, version.schema.openAPIV3Schema.properties.spec.properties.memory.default, 'memory returns to its schema default');
     assert.equal(o.metadata.generation, 2, 'created, then one spec change');
+    // Another manager's value for a field this configuration sets: a conflict, unless forced.
+    r = await kubectl(['patch', 'uml', name, '-n', ns, '--type=merge', '-p', '{"spec":{"state":"Paused"}}']);
+    assert.equal(r.code, 0, describe(r));
+    withMemory.spec.state = 'Stopped';
+    r = await kubectl(['apply', '--server-side', '-f', '-'], { input: JSON.stringify(withMemory) });
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, new RegExp(`Apply failed with 1 conflict: conflict with "kubectl-patch" using umlmon.io/${version.name}: .spec.state`), describe(r));
+    r = await kubectl(['apply', '--server-side', '--force-conflicts', '-f', '-'], { input: JSON.stringify(withMemory) });
+    assert.equal(r.code, 0, describe(r));
+    assert.equal((await get(ns, name)).spec.state, 'Stopped');
+    // Switching an object from client-side to server-side apply with the same content is clean.
+    const csa = unique('csa');
+    r = await kubectl(['apply', '-f', '-'], { input: machine(csa, ns, 'node-a') });
+    assert.equal(r.code, 0, describe(r));
+    r = await kubectl(['apply', '--server-side', '-f', '-'], { input: machine(csa, ns, 'node-a') });
+    assert.equal(r.code, 0, describe(r));
   });
 
   test('get shows the printer columns; -o wide adds the priority columns', async () => {

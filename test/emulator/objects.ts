@@ -9,7 +9,7 @@ import type { FieldError } from './status.ts';
 import { ApiError, alreadyExists, badRequest, conflict, forbidden, invalid, notFound } from './status.ts';
 import { applyDefaults, prune, validate, type Schema } from './schema.ts';
 import { compileError } from './cel.ts';
-import { serverSideApply, type ManagedFieldsEntry } from './patch.ts';
+import { applyConflicts, recordUpdate, serverSideApply, takeOwnership, type ApplyConflict, type ManagedFieldsEntry } from './patch.ts';
 
 type Json = any;
 
@@ -146,9 +146,8 @@ export class Objects {
   }
 
   private managedUpdate(obj: Json, old: Json | undefined, rt: ResourceType, opts: WriteOptions): void {
-    const entries: ManagedFieldsEntry[] = (old?.metadata?.managedFields ?? obj.metadata?.managedFields ?? []).filter((m: ManagedFieldsEntry) => !(m.manager === opts.fieldManager && m.operation === 'Update' && (m.subresource ?? '') === (opts.subresource ?? '')));
-    entries.push({ manager: opts.fieldManager, operation: 'Update', apiVersion: gv(rt), time: nowTime(), fieldsType: 'FieldsV1', fieldsV1: {}, ...(opts.subresource ? { subresource: opts.subresource } : {}) });
-    obj.metadata.managedFields = entries;
+    const current: ManagedFieldsEntry[] = old?.metadata?.managedFields ?? [];
+    obj.metadata.managedFields = recordUpdate(current, old ?? {}, obj, opts.fieldManager, rt.crd?.schema, gv(rt), nowTime(), opts.subresource);
   }
 
   create(rt: ResourceType, ns: string | undefined, body: Json, opts: WriteOptions, applied = false): Json {
@@ -172,11 +171,11 @@ export class Objects {
     delete obj.metadata.deletionTimestamp;
     delete obj.metadata.deletionGracePeriodSeconds;
     if (rt.crd && rt.hasStatus) delete obj.status;
+    this.schemaPipeline(rt, obj, undefined, opts);
     if (!applied) {
       delete obj.metadata.managedFields;
       this.managedUpdate(obj, undefined, rt, opts);
     }
-    this.schemaPipeline(rt, obj, undefined, opts);
     if (rt.kind === 'CustomResourceDefinition') this.establish(obj);
     if (rt.kind === 'Namespace') obj.status = { phase: 'Active' };
     if (rt.kind === 'Namespace') obj.spec = { finalizers: ['kubernetes'], ...(obj.spec ?? {}) };
@@ -237,9 +236,9 @@ export class Objects {
     obj.metadata.resourceVersion = old.metadata.resourceVersion;
     // Server-side apply computed managedFields itself (fieldManager ''); other writes record
     // an Update entry for their manager.
+    this.schemaPipeline(rt, obj, old, opts);
     if (opts.fieldManager === '') obj.metadata.managedFields = body.metadata?.managedFields ?? old.metadata.managedFields;
     else this.managedUpdate(obj, old, rt, opts);
-    this.schemaPipeline(rt, obj, old, opts);
     if (withoutMetaStatus(obj, rt.hasStatus) !== withoutMetaStatus(old, rt.hasStatus)) obj.metadata.generation = (old.metadata.generation ?? 1) + 1;
     return this.commit(rt, old, obj, opts);
   }
@@ -275,7 +274,14 @@ export class Objects {
     let cfg = structuredClone(config);
     if (opts.subresource === 'status') cfg = { status: cfg.status };
     else if (rt.hasStatus) delete cfg.status;
-    const merged = serverSideApply(old, cfg, opts.fieldManager, schema, gv(rt), nowTime(), opts.subresource);
+    let live = old;
+    if (old) {
+      const { conflicts, paths } = applyConflicts(old, cfg, opts.fieldManager, schema, opts.subresource);
+      if (conflicts.length > 0 && !force) throw applyConflict(conflicts);
+      live = structuredClone(old);
+      live.metadata.managedFields = takeOwnership(old.metadata.managedFields ?? [], paths, opts.fieldManager);
+    }
+    const merged = serverSideApply(live, cfg, opts.fieldManager, schema, gv(rt), nowTime(), opts.subresource);
     if (!old) {
       merged.metadata = { ...merged.metadata, name };
       return { obj: this.create(rt, ns, merged, opts, true), created: true };
@@ -404,6 +410,27 @@ export class Objects {
     if (this.store.all().some(({ obj }) => obj.metadata.namespace === name)) return undefined;
     return this.store.remove('/namespaces', ns);
   }
+}
+
+function printManager(c: ApplyConflict): string {
+  return `${JSON.stringify(c.manager)} using ${c.apiVersion}`;
+}
+
+/** 409 for server-side apply conflicts, worded as the API server's field manager does. */
+function applyConflict(conflicts: ApplyConflict[]): ApiError {
+  let message: string;
+  if (conflicts.length === 1) message = `Apply failed with 1 conflict: conflict with ${printManager(conflicts[0]!)}: ${conflicts[0]!.path}`;
+  else {
+    const byManager = new Map<string, ApplyConflict[]>();
+    for (const c of conflicts) byManager.set(printManager(c), [...(byManager.get(printManager(c)) ?? []), c]);
+    const lines: string[] = [];
+    for (const m of [...byManager.keys()].sort()) {
+      lines.push(`conflicts with ${m}:`);
+      for (const c of byManager.get(m)!) lines.push(`- ${c.path}`);
+    }
+    message = `Apply failed with ${conflicts.length} conflicts: ${lines.join('\n')}`;
+  }
+  return new ApiError(409, 'Conflict', message, { causes: conflicts.map((c) => ({ reason: 'FieldManagerConflict', message: `conflict with ${printManager(c)}`, field: c.path })) });
 }
 
 export function isApiError(e: unknown): e is ApiError {

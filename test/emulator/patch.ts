@@ -294,3 +294,127 @@ function difference(a: Json, b: Json): Json {
   }
   return out;
 }
+
+// ---- field ownership (managedFields) ----------------------------------------------------
+
+type Step = string; // "f:name" or "k:{...}"
+
+/** Every leaf path of a FieldsV1 set ("." markers are leaves of keyed items). */
+export function leafPaths(set: Json, prefix: Step[] = []): Step[][] {
+  const out: Step[][] = [];
+  if (!isObject(set)) return out;
+  for (const [k, v] of Object.entries(set)) {
+    if (k === '.') continue;
+    if (!isObject(v) || Object.keys(v).length === 0) out.push([...prefix, k]);
+    else out.push(...leafPaths(v, [...prefix, k]));
+  }
+  return out;
+}
+
+function valueAt(obj: Json, path: Step[]): Json {
+  let cur = obj;
+  for (const s of path) {
+    if (cur === undefined || cur === null) return undefined;
+    if (s.startsWith('f:')) cur = isObject(cur) ? cur[s.slice(2)] : undefined;
+    else if (s.startsWith('k:')) {
+      const key = JSON.parse(s.slice(2));
+      cur = Array.isArray(cur) ? cur.find((it) => isObject(it) && Object.entries(key).every(([a, b]) => JSON.stringify(it[a]) === JSON.stringify(b))) : undefined;
+    } else return undefined;
+  }
+  return cur;
+}
+
+function hasLeaf(set: Json, path: Step[]): boolean {
+  let cur = set;
+  for (const s of path) {
+    if (!isObject(cur) || !(s in cur)) return false;
+    cur = cur[s];
+  }
+  return true;
+}
+
+function removeLeaf(set: Json, path: Step[]): void {
+  const parents: Json[] = [];
+  let cur = set;
+  for (const s of path.slice(0, -1)) {
+    if (!isObject(cur) || !(s in cur)) return;
+    parents.push(cur);
+    cur = cur[s];
+  }
+  if (!isObject(cur)) return;
+  delete cur[path[path.length - 1]!];
+  // prune emptied parents (keeping keyed items' "." marker out of the emptiness test)
+  for (let i = path.length - 2; i >= 0; i--) {
+    const parent = parents[i]!;
+    const child = parent[path[i]!];
+    const rest = Object.keys(child).filter((k) => k !== '.');
+    if (rest.length === 0 && !('.' in child && path[i]!.startsWith('k:'))) delete parent[path[i]!];
+    else break;
+  }
+}
+
+function addLeaf(set: Json, path: Step[]): void {
+  let cur = set;
+  path.forEach((s, i) => {
+    if (!isObject(cur[s])) cur[s] = {};
+    if (s.startsWith('k:') && i < path.length - 1) cur[s]['.'] = {};
+    cur = cur[s];
+  });
+}
+
+export function pathString(path: Step[]): string {
+  return path.map((s) => (s.startsWith('f:') ? `.${s.slice(2)}` : `[${Object.entries(JSON.parse(s.slice(2))).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(',')}]`)).join('');
+}
+
+/** The part of the object a manager can own: no server bookkeeping, no apiVersion/kind. */
+export function ownable(obj: Json): Json {
+  return stripMeta(obj ?? {});
+}
+
+/**
+ * An Update by `manager` takes ownership of the fields it changed, which other managers lose
+ * (as the API server's field manager does for non-apply writes).
+ */
+export function recordUpdate(managed: ManagedFieldsEntry[], oldObj: Json, newObj: Json, manager: string, schema: Schema | undefined, apiVersion: string, now: string, subresource?: string): ManagedFieldsEntry[] {
+  const entries = structuredClone(managed);
+  const before = ownable(oldObj);
+  const after = ownable(newObj);
+  const changed = leafPaths(fieldSet(after, schema)).filter((p) => JSON.stringify(valueAt(after, p)) !== JSON.stringify(valueAt(before, p)));
+  // fields that disappeared are owned by nobody any more
+  const removed = leafPaths(fieldSet(before, schema)).filter((p) => valueAt(after, p) === undefined);
+  let mine = entries.find((m) => m.manager === manager && m.operation === 'Update' && (m.subresource ?? '') === (subresource ?? ''));
+  for (const e of entries) for (const p of [...changed, ...removed]) removeLeaf(e.fieldsV1, p);
+  if (changed.length > 0 || mine) {
+    if (!mine) {
+      mine = { manager, operation: 'Update', apiVersion, time: now, fieldsType: 'FieldsV1', fieldsV1: {}, ...(subresource ? { subresource } : {}) };
+      entries.push(mine);
+    }
+    for (const p of changed) addLeaf(mine.fieldsV1, p);
+    mine.time = now;
+  }
+  return entries.filter((e) => e.operation === 'Apply' || leafPaths(e.fieldsV1).length > 0);
+}
+
+export interface ApplyConflict { manager: string; apiVersion: string; path: string }
+
+/** Fields the applied configuration sets to a different value than their current owners'. */
+export function applyConflicts(live: Json, config: Json, manager: string, schema: Schema | undefined, subresource?: string): { conflicts: ApplyConflict[]; paths: Step[][] } {
+  const managed: ManagedFieldsEntry[] = live?.metadata?.managedFields ?? [];
+  const cfg = ownable(config);
+  const cur = ownable(live);
+  const paths = leafPaths(fieldSet(cfg, schema)).filter((p) => valueAt(cur, p) !== undefined && JSON.stringify(valueAt(cur, p)) !== JSON.stringify(valueAt(cfg, p)));
+  const conflicts: ApplyConflict[] = [];
+  for (const e of managed) {
+    if (e.manager === manager && e.operation === 'Apply') continue;
+    if ((e.subresource ?? '') !== (subresource ?? '')) continue;
+    for (const p of paths) if (hasLeaf(e.fieldsV1, p)) conflicts.push({ manager: e.manager, apiVersion: e.apiVersion, path: pathString(p) });
+  }
+  return { conflicts, paths };
+}
+
+/** With force, the applier takes the conflicting fields from their previous owners. */
+export function takeOwnership(managed: ManagedFieldsEntry[], paths: Step[][], manager: string): ManagedFieldsEntry[] {
+  const entries = structuredClone(managed);
+  for (const e of entries) if (!(e.manager === manager && e.operation === 'Apply')) for (const p of paths) removeLeaf(e.fieldsV1, p);
+  return entries.filter((e) => e.operation === 'Apply' || leafPaths(e.fieldsV1).length > 0);
+}

@@ -160,3 +160,20 @@ test('RBAC rules: verbs, groups, subresources, resourceNames; the forbidden sent
   assert.equal(authorize({ ...user, name: 'system:serviceaccount:other:umlmon' }, { verb: 'update', apiGroup: 'umlmon.io', resource: 'umlmachines', subresource: 'status', namespace: 'x' }, list), false);
   assert.equal(forbiddenReason(user, { verb: 'list', apiGroup: '', resource: 'nodes' }), 'User "system:serviceaccount:umlmon-system:umlmon" cannot list resource "nodes" in API group "" at the cluster scope');
 });
+
+test('field ownership: updates take the fields they change; apply conflicts name the owner and path', async () => {
+  const { recordUpdate, applyConflicts, takeOwnership } = await import('../emulator/patch.ts');
+  const schema: Schema = { type: 'object', properties: { spec: { type: 'object', properties: { disks: { type: 'array', 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['name'], items: { type: 'object', properties: { name: { type: 'string' }, mode: { type: 'string' } } } }, state: { type: 'string' } } } } };
+  const v1 = { spec: { state: 'Running', disks: [{ name: 'd0', mode: 'cow' }] } };
+  let managed = recordUpdate([], {}, v1, 'creator', schema, 'umlmon.io/v1alpha1', 't0');
+  const v2 = { spec: { state: 'Paused', disks: [{ name: 'd0', mode: 'readOnly' }] } };
+  managed = recordUpdate(managed, v1, v2, 'editor', schema, 'umlmon.io/v1alpha1', 't1');
+  assert.deepEqual(managed.map((m) => m.manager), ['creator', 'editor']);
+  assert.deepEqual(managed[1]!.fieldsV1, { 'f:spec': { 'f:state': {}, 'f:disks': { 'k:{"name":"d0"}': { '.': {}, 'f:mode': {} } } } });
+  const live = { ...v2, metadata: { managedFields: managed } };
+  const { conflicts, paths } = applyConflicts(live, { spec: { state: 'Stopped', disks: [{ name: 'd0', mode: 'readOnly' }] } }, 'me', schema);
+  assert.deepEqual(conflicts, [{ manager: 'editor', apiVersion: 'umlmon.io/v1alpha1', path: '.spec.state' }]);
+  const after = takeOwnership(managed, paths, 'me');
+  assert.deepEqual(after[1]!.fieldsV1, { 'f:spec': { 'f:disks': { 'k:{"name":"d0"}': { '.': {}, 'f:mode': {} } } } });
+  assert.equal(applyConflicts(live, { spec: { disks: [{ name: 'd0', mode: 'cow' }] } }, 'me', schema).conflicts[0]!.path, '.spec.disks[name="d0"].mode');
+});
