@@ -72,7 +72,8 @@ export class Objects {
 
   /** The object as served at rt's version. */
   present(rt: ResourceType, obj: Json): Json {
-    return { ...obj, apiVersion: gv(rt), kind: rt.kind };
+    const converted = rt.convert ? rt.convert.fromStorage(obj) : obj;
+    return { ...converted, apiVersion: gv(rt), kind: rt.kind };
   }
 
   get(rt: ResourceType, ns: string | undefined, name: string): Json {
@@ -152,7 +153,7 @@ export class Objects {
 
   create(rt: ResourceType, ns: string | undefined, body: Json, opts: WriteOptions, applied = false): Json {
     if (!body || typeof body !== 'object' || Array.isArray(body)) throw badRequest('the body of the request was not a JSON object');
-    const obj = structuredClone(body);
+    const obj = rt.convert ? rt.convert.toStorage(structuredClone(body)) : structuredClone(body);
     obj.metadata = obj.metadata ?? {};
     if (rt.namespaced) {
       if (obj.metadata.namespace && ns && obj.metadata.namespace !== ns) throw badRequest('the namespace of the provided object does not match the namespace sent on the request');
@@ -198,8 +199,9 @@ export class Objects {
   }
 
   /** PUT semantics (also the tail of every PATCH). `checkRv`: the body's resourceVersion must match. */
-  update(rt: ResourceType, ns: string | undefined, name: string, body: Json, opts: WriteOptions): Json {
-    if (!body || typeof body !== 'object' || Array.isArray(body)) throw badRequest('the body of the request was not a JSON object');
+  update(rt: ResourceType, ns: string | undefined, name: string, input: Json, opts: WriteOptions): Json {
+    if (!input || typeof input !== 'object' || Array.isArray(input)) throw badRequest('the body of the request was not a JSON object');
+    const body = rt.convert ? rt.convert.toStorage(input) : input;
     const key = storageKey(rt);
     const namespace = rt.namespaced ? ns : undefined;
     const old = this.store.get(key, namespace, name);
@@ -271,7 +273,7 @@ export class Objects {
     const old = this.store.get(key, rt.namespaced ? ns : undefined, name);
     const schema = rt.crd?.schema;
     if (opts.subresource === 'status' && !old) throw notFound(rt, name);
-    let cfg = structuredClone(config);
+    let cfg = rt.convert ? rt.convert.toStorage(structuredClone(config)) : structuredClone(config);
     if (opts.subresource === 'status') cfg = { status: cfg.status };
     else if (rt.hasStatus) delete cfg.status;
     let live = old;

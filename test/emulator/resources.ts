@@ -1,6 +1,7 @@
 // The resource types the emulator serves: a fixed set of built-in kinds (stored with minimal
 // validation) plus every version of every CustomResourceDefinition that is created.
 import type { Schema } from './schema.ts';
+import { coreToEvents, eventsToCore } from './events.ts';
 
 export interface PrinterColumn { name: string; type: string; jsonPath: string; description?: string; priority?: number; format?: string }
 
@@ -16,6 +17,10 @@ export interface ResourceType {
   categories: string[];
   verbs: string[];
   hasStatus: boolean;
+  /** Storage shared with another resource (events.k8s.io Events live with core Events). */
+  storage?: string;
+  /** Conversion between this resource's form and the stored form. */
+  convert?: { toStorage(obj: any): any; fromStorage(obj: any): any };
   /** Custom resources: schema-validated, no strategic merge patch. */
   crd?: { name: string; schema?: Schema; printerColumns: PrinterColumn[]; selectableFields: string[]; storage: boolean };
 }
@@ -46,7 +51,7 @@ export function builtinTypes(): ResourceType[] {
     builtin('rbac.authorization.k8s.io', 'v1', 'ClusterRole', 'clusterroles', false),
     builtin('rbac.authorization.k8s.io', 'v1', 'ClusterRoleBinding', 'clusterrolebindings', false),
     builtin('coordination.k8s.io', 'v1', 'Lease', 'leases', true),
-    builtin('events.k8s.io', 'v1', 'Event', 'events', true, { shortNames: ['ev'] }),
+    builtin('events.k8s.io', 'v1', 'Event', 'events', true, { shortNames: ['ev'], storage: '/events', convert: { toStorage: eventsToCore, fromStorage: coreToEvents } }),
     builtin('apiextensions.k8s.io', 'v1', 'CustomResourceDefinition', 'customresourcedefinitions', false, { shortNames: ['crd', 'crds'], hasStatus: true }),
     builtin('monitoring.coreos.com', 'v1', 'ServiceMonitor', 'servicemonitors', true),
   ];
@@ -116,6 +121,6 @@ export class Registry {
 }
 
 /** Storage is shared by all versions of a resource (no conversion beyond apiVersion). */
-export function storageKey(t: Pick<ResourceType, 'group' | 'plural'>): string {
-  return `${t.group}/${t.plural}`;
+export function storageKey(t: Pick<ResourceType, 'group' | 'plural' | 'storage'>): string {
+  return t.storage ?? `${t.group}/${t.plural}`;
 }

@@ -327,7 +327,7 @@ export class ApiServer {
 
   private list(rt: ResourceType, ns: string | undefined, url: URL): { items: Json[]; rv: string } {
     const match = this.matcher(rt, url, ns);
-    const items = this.store.list(storageKey(rt), ns).filter(match).map((o) => this.objects.present(rt, o));
+    const items = this.store.list(storageKey(rt), ns).map((o) => this.objects.present(rt, o)).filter(match);
     return { items, rv: String(this.store.resourceVersion) };
   }
 
@@ -350,8 +350,8 @@ export class ApiServer {
       res.write(JSON.stringify({ type, object }) + '\n');
     };
     const onEvent = (ev: StoreEvent): void => {
-      const was = ev.old ? match(ev.old) : false;
-      const is = ev.type !== 'DELETED' && match(ev.obj);
+      const was = ev.old ? match(this.objects.present(rt, ev.old)) : false;
+      const is = ev.type !== 'DELETED' && match(this.objects.present(rt, ev.obj));
       if (ev.type === 'DELETED') { if (was) write('DELETED', ev.obj); return; }
       if (ev.type === 'ADDED') { if (is) write('ADDED', ev.obj); return; }
       if (was && is) write('MODIFIED', ev.obj);
@@ -374,7 +374,7 @@ export class ApiServer {
     res.on('close', end);
     const watcher = { key: storageKey(rt), send: onEvent };
     if (rvParam === '' || rvParam === '0' || sendInitial) {
-      for (const o of this.store.list(storageKey(rt), ns).filter(match)) write('ADDED', o);
+      for (const o of this.store.list(storageKey(rt), ns).filter((x) => match(this.objects.present(rt, x)))) write('ADDED', o);
       if (sendInitial && bookmarks) {
         write('BOOKMARK', { kind: rt.kind, apiVersion: gvStr, metadata: { resourceVersion: String(this.store.resourceVersion), annotations: { 'k8s.io/initial-events-end': 'true' } } });
       }

@@ -147,6 +147,13 @@ test('core and events.k8s.io Events, including strategic-merge patches of a seri
   assert.equal(e2.status, 201);
   const series = await emu.request('PATCH', `/apis/events.k8s.io/v1/namespaces/${ns}/events/m.2`, { series: { count: 2, lastObservedTime: '2026-01-01T00:01:00.000000Z' } }, 'application/strategic-merge-patch+json');
   assert.equal(series.body.series.count, 2);
+  assert.equal(series.body.note, 'paused');
+  // one storage, two APIs: what `kubectl describe` (core/v1) shows includes events.k8s.io events
+  const core = await emu.request('GET', `/api/v1/namespaces/${ns}/events?fieldSelector=involvedObject.name%3Dm`);
+  assert.deepEqual(core.body.items.map((e: any) => `${e.reason}: ${e.message} (${e.reportingComponent ?? e.source?.component ?? ''})`).sort(), ['Booted: guest booted ()', 'Paused: paused (umlmon.io/agent)']);
+  const viaEvents = await emu.request('GET', `/apis/events.k8s.io/v1/namespaces/${ns}/events?fieldSelector=regarding.name%3Dm`);
+  assert.deepEqual(viaEvents.body.items.map((e: any) => e.note).sort(), ['guest booted', 'paused']);
+  assert.equal(viaEvents.body.items.find((e: any) => e.note === 'guest booted').deprecatedCount, 2);
 });
 
 test('Leases: optimistic concurrency on renewals', async () => {
