@@ -221,9 +221,10 @@ export class ApiServer {
         return;
       }
       case 'list': {
-        const { items, rv } = this.list(rt, ns, url);
-        if (asTable) { this.send(res, 200, table(rt, items, { resourceVersion: rv }, include)); return; }
-        this.send(res, 200, { kind: rt.listKind, apiVersion: rt.group ? `${rt.group}/${rt.version}` : rt.version, metadata: { resourceVersion: rv }, items });
+        const { items, rv, continueToken, remaining } = this.list(rt, ns, url);
+        const meta = { resourceVersion: rv, ...(continueToken ? { continue: continueToken, remainingItemCount: remaining } : {}) };
+        if (asTable) { this.send(res, 200, table(rt, items, meta, include)); return; }
+        this.send(res, 200, { kind: rt.listKind, apiVersion: rt.group ? `${rt.group}/${rt.version}` : rt.version, metadata: meta, items });
         return;
       }
       case 'watch':
@@ -272,6 +273,7 @@ export class ApiServer {
         return;
       }
       case 'deletecollection': {
+        url.searchParams.delete('limit');
         const { items } = this.list(rt, ns, url);
         const body = parseBody(bodyText, contentType) ?? {};
         const dryRun = url.searchParams.getAll('dryRun').includes('All');
@@ -325,10 +327,35 @@ export class ApiServer {
     };
   }
 
-  private list(rt: ResourceType, ns: string | undefined, url: URL): { items: Json[]; rv: string } {
+  /**
+   * Lists (optionally in chunks: limit + continue). Chunks are served from the current state,
+   * not from a snapshot at the first chunk's resourceVersion as etcd would.
+   */
+  private list(rt: ResourceType, ns: string | undefined, url: URL): { items: Json[]; rv: string; continueToken?: string; remaining?: number } {
     const match = this.matcher(rt, url, ns);
-    const items = this.store.list(storageKey(rt), ns).map((o) => this.objects.present(rt, o)).filter(match);
-    return { items, rv: String(this.store.resourceVersion) };
+    let items = this.store.list(storageKey(rt), ns).map((o) => this.objects.present(rt, o)).filter(match);
+    let rv = String(this.store.resourceVersion);
+    const cont = url.searchParams.get('continue');
+    if (cont) {
+      let token: { rv: number; start: string };
+      try {
+        token = JSON.parse(Buffer.from(cont, 'base64url').toString('utf8'));
+      } catch {
+        throw badRequest('continue key is not valid: illegal base64 data at input byte 0');
+      }
+      if (token.rv < this.store.compactedResourceVersion) {
+        throw new ApiError(410, 'Expired', 'The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.');
+      }
+      items = items.filter((o) => `${o.metadata.namespace ?? ''}/${o.metadata.name}` > token.start);
+      rv = String(token.rv);
+    }
+    const limit = Number(url.searchParams.get('limit') ?? '0');
+    if (limit > 0 && items.length > limit) {
+      const last = items[limit - 1]!;
+      const continueToken = Buffer.from(JSON.stringify({ rv: Number(rv), start: `${last.metadata.namespace ?? ''}/${last.metadata.name}` })).toString('base64url');
+      return { items: items.slice(0, limit), rv, continueToken, remaining: items.length - limit };
+    }
+    return { items, rv };
   }
 
   // ---- watch ----

@@ -39,6 +39,11 @@ export class Store {
     return this.revision;
   }
 
+  /** Versions at or below this one are compacted away (watches from them get 410 Gone). */
+  get compactedResourceVersion(): number {
+    return this.compactedRv;
+  }
+
   private bucket(key: string): Map<string, any> {
     let b = this.objects.get(key);
     if (!b) this.objects.set(key, (b = new Map()));

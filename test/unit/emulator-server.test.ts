@@ -226,3 +226,25 @@ test('a CRD whose CEL rule does not compile is refused; deleting a CRD removes i
   assert.equal((await emu.request('GET', `/apis/example.com/${VERSION}/namespaces/default/widgets/w`)).status, 404);
   assert.equal((await emu.request('GET', `/apis/example.com/${VERSION}`)).status, 404);
 });
+
+test('lists come in chunks with limit and continue; kubectl-style chunking sees every item once', async () => {
+  const ns = await newNamespace();
+  for (const n of ['a', 'b', 'c', 'd', 'e']) await emu.request('POST', `/api/v1/namespaces/${ns}/configmaps`, { metadata: { name: n } });
+  const names: string[] = [];
+  let cont = '';
+  let chunks = 0;
+  do {
+    const r = await emu.request('GET', `/api/v1/namespaces/${ns}/configmaps?limit=2${cont ? `&continue=${cont}` : ''}`);
+    names.push(...r.body.items.map((i: any) => i.metadata.name));
+    cont = r.body.metadata.continue ?? '';
+    chunks++;
+  } while (cont);
+  assert.deepEqual(names, ['a', 'b', 'c', 'd', 'e']);
+  assert.equal(chunks, 3);
+  const first = await emu.request('GET', `/api/v1/namespaces/${ns}/configmaps?limit=2`);
+  assert.equal(first.body.metadata.remainingItemCount, 3);
+  await emu.request('POST', `/api/v1/namespaces/${ns}/configmaps`, { metadata: { name: 'f' } });
+  emu.faults.compact();
+  const expired = await emu.request('GET', `/api/v1/namespaces/${ns}/configmaps?limit=2&continue=${first.body.metadata.continue}`);
+  assert.equal(expired.status, 410);
+});
