@@ -255,11 +255,13 @@ export class Objects {
     if (comparable(oldCmp) === comparable(newCmp)) return this.present(rt, old);
     if (opts.dryRun) return this.present(rt, obj);
     const key = storageKey(rt);
+    if (obj.metadata.deletionTimestamp && (obj.metadata.finalizers ?? []).length === 0) {
+      // The update that empties the finalizers of a deleting object deletes it instead of
+      // writing it (one DELETED event, as the registry's errEmptiedFinalizers path does).
+      return this.present(rt, this.finalize(rt, old, obj));
+    }
     const stored = this.store.put(key, obj);
     if (rt.kind === 'CustomResourceDefinition') this.reg.setCrd(stored);
-    if (stored.metadata.deletionTimestamp && (stored.metadata.finalizers ?? []).length === 0) {
-      return this.present(rt, this.finalize(rt, stored));
-    }
     return this.present(rt, stored);
   }
 
@@ -353,9 +355,9 @@ export class Objects {
   }
 
   /** Removes the object for good, then runs the consequences (GC, CRD and namespace cleanup). */
-  private finalize(rt: ResourceType, obj: Json): Json {
+  private finalize(rt: ResourceType, obj: Json, finalState?: Json): Json {
     const key = storageKey(rt);
-    const gone = this.store.remove(key, obj) ?? obj;
+    const gone = this.store.remove(key, obj, finalState) ?? obj;
     this.collectDependents(obj.metadata.uid);
     // Foreground owners wait for their dependents; drop the owner's finalizer when none remain.
     for (const ref of obj.metadata.ownerReferences ?? []) this.releaseForegroundOwner(ref.uid);
@@ -377,8 +379,8 @@ export class Objects {
     if (!rt) return;
     const obj = structuredClone(owner.obj);
     obj.metadata.finalizers = obj.metadata.finalizers.filter((f: string) => f !== 'foregroundDeletion');
-    const stored = this.store.put(owner.key, obj);
-    if (stored.metadata.finalizers.length === 0) this.finalize(rt, stored);
+    if (obj.metadata.finalizers.length === 0) this.finalize(rt, owner.obj, obj);
+    else this.store.put(owner.key, obj);
   }
 
   private deleteNamespace(ns: Json): Json {

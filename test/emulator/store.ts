@@ -83,14 +83,15 @@ export class Store {
     return structuredClone(stored);
   }
 
-  remove(key: string, obj: any): any {
+  /** Deletes obj; the DELETED event carries `finalState` when given (else the stored object). */
+  remove(key: string, obj: any, finalState?: any): any {
     const b = this.bucket(key);
     const k = objKey(obj);
     const old = b.get(k);
     if (!old) return undefined;
     b.delete(k);
     this.revision++;
-    const gone = structuredClone(old);
+    const gone = structuredClone(finalState ?? old);
     gone.metadata.resourceVersion = String(this.revision);
     this.emit({ type: 'DELETED', key, rv: this.revision, obj: gone, old });
     return structuredClone(gone);

@@ -189,8 +189,12 @@ test('finalizers hold deletion; no new finalizers once deleting; removal of the 
   assert.equal(add.status, 422);
   const status = await emu.request('PATCH', `${BASE}/namespaces/${ns}/umlmachines/f/status`, { status: { phase: 'Stopping' } }, 'application/merge-patch+json');
   assert.equal(status.status, 200, 'status can still be written while deleting');
+  const rvBefore = emu.resourceVersion();
+  const watch = fetch(`${emu.url}${BASE}/namespaces/${ns}/umlmachines?watch=1&resourceVersion=${rvBefore}&timeoutSeconds=1`, { headers: { Authorization: `Bearer ${emu.adminToken}` } }).then((r) => r.text());
   const rm = await emu.request('PATCH', `${BASE}/namespaces/${ns}/umlmachines/f`, [{ op: 'remove', path: '/metadata/finalizers' }], 'application/json-patch+json');
   assert.equal(rm.status, 200);
+  const events = (await watch).trim().split('\n').map((l) => JSON.parse(l));
+  assert.deepEqual(events.map((e) => e.type), ['DELETED'], 'removing the last finalizer deletes without an intermediate MODIFIED');
   assert.equal((await emu.request('GET', `${BASE}/namespaces/${ns}/umlmachines/f`)).status, 404);
 });
 
