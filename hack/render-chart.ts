@@ -5,12 +5,13 @@
 // coalesced values, with ajv, at the same point Helm validates them (before rendering).
 //
 //   node hack/render-chart.ts [helm template flags] [RELEASE CHART]   print the rendering
-//   node hack/render-chart.ts --write-manifests                        regenerate manifests/
+//   node hack/render-chart.ts --write-manifests                        copy crds/ into the chart,
+//                                                                       regenerate manifests/
 //
 // Defaults: release "umlmon", chart charts/umlmon, namespace "default" (as Helm).
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Ajv, type ErrorObject } from 'ajv';
@@ -214,9 +215,11 @@ resources:
 
 function main(argv: string[]): number {
   if (argv.includes('--write-manifests')) {
+    // The chart ships the CRD too (Helm installs crds/ first); crds/ is the source of truth.
+    cpSync(join(REPO_ROOT, 'crds/umlmachines.umlmon.io.yaml'), join(CHART_DIR, 'crds/umlmachines.umlmon.io.yaml'));
     mkdirSync(MANIFESTS_DIR, { recursive: true });
     for (const [name, text] of manifestsFiles()) writeFileSync(join(MANIFESTS_DIR, name), text);
-    console.error(`wrote ${MANIFESTS_DIR}`);
+    console.error(`copied crds/ into ${CHART_DIR}/crds/ and wrote ${MANIFESTS_DIR}`);
     return 0;
   }
   const o: RenderOptions = { valueFiles: [], set: [], setString: [], apiVersions: [] };
