@@ -26,7 +26,7 @@ import {
 } from './machine-config.ts';
 import { describeExit, plan, type Action, type DesiredMachine, type Plan, type RestartBackoff } from './plan.ts';
 import type { EventType, MachineKey, MachineSource } from './source.ts';
-import { buildStatus, conditionOf, describeSpecErrors, statusEqual } from './status.ts';
+import { buildStatus, conditionOf, describeSpecErrors, statusEqual, statusPatch } from './status.ts';
 
 export type ReconcileResult = { kind: 'done' } | { kind: 'requeueAfter'; ms: number };
 
@@ -263,7 +263,7 @@ export class Reconciler {
       this.#reportTransitions(machine, desired, decided, memory, status);
       if (!statusEqual(machine.status, status)) {
         try {
-          await this.#source.patchStatus(machine, status);
+          await this.#source.patchStatus(machine, statusPatch(machine.status, status));
         } catch (error) {
           if (!failure) failure = { error: new Error(`machine ${key}: writing status failed: ${errorText(error)}`, { cause: error }), action: { type: 'addFinalizer' } };
         }

@@ -210,3 +210,28 @@ export function statusEqual(a: UmlMachineStatus | undefined, b: UmlMachineStatus
 export function conditionOf(status: UmlMachineStatus | undefined, type: string): Condition | undefined {
   return status?.conditions?.find((c) => c.type === type);
 }
+
+/**
+ * The JSON merge patch (RFC 7386) that turns `previous` into `next`: fields that `next` drops
+ * become null, so that a merge patch removes them (a kernel that is gone has no pid). Arrays
+ * are replaced whole, as merge patches do.
+ */
+export function statusPatch(previous: UmlMachineStatus | undefined, next: UmlMachineStatus): UmlMachineStatus {
+  return mergePatchBetween(previous ?? {}, next) as UmlMachineStatus;
+}
+
+function mergePatchBetween(previous: unknown, next: unknown): unknown {
+  if (!isPlainObject(next) || !isPlainObject(previous)) return next;
+  const patch: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(next)) {
+    if (v !== undefined) patch[k] = mergePatchBetween(previous[k], v);
+  }
+  for (const k of Object.keys(previous)) {
+    if (next[k] === undefined && previous[k] !== undefined) patch[k] = null;
+  }
+  return patch;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}

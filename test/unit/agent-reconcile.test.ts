@@ -11,6 +11,7 @@ import { startAgent, type Agent, type AgentOptions } from '../../src/agent/agent
 import { Registry } from '../../src/agent/metrics.ts';
 import { keyOf, type EventType, type MachineKey, type MachineSource } from '../../src/agent/source.ts';
 import { machineConfigFor } from '../../src/agent/machine-config.ts';
+import { mergePatch } from '../../src/agent/sources/directory.ts';
 import { FINALIZER, type UmlMachine, type UmlMachineStatus } from '../../src/api/types.ts';
 import { umidFor } from '../../src/api/umid.ts';
 import type {
@@ -65,7 +66,7 @@ class FakeSource implements MachineSource {
     const key = keyOf(machine);
     this.patches.push({ key, status });
     const current = this.objects.get(key);
-    if (current) this.objects.set(key, { ...current, status: structuredClone(status) });
+    if (current) this.objects.set(key, { ...current, status: mergePatch(current.status ?? {}, structuredClone(status)) as UmlMachineStatus });
     // Like a watch: our own write comes back as a change.
     this.#onChange?.(key);
   }

@@ -180,3 +180,13 @@ describe('statusEqual and mergeConditions', () => {
     assert.equal(next[0]?.reason, 'BackOff');
   });
 });
+
+describe('statusPatch', () => {
+  it('nulls the fields the new status drops, recursively; arrays are replaced', async () => {
+    const { statusPatch } = await import('../../src/agent/status.ts');
+    const prev = { phase: 'Running' as const, pid: 5, guest: { uptimeSeconds: 3, loadAverage: '0' }, lastBackup: { time: 't', result: 'Failed' as const, message: 'x' }, disks: [{ name: 'ubd0', image: 'a', mode: 'cow' as const, attached: true }] };
+    const next = { phase: 'Stopped' as const, lastBackup: { time: 'u', result: 'Succeeded' as const }, disks: [] };
+    assert.deepEqual(statusPatch(prev, next), { phase: 'Stopped', pid: null, guest: null, lastBackup: { time: 'u', result: 'Succeeded', message: null }, disks: [] });
+    assert.deepEqual(statusPatch(undefined, next), next);
+  });
+});
