@@ -53,7 +53,6 @@ export function builtinTypes(): ResourceType[] {
     builtin('coordination.k8s.io', 'v1', 'Lease', 'leases', true),
     builtin('events.k8s.io', 'v1', 'Event', 'events', true, { shortNames: ['ev'], storage: '/events', convert: { toStorage: eventsToCore, fromStorage: coreToEvents } }),
     builtin('apiextensions.k8s.io', 'v1', 'CustomResourceDefinition', 'customresourcedefinitions', false, { shortNames: ['crd', 'crds'], hasStatus: true }),
-    builtin('monitoring.coreos.com', 'v1', 'ServiceMonitor', 'servicemonitors', true),
   ];
 }
 
