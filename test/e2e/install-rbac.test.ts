@@ -151,27 +151,49 @@ before(async () => {
   const configMap = rendered.find((o) => o.kind === 'ConfigMap');
   const configFile = join(work, 'config.yaml');
   writeFileSync(configFile, configMap?.data['config.yaml']);
-  const kubeconfig = await emulator.kubeconfigFor('umlmon-system', 'umlmon');
-  const log = createWriteStream(agentLog);
-  agent = spawn(process.execPath, [join(REPO_ROOT, 'src/cli/main.ts'), 'run', '-f', configFile,
-    '--kubeconfig', kubeconfig, '--state-dir', stateDir, '--image-root', imageRoot, '--backup-dir', join(work, 'b'),
-    '--listen', '127.0.0.1:0', '--control', 'none'], {
+  agentArgs = [join(REPO_ROOT, 'src/cli/main.ts'), 'run', '-f', configFile,
+    '--kubeconfig', await emulator.kubeconfigFor('umlmon-system', 'umlmon'), '--state-dir', stateDir, '--image-root', imageRoot,
+    '--backup-dir', join(work, 'b'), '--listen', '127.0.0.1:0', '--control', 'none'];
+  startAgent();
+});
+
+let agentArgs: string[] = [];
+const log = createWriteStream(agentLog);
+
+/** Starts `umlmon run` as the DaemonSet's container would (a new container after an upgrade). */
+function startAgent(): void {
+  agent = spawn(process.execPath, agentArgs, {
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', NODE_NAME: NODE, HOME: work },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  agent.stdout?.pipe(log);
-  agent.stderr?.pipe(log);
-});
+  agent.stdout?.pipe(log, { end: false });
+  agent.stderr?.pipe(log, { end: false });
+}
+
+async function events(): Promise<Obj[]> {
+  const list = JSON.parse((await kubectl(['get', 'events.events.k8s.io', '-n', MACHINES_NS, '-o', 'json'])).stdout) as Obj;
+  return (list.items as Obj[]).filter((e) => e.regarding?.name === 'vm');
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 after(async () => {
   await stopAgent();
   await drainLeftovers();
   await emulator?.close();
   for (const p of proxies) p.close();
+  log.end();
   rmSync(work, { recursive: true, force: true });
 });
 
-test('the agent runs a machine\'s whole life with only the chart\'s ClusterRole, and uses what it grants', { timeout: 180_000 }, async (t) => {
+test('the agent runs a machine\'s whole life, across an agent restart, with only the chart\'s ClusterRole, and uses what it grants', { timeout: 180_000 }, async (t) => {
   await kubectl(['apply', '-f', '-'], `apiVersion: umlmon.io/v1alpha1
 kind: UmlMachine
 metadata:
@@ -195,14 +217,26 @@ spec:
   assert.deepEqual(running.metadata.finalizers, ['umlmon.io/machine']);
   assert.equal(running.status.nodeName, NODE);
   assert.ok(Number.isInteger(running.status.pid) && running.status.pid > 0);
-  await waitFor('a Booted Event', 30_000, async () => {
-    const events = JSON.parse((await kubectl(['get', 'events.events.k8s.io', '-n', MACHINES_NS, '-o', 'json'])).stdout) as Obj;
-    return (events.items as Obj[]).some((e) => e.reason === 'Booted' && e.regarding?.name === 'vm') ? true : undefined;
+  await waitFor('a Booted Event', 30_000, async () => ((await events()).some((e) => e.reason === 'Booted') ? true : undefined));
+
+  // An upgrade replaces the agent's container (SIGTERM, then a new one): the guest keeps running
+  // and the new agent adopts it, still with only the ClusterRole's permissions.
+  const pid = running.status.pid as number;
+  await stopAgent();
+  assert.ok(alive(pid), `the guest (pid ${pid}) outlived the agent`);
+  startAgent();
+  await waitFor('an Adopted Event from the new agent', 60_000, async () => ((await events()).some((e) => e.reason === 'Adopted') ? true : undefined));
+  const adopted = await waitFor('the adopted machine to be Running', 30_000, async () => {
+    const m = await machine();
+    return m?.status?.phase === 'Running' ? m : undefined;
   });
+  assert.equal(adopted.status.pid, pid, 'the same kernel runs on');
+  assert.equal(adopted.status.restartCount ?? 0, running.status.restartCount ?? 0);
 
   // Deleted: the agent shuts the guest down and removes its finalizer, so the object goes.
   await kubectl(['delete', 'uml', 'vm', '-n', MACHINES_NS, '--wait=false']);
   await waitFor('the machine to be gone', 60_000, async () => ((await machine()) === undefined ? true : undefined));
+  await waitFor('the guest to be shut down', 30_000, async () => (alive(pid) ? undefined : true));
   await stopAgent();
 
   const mine: RequestRecord[] = emulator.requests.filter((r) => r.user === AGENT_USER);
