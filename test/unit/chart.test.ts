@@ -4,7 +4,10 @@
 // that the agent's own loader accepts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { isMap, isScalar, parse as parseYaml, parseDocument, type YAMLMap } from 'yaml';
 import { CHART_DIR, REPO_ROOT, ChartRenderError, coalescedValues, parseRendering, renderChart, validateValues, type RenderOptions } from '../../hack/render-chart.ts';
@@ -125,6 +128,22 @@ test('the ConfigMap holds a config the agent accepts, consistent with the pod: k
   assert.equal(config.logLevel, 'info');
   const agent = find(objs, 'DaemonSet').spec.template.spec.containers[0];
   assert.equal(config.listenAddress?.port, agent.ports[0].containerPort, 'probes reach the port the agent listens on');
+});
+
+test('`umlmon check` accepts the chart\'s config, default and custom, with the examples as written', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'umlmon-chart-check-'));
+  try {
+    for (const [name, o] of [['default', DEFAULT], ['custom', { valueFiles: [CUSTOM_VALUES] }]] as [string, RenderOptions][]) {
+      const file = join(dir, `${name}.yaml`);
+      writeFileSync(file, find(objects(o), 'ConfigMap').data['config.yaml']);
+      const { stdout } = await promisify(execFile)(process.execPath, [join(REPO_ROOT, 'src/cli/main.ts'), 'check', '-f', file, '--skip-image-check', join(REPO_ROOT, 'examples')], {
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', NODE_NAME: 'worker-1' },
+      });
+      assert.match(stdout, /^configuration OK \(.*; [1-9]\d* machines? in \d+ files?\)/m, `${name}: ${stdout}`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('the config checksum changes with the config and only with it, so config changes roll the agents', () => {
