@@ -199,7 +199,7 @@ export function buildJailScript(input: JailScriptInput): string {
   }
   run('bind shared directory read-only', paths.sharedMount, bindCommands({ source: input.sharedDir, target: paths.sharedMount, readOnly: true }));
   for (const bind of input.binds) run(bind.readOnly ? 'bind disk image read-only' : 'bind disk image', bind.source, bindCommands(bind));
-  run('set rlimits', 'ulimit', `ulimit -n ${input.rlimits.openFiles} && ulimit -u ${input.rlimits.processes} && ulimit -c 0`);
+  run('set rlimits', 'prlimit', `prlimit --pid $$ --nofile=${input.rlimits.openFiles} --nproc=${input.rlimits.processes} --core=0`);
   // setarch -R: ADDR_NO_RANDOMIZE is mandatory (uml-facts.md). chroot --userspec drops to the
   // machine's uid/gid after the chroot; no-new-privs keeps it there.
   const { tools } = input;

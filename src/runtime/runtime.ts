@@ -85,6 +85,7 @@ interface Machine {
   exitWatcher?: ExitWatcher;
   child?: ChildProcess;
   lastPanic?: string;
+  panicReported?: boolean;
   memoryFileFull?: string;
   tmpfsBytes?: number;
   mconsoleUp: Signal<string>;
@@ -340,11 +341,14 @@ export class UmlRuntime implements Runtime {
     m.console = new ConsoleFollower(paths.consoleLog, 0, (signal) => this.onConsole(m, signal));
     this.settings.log.info({ machine: config.id, name: config.name, pid }, 'kernel started');
 
+    const timer = new AbortController();
     const outcome = await Promise.race([
       m.mconsoleUp.promise.then((socket) => ({ kind: 'up' as const, socket })),
       m.exited.promise.then((exit) => ({ kind: 'exited' as const, exit })),
-      sleep(this.settings.startTimeoutMs).then(() => ({ kind: 'timeout' as const })),
+      sleep(this.settings.startTimeoutMs, undefined, { signal: timer.signal }).then(() => ({ kind: 'timeout' as const }), () => ({ kind: 'cancelled' as const })),
     ]);
+    timer.abort();
+    if (outcome.kind === 'cancelled') throw new Error('unreachable: start timer cancelled before the race ended');
     if (outcome.kind === 'exited') {
       throw new RuntimeError('start-failed', config, `the kernel exited before its mconsole came up: ${this.describeEarlyExit(m, outcome.exit)}`);
     }
@@ -420,6 +424,7 @@ export class UmlRuntime implements Runtime {
       }
       case 'panic':
         m.lastPanic = message.message.trim();
+        m.panicReported = true;
         this.emit({ type: 'panic', id, message: m.lastPanic });
         return;
       case 'hang':
@@ -461,8 +466,19 @@ export class UmlRuntime implements Runtime {
   }
 
   private onExit(m: Machine, code: number | null, signal: string | null): void {
+    // The kernel's last datagrams (a panic notify) may still sit unread in the notify socket
+    // when the exit is seen: give them a moment before the socket is closed.
+    setTimeout(() => this.finishExit(m, code, signal), 50);
+  }
+
+  private finishExit(m: Machine, code: number | null, signal: string | null): void {
     if (m.state === 'exited' || this.machines.get(m.record.id) !== m) return;
     m.console?.drain();
+    if (m.lastPanic && !m.panicReported) {
+      // A panic seen only on the console (e.g. before mconsole was up: no notify is sent).
+      m.panicReported = true;
+      this.emit({ type: 'panic', id: m.record.id, message: m.lastPanic });
+    }
     let panic = m.lastPanic;
     if (m.memoryFileFull) {
       const size = m.tmpfsBytes ? ` (${Math.round(m.tmpfsBytes / MiB)} MiB)` : '';
@@ -478,6 +494,12 @@ export class UmlRuntime implements Runtime {
     this.settings.log.info({ machine: m.record.id, code, signal, panic }, 'kernel exited');
     m.exited.resolve(exit);
     this.emit({ type: 'exited', id: m.record.id, exit });
+    // The cgroup can go once the last helper of the group has.
+    const pid = m.record.pid;
+    void waitGroupGone(pid, 5000).then((gone) => {
+      const current = this.machines.get(m.record.id);
+      if (gone && (current === undefined || current === m)) removeMachineCgroup(this.settings.cgroupParent, m.record.id);
+    });
   }
 
   /** Drops sockets and watchers; the kernel itself is not touched. */
@@ -812,8 +834,13 @@ export class UmlRuntime implements Runtime {
           source: d.mode === 'cow' ? join(m.paths.jailDir, diskFilesInJail(d).cow!) : resolve(this.settings.imageRoot, d.image),
           destination: join(destinationDir, d.mode === 'cow' ? `${d.name}.cow` : `${d.name}.img`),
         }));
-      mkdirSync(destinationDir, { recursive: true });
       const startedAt = new Date();
+      try {
+        mkdirSync(destinationDir, { recursive: true });
+      } catch (error) {
+        // Before pausing anything: the guest is not touched.
+        return { startedAt, finishedAt: new Date(), pausedMs: 0, files: [], error: `backup of machine ${describeMachine(m.record)} failed: cannot create ${destinationDir}: ${errorText(error)}` };
+      }
       const wasPaused = m.state === 'paused';
       const result: BackupResult = { startedAt, finishedAt: startedAt, pausedMs: 0, files: [] };
       if (!wasPaused) {
@@ -821,7 +848,8 @@ export class UmlRuntime implements Runtime {
         // while stopped would only happen after `go`.
         const synced = new Promise<void>((ok) => m.syncWaiters.add(ok));
         await client.sysrq('s').catch((error) => this.settings.log.warn({ machine: id, err: errorText(error) }, 'sysrq s failed'));
-        await within(synced, 5000);
+        if (!(await within(synced, 5000))) this.settings.log.warn({ machine: id }, 'no "Emergency Sync complete" on the console within 5 s; copying anyway');
+        this.settings.log.debug({ machine: id }, 'backup: guest synced');
       }
       const pausedAt = Date.now();
       try {
@@ -832,9 +860,11 @@ export class UmlRuntime implements Runtime {
             if (!(error instanceof MconsoleError && /already stopped/i.test(error.reply))) throw error;
           }
           await client.sysrq('s').catch(() => undefined);
+          this.settings.log.debug({ machine: id }, 'backup: guest stopped');
         }
         for (const file of files) {
-          await execFileAsync('cp', ['--sparse=always', '--reflink=auto', file.source, file.destination]);
+          this.settings.log.debug({ machine: id, file }, 'backup: copying');
+          await execFileAsync('cp', ['--sparse=always', '--reflink=auto', '--no-target-directory', file.source, file.destination]);
           result.files.push({ ...file, bytes: statSync(file.destination).size });
         }
       } catch (error) {

@@ -1,0 +1,236 @@
+// The runtime on a real, jailed UML kernel: boot, pause/resume, disk hot-plug, a guest panic,
+// graceful stop, backup and teardown. One machine is booted and shared by the tests that only
+// drive it, to keep CPU use low on a shared node.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { createRuntime, RuntimeError } from '../../src/runtime/index.ts';
+import type { MachineConfig, Runtime, RuntimeEvent } from '../../src/runtime/index.ts';
+import { TEST_IMAGE, testImageRoot, umlKernel } from '../support/uml.ts';
+
+const MiB = 1024 * 1024;
+
+function uniqueId(prefix: string): string {
+  return `${prefix}${Math.random().toString(36).slice(2, 9)}`.slice(0, 12);
+}
+
+function machineConfig(id: string, overrides: Partial<MachineConfig> = {}): MachineConfig {
+  return {
+    id,
+    name: `test/${id}`,
+    kernel: umlKernel(),
+    memoryBytes: 48 * MiB,
+    cmdline: [],
+    defaultArgs: ['initcall_blacklist=raid6_select_algo', 'lpj=auto'],
+    disks: [{ name: 'ubd0', image: TEST_IMAGE, mode: 'cow' }],
+    interfaces: [],
+    ...overrides,
+  };
+}
+
+function waitFor(rt: Runtime, match: (e: RuntimeEvent) => boolean, timeoutMs = 60000): Promise<RuntimeEvent> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      off();
+      reject(new Error(`no matching runtime event within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const off = rt.onEvent((e) => {
+      if (!match(e)) return;
+      clearTimeout(timer);
+      off();
+      resolve(e);
+    });
+  });
+}
+
+function processesInGroup(pgid: number): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[2]) === pgid) pids.push(Number(entry));
+    } catch {
+      /* gone */
+    }
+  }
+  return pids;
+}
+
+function mountsUnder(dir: string): string[] {
+  return readFileSync('/proc/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1] ?? '').filter((p) => p.startsWith(dir));
+}
+
+describe('runtime on a real UML kernel', () => {
+  let stateDir: string;
+  let imageRoot: string;
+  let rt: Runtime;
+  const id = uniqueId('rt');
+
+  before(() => {
+    umlKernel();
+    const images = testImageRoot();
+    stateDir = mkdtempSync('/tmp/umlrt-');
+    // A private image root: tests add images to it.
+    imageRoot = join(stateDir, 'images');
+    execFileSync('mkdir', ['-p', imageRoot]);
+    copyFileSync(join(images, TEST_IMAGE), join(imageRoot, TEST_IMAGE));
+    execFileSync('truncate', ['-s', '8M', join(imageRoot, 'data.img')]);
+    execFileSync('mkfs.ext4', ['-q', '-F', join(imageRoot, 'data.img')]);
+    rt = createRuntime({ stateDir, imageRoot, logger: process.env.RT_DEBUG ? { info: console.log, warn: console.log, error: console.log, debug: console.log } : undefined });
+  });
+
+  after(async () => {
+    for (const m of rt.list()) {
+      if (m.state !== 'exited') await rt.stop(m.id, { gracePeriodMs: 0 }).catch(() => undefined);
+      await rt.remove(m.id).catch(() => undefined);
+    }
+    await rt.close();
+    rmSync(stateDir, { recursive: true, force: true });
+  });
+
+  test('boots jailed: mconsole up, then booted, guest message, unprivileged and unrandomized', async () => {
+    const booted = waitFor(rt, (e) => e.type === 'booted' && e.id === id);
+    const guest = waitFor(rt, (e) => e.type === 'guest-message' && e.id === id);
+    const status = await rt.start(machineConfig(id));
+    assert.equal(status.state, 'running');
+    assert.match(status.kernelVersion ?? '', /6\.1\./);
+    assert.ok(status.pid && status.pid > 0);
+    assert.ok(status.mconsoleSocket?.startsWith(join(stateDir, 'machines', id, 'jail')));
+    await booted;
+    assert.deepEqual(await guest, { type: 'guest-message', id, message: 'umlmon-guest: booted' });
+    assert.ok(rt.get(id)?.bootTime instanceof Date);
+
+    const procStatus = readFileSync(`/proc/${status.pid}/status`, 'utf8');
+    const uid = Number(/^Uid:\s+(\d+)/m.exec(procStatus)?.[1]);
+    assert.ok(uid >= 200000 && uid < 200000 + 65536, `kernel runs as uid ${uid}`);
+    assert.match(procStatus, /^NoNewPrivs:\s+1$/m);
+    assert.equal(readFileSync(`/proc/${status.pid}/personality`, 'utf8').trim(), '00040000'); // ADDR_NO_RANDOMIZE
+    assert.equal(execFileSync('readlink', [`/proc/${status.pid}/root`], { encoding: 'utf8' }).trim(), join(stateDir, 'machines', id, 'jail'));
+    // The memory tmpfs and the bind mounts live in the kernel's own mount namespace only.
+    assert.deepEqual(mountsUnder(stateDir), []);
+    const machineJson = JSON.parse(readFileSync(join(stateDir, 'machines', id, 'machine.json'), 'utf8'));
+    assert.equal(machineJson.pid, status.pid);
+    assert.equal(machineJson.name, `test/${id}`);
+    assert.equal(machineJson.mconsoleSocket, status.mconsoleSocket);
+    assert.match(readFileSync(join(stateDir, 'machines', id, 'console.log'), 'utf8'), /Run \/sbin\/init as init process/);
+    const info = await rt.guestInfo(id);
+    assert.ok(info.uptimeSeconds > 0);
+    assert.match(info.loadAverage, /^\d+\.\d+ \d+\.\d+ \d+\.\d+$/);
+    // The first boot without lpj= calibrated; the value is cached for the next boots.
+    assert.match(readFileSync(join(stateDir, 'shared', 'lpj'), 'utf8'), /^\d+\n$/);
+  });
+
+  test('a second start of a running machine is refused and does not disturb it', async () => {
+    await assert.rejects(rt.start(machineConfig(id)), (e: unknown) =>
+      e instanceof RuntimeError && e.code === 'already-running' && e.message.includes(`test/${id}`));
+    assert.equal(rt.get(id)?.state, 'running');
+    assert.ok((await rt.guestInfo(id)).uptimeSeconds > 0);
+  });
+
+  test('pause and resume, each idempotent', async () => {
+    await rt.pause(id);
+    await rt.pause(id);
+    assert.equal(rt.get(id)?.state, 'paused');
+    await rt.resume(id);
+    await rt.resume(id);
+    assert.equal(rt.get(id)?.state, 'running');
+  });
+
+  test('hot-plugs disks both ways, seen in /proc/partitions', async () => {
+    const partitions = async (): Promise<string> => (await (rt as unknown as { machines: Map<string, { client: { proc(f: string): Promise<string> } }> })
+      .machines.get(id)!.client.proc('partitions'));
+    const cow = await rt.attachDisk(id, { name: 'ubd1', image: 'data.img', mode: 'cow' });
+    assert.equal(cow.name, 'ubd1');
+    assert.match(await partitions(), /\bubdb\b/);
+    const ro = await rt.attachDisk(id, { name: 'ubd2', image: 'data.img', mode: 'readOnly' });
+    assert.equal(ro.mode, 'readOnly');
+    assert.match(await partitions(), /\bubdc\b/);
+    assert.deepEqual(rt.get(id)?.disks.map((d) => d.name), ['ubd0', 'ubd1', 'ubd2']);
+    assert.ok(existsSync(join(stateDir, 'machines', id, 'jail', 'disks', 'ubd1.cow')));
+    await rt.detachDisk(id, 'ubd1');
+    await rt.detachDisk(id, 'ubd2');
+    assert.doesNotMatch(await partitions(), /\bubd[bc]\b/);
+    assert.deepEqual(rt.get(id)?.disks.map((d) => d.name), ['ubd0']);
+  });
+
+  test('refuses a directory as an image and a disk the guest has mounted', async () => {
+    execFileSync('mkdir', ['-p', join(imageRoot, 'adir')]);
+    await assert.rejects(rt.attachDisk(id, { name: 'ubd3', image: 'adir', mode: 'readOnly' }), /not a regular file/);
+    await assert.rejects(rt.detachDisk(id, 'ubd0'), (e: unknown) =>
+      e instanceof RuntimeError && e.code === 'disk-in-use' && /ubd0 is in use \(mounted\) in the guest/.test(e.message) && e.message.includes(id));
+    assert.equal(rt.get(id)?.state, 'running');
+  });
+
+  test('backup: pauses briefly, copies the COW file sparsely, the guest keeps running', async () => {
+    const dest = join(stateDir, 'backups', 'b1');
+    const result = await rt.backup(id, dest);
+    assert.equal(result.error, undefined);
+    assert.equal(result.files.length, 1);
+    const file = result.files[0]!;
+    assert.equal(file.disk, 'ubd0');
+    assert.equal(file.bytes, statSync(file.source).size);
+    assert.equal(statSync(file.destination).size, statSync(file.source).size);
+    assert.ok(statSync(file.destination).blocks * 512 <= statSync(file.source).size, 'copy is sparse');
+    assert.ok(result.pausedMs >= 0 && result.pausedMs < 10000);
+    assert.equal(rt.get(id)?.state, 'running');
+    const before = (await rt.guestInfo(id)).uptimeSeconds;
+    assert.ok(before > 0);
+  });
+
+  test('backup resumes the guest even when the copy fails', async () => {
+    // A directory where the copy should go: cp fails after the guest was paused.
+    const dest = join(stateDir, 'backups', 'b2');
+    execFileSync('mkdir', ['-p', join(dest, 'ubd0.cow', 'in-the-way')]);
+    const result = await rt.backup(id, dest);
+    assert.ok(result.error, 'the failure is reported');
+    assert.match(result.error!, new RegExp(id));
+    assert.equal(rt.get(id)?.state, 'running');
+    assert.ok((await rt.guestInfo(id)).uptimeSeconds > 0);
+  });
+
+  test('graceful stop: cad powers the guest off; the whole process group is gone', async () => {
+    const pid = rt.get(id)!.pid!;
+    const exited = waitFor(rt, (e) => e.type === 'exited' && e.id === id);
+    const t0 = Date.now();
+    await rt.stop(id, { gracePeriodMs: 20000 });
+    assert.ok(Date.now() - t0 < 20000, 'the guest powered off on cad, before the grace period');
+    const event = await exited;
+    assert.equal(event.type === 'exited' && event.exit.code, 0);
+    assert.deepEqual(processesInGroup(pid), []);
+    assert.equal(rt.get(id)?.state, 'exited');
+    await assert.rejects(rt.pause(id), /not running/);
+  });
+
+  test('teardown leaves no mount, process, socket or file behind', async () => {
+    const status = rt.get(id)!;
+    await rt.remove(id);
+    assert.equal(existsSync(join(stateDir, 'machines', id)), false);
+    assert.deepEqual(mountsUnder(stateDir), []);
+    assert.deepEqual(processesInGroup(status.pid!), []);
+    assert.equal(existsSync(`/sys/fs/cgroup/memory/umlmon/${id}`), false);
+    assert.equal(rt.get(id), undefined);
+    assert.ok(existsSync(join(imageRoot, TEST_IMAGE)), 'base image kept');
+  });
+
+  test('a guest panic (sysrq c) is reported as panic, then exited with the message', async () => {
+    const pid2 = uniqueId('pa');
+    const booted = waitFor(rt, (e) => e.type === 'booted' && e.id === pid2);
+    await rt.start(machineConfig(pid2));
+    await booted;
+    const panic = waitFor(rt, (e) => e.type === 'panic' && e.id === pid2);
+    const exited = waitFor(rt, (e) => e.type === 'exited' && e.id === pid2);
+    const client = (rt as unknown as { machines: Map<string, { client: { sysrq(k: string): Promise<string> } }> }).machines.get(pid2)!.client;
+    void client.sysrq('c').catch(() => undefined);
+    const p = await panic;
+    assert.match(p.type === 'panic' ? p.message : '', /sysrq triggered crash/);
+    const e = await exited;
+    assert.ok(e.type === 'exited');
+    assert.match(e.exit.panic ?? '', /sysrq triggered crash/);
+    await rt.stop(pid2, { gracePeriodMs: 0 });
+    await rt.remove(pid2);
+  });
+});
