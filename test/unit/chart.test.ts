@@ -11,6 +11,7 @@ import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { isMap, isScalar, parse as parseYaml, parseDocument, type YAMLMap } from 'yaml';
 import { CHART_DIR, REPO_ROOT, ChartRenderError, coalescedValues, parseRendering, renderChart, validateValues, type RenderOptions } from '../../hack/render-chart.ts';
+import { Ajv } from 'ajv';
 import { loadConfig } from '../../src/agent/config.ts';
 
 type Obj = Record<string, any>;
@@ -245,6 +246,9 @@ test('names follow Helm conventions: <release>-umlmon unless the release name ho
 });
 
 test('values are validated against values.schema.json and bad ones rejected the way helm does', () => {
+  const schema = JSON.parse(readFileSync(join(CHART_DIR, 'values.schema.json'), 'utf8')) as Obj;
+  assert.equal(schema.$schema, 'http://json-schema.org/draft-07/schema#');
+  assert.doesNotThrow(() => new Ajv({ strict: true, allowUnionTypes: true }).compile(schema), 'the schema has no unknown keywords or contradictions');
   assert.doesNotThrow(() => validateValues(coalescedValues({})));
   assert.doesNotThrow(() => validateValues(coalescedValues({ valueFiles: [CUSTOM_VALUES] })));
   const rejects = (o: RenderOptions, field: RegExp) =>
