@@ -127,31 +127,71 @@ const FORMATS: Record<string, (s: string) => boolean> = {
   uri: (s) => /^[a-zA-Z][a-zA-Z0-9+.-]*:/.test(s),
 };
 
-/** Validates value against schema (OpenAPI keywords then list-type and CEL rules). */
+/**
+ * Validates value against schema the way a custom resource is validated: OpenAPI keywords and
+ * list types everywhere, then the CEL rules — unless a type or enum error blocks them, when
+ * the API server reports that some rules were not checked.
+ */
 export function validate(value: Json, schema: Schema | undefined, path: string, errs: FieldError[], oldValue?: Json, isRoot = false): void {
   if (!schema) return;
   const before = errs.length;
+  validateOpenApi(value, schema, path, errs, isRoot);
+  if (!hasCelRules(schema)) return;
+  const blocking = errs.slice(before).some((e) => e.blocksCel);
+  if (blocking) {
+    errs.push({ type: 'Invalid value', field: '<nil>', value: 'null', detail: 'some validation rules were not checked because the object was invalid; correct the existing errors to complete validation' });
+    return;
+  }
+  validateCel(value, schema, path, errs, oldValue);
+}
+
+const celRulesCache = new WeakMap<Schema, boolean>();
+
+/** The API server builds a CEL validator only for schemas that have rules somewhere. */
+function hasCelRules(schema: Schema): boolean {
+  let has = celRulesCache.get(schema);
+  if (has === undefined) {
+    const subs = [...Object.values(schema.properties ?? {}), ...(schema.items ? [schema.items] : []), ...(isObject(schema.additionalProperties) ? [schema.additionalProperties as Schema] : [])];
+    has = Boolean(schema['x-kubernetes-validations']?.length) || subs.some(hasCelRules);
+    celRulesCache.set(schema, has);
+  }
+  return has;
+}
+
+function validateOpenApi(value: Json, schema: Schema, path: string, errs: FieldError[], isRoot: boolean): void {
+  const before = errs.length;
   validateValue(value, schema, path, errs, isRoot);
-  if (errs.length === before && value !== undefined && value !== null) {
-    // Descend (kube-openapi validates children even when siblings fail; CEL only runs on
-    // values whose own schema validation passed).
-    if (Array.isArray(value) && schema.items) {
-      const oldByKey = listCorrelation(oldValue, schema);
-      value.forEach((item, i) => validate(item, schema.items, `${path}[${i}]`, errs, oldByKey(item), false));
-    } else if (isObject(value)) {
-      for (const [key, prop] of Object.entries(schema.properties ?? {})) {
-        if (value[key] !== undefined) validate(value[key], prop, childPath(path, key), errs, isObject(oldValue) ? oldValue[key] : undefined);
-      }
-      if (isObject(schema.additionalProperties)) {
-        for (const key of Object.keys(value)) {
-          if (!schema.properties?.[key]) validate(value[key], schema.additionalProperties, childPath(path, key), errs, isObject(oldValue) ? oldValue[key] : undefined);
-        }
-      }
+  if (errs.slice(before).some((e) => e.typeError) || value === undefined || value === null) return;
+  if (Array.isArray(value) && schema.items) {
+    value.forEach((item, i) => validateOpenApi(item, schema.items!, `${path}[${i}]`, errs, false));
+  } else if (isObject(value)) {
+    for (const [key, prop] of Object.entries(schema.properties ?? {})) {
+      if (value[key] !== undefined) validateOpenApi(value[key], prop, childPath(path, key), errs, false);
     }
-    if (errs.length === before && schema['x-kubernetes-validations']?.length) {
-      errs.push(...celValidate(value, oldValue, schema, path));
+    if (isObject(schema.additionalProperties)) {
+      for (const key of Object.keys(value)) {
+        if (!schema.properties?.[key]) validateOpenApi(value[key], schema.additionalProperties, childPath(path, key), errs, false);
+      }
     }
   }
+}
+
+function validateCel(value: Json, schema: Schema, path: string, errs: FieldError[], oldValue: Json): void {
+  if (value === undefined || value === null) return;
+  if (Array.isArray(value) && schema.items) {
+    const oldByKey = listCorrelation(oldValue, schema);
+    value.forEach((item, i) => validateCel(item, schema.items!, `${path}[${i}]`, errs, oldByKey(item)));
+  } else if (isObject(value)) {
+    for (const [key, prop] of Object.entries(schema.properties ?? {})) {
+      if (value[key] !== undefined) validateCel(value[key], prop, childPath(path, key), errs, isObject(oldValue) ? oldValue[key] : undefined);
+    }
+    if (isObject(schema.additionalProperties)) {
+      for (const key of Object.keys(value)) {
+        if (!schema.properties?.[key]) validateCel(value[key], schema.additionalProperties, childPath(path, key), errs, isObject(oldValue) ? oldValue[key] : undefined);
+      }
+    }
+  }
+  if (schema['x-kubernetes-validations']?.length) errs.push(...celValidate(value, oldValue, schema, path));
 }
 
 function listCorrelation(oldValue: Json, schema: Schema): (item: Json) => Json {
@@ -172,25 +212,25 @@ function validateValue(value: Json, schema: Schema, path: string, errs: FieldErr
   if (value === null) {
     if (schema.nullable) return;
     if (schema.type || schema['x-kubernetes-int-or-string']) {
-      errs.push({ type: 'Invalid value', field: path, value: 'null', detail: `${where} in body must be of type ${schema.type ?? 'integer,string'}: "null"` });
+      errs.push({ type: 'Invalid value', field: path, value: 'null', detail: `${where} in body must be of type ${schema.type ?? 'integer,string'}: "null"`, typeError: true, blocksCel: true });
     }
     return;
   }
   const actual = jsonType(value);
   if (schema['x-kubernetes-int-or-string']) {
     if (actual !== 'integer' && actual !== 'string') {
-      errs.push({ type: 'Invalid value', field: path, value: actual, detail: `${where} in body must be of type integer,string: ${JSON.stringify(actual)}` });
+      errs.push({ type: 'Invalid value', field: path, value: actual, detail: `${where} in body must be of type integer,string: ${JSON.stringify(actual)}`, typeError: true, blocksCel: true });
       return;
     }
   } else if (schema.type) {
     const ok = schema.type === actual || (schema.type === 'number' && actual === 'integer');
     if (!ok) {
-      errs.push({ type: 'Invalid value', field: path, value: actual, detail: `${where} in body must be of type ${schema.type}: ${JSON.stringify(actual)}` });
+      errs.push({ type: 'Invalid value', field: path, value: actual, detail: `${where} in body must be of type ${schema.type}: ${JSON.stringify(actual)}`, typeError: true, blocksCel: true });
       return;
     }
   }
   if (schema.enum && !schema.enum.some((e) => JSON.stringify(e) === JSON.stringify(value))) {
-    errs.push({ type: 'Unsupported value', field: path, value, detail: `supported values: ${schema.enum.map((e) => JSON.stringify(typeof e === 'string' ? e : JSON.stringify(e))).join(', ')}` });
+    errs.push({ blocksCel: true, type: 'Unsupported value', field: path, value, detail: `supported values: ${schema.enum.map((e) => JSON.stringify(typeof e === 'string' ? e : JSON.stringify(e))).join(', ')}` });
   }
   if (typeof value === 'string') {
     const len = [...value].length;
@@ -198,7 +238,7 @@ function validateValue(value: Json, schema: Schema, path: string, errs: FieldErr
     if (schema.minLength !== undefined && len < schema.minLength) errs.push({ type: 'Invalid value', field: path, value, detail: `${where} in body should be at least ${schema.minLength} chars long` });
     if (schema.pattern !== undefined && !new RegExp(schema.pattern, 'u').test(value)) errs.push({ type: 'Invalid value', field: path, value, detail: `${where} in body should match '${schema.pattern}'` });
     const check = schema.format ? FORMATS[schema.format] : undefined;
-    if (check && !check(value)) errs.push({ type: 'Invalid value', field: path, value, detail: `${where} in body must be of type ${schema.format}: ${JSON.stringify(value)}` });
+    if (check && !check(value)) errs.push({ type: 'Invalid value', field: path, value, detail: `${where} in body must be of type ${schema.format}: ${JSON.stringify(value)}`, blocksCel: true });
   }
   if (typeof value === 'number') {
     if (schema.maximum !== undefined) {

@@ -6,8 +6,11 @@ export interface FieldError {
   type: 'Required value' | 'Invalid value' | 'Unsupported value' | 'Duplicate value' | 'Forbidden' | 'Too long' | 'Too many' | 'Not found';
   field: string;
   value?: unknown;
-  hasValue?: boolean;
   detail?: string;
+  /** a type mismatch: validation does not descend into the value */
+  typeError?: boolean;
+  /** field.ErrorTypeTypeInvalid or NotSupported: the API server then skips CEL rules */
+  blocksCel?: boolean;
 }
 
 const CAUSE_TYPE: Record<FieldError['type'], string> = {

@@ -48,6 +48,16 @@ test('OpenAPI validation messages read as kube-openapi writes them', () => {
   assert.deepEqual(errorsOf({ nodeName: 'n', tags: ['a', 'b', 'c', 'd'] }), ['spec.tags: Too many: 4: must have at most 3 items']);
   assert.deepEqual(errorsOf({ nodeName: 'n', disks: [{ name: 'ubd0' }, { name: 'ubd0' }] }), ['spec.disks[1]: Duplicate value: map[string]interface {}{"name":"ubd0"}']);
   assert.deepEqual(errorsOf({ nodeName: '' }), ['spec.nodeName: Invalid value: "": spec.nodeName in body should be at least 1 chars long']);
+  // with CEL rules in the schema, type and enum errors keep the rules from running
+  const withRules: Schema = { ...spec, 'x-kubernetes-validations': [{ rule: 'self.nodeName != "forbidden"', message: 'not that node' }] };
+  assert.deepEqual(errorsOf({ nodeName: 'forbidden', state: 'Sleeping' }, withRules), [
+    'spec.state: Unsupported value: "Sleeping": supported values: "Running", "Paused", "Stopped"',
+    '<nil>: Invalid value: "null": some validation rules were not checked because the object was invalid; correct the existing errors to complete validation',
+  ]);
+  assert.deepEqual(errorsOf({ nodeName: 'forbidden', grace: 99999 }, withRules), [
+    'spec.grace: Invalid value: 99999: spec.grace in body should be less than or equal to 3600',
+    'spec: Invalid value: "object": not that node',
+  ]);
 });
 
 test('the 422 Status aggregates messages the way the API server does', () => {
