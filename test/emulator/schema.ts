@@ -137,7 +137,8 @@ export function validate(value: Json, schema: Schema | undefined, path: string, 
   const before = errs.length;
   validateOpenApi(value, schema, path, errs, isRoot);
   if (!hasCelRules(schema)) return;
-  const blocking = errs.slice(before).some((e) => e.blocksCel);
+  // strategy.go's hasBlockingErr: type, required, enum, maxLength, maxItems/maxProperties
+  const blocking = errs.slice(before).some((e) => e.blocksCel || e.type === 'Required value' || e.type === 'Unsupported value' || e.type === 'Too long' || e.type === 'Too many');
   if (blocking) {
     errs.push({ type: 'Invalid value', field: '<nil>', value: 'null', detail: 'some validation rules were not checked because the object was invalid; correct the existing errors to complete validation' });
     return;
