@@ -5,9 +5,9 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { startEmulator, type Emulator } from '../emulator/index.ts';
 import { CHART_DIR, MANIFESTS_DIR, parseRendering, renderChart, type RenderOptions } from '../../hack/render-chart.ts';
@@ -147,4 +147,25 @@ test('kubectl apply -k manifests/ installs, and applies again server-side over i
   assert.equal(ds.spec.template.spec.containers[0].env[0].valueFrom.fieldRef.fieldPath, 'spec.nodeName');
   await kubectl(e, ['apply', '-k', MANIFESTS_DIR, '--server-side', '--force-conflicts']);
   await assertCrdServes(e, 'umlmon-system');
+});
+
+test('the image overlay of docs/install.md points the DaemonSet at another registry and applies', async () => {
+  const e = await emulator();
+  const overlay = join(work, 'my-umlmon');
+  mkdirSync(overlay);
+  // As docs/install.md writes it, with the path to manifests/ made relative to this directory.
+  writeFileSync(join(overlay, 'kustomization.yaml'), `apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - ${relative(overlay, MANIFESTS_DIR)}
+images:
+  - name: ghcr.io/umlmon/umlmon
+    newName: registry.example.com/umlmon
+    newTag: 0.1.0
+`);
+  await kubectl(e, ['apply', '-k', overlay]);
+  const ds = await getJson(e, 'daemonset', 'umlmon', 'umlmon-system');
+  assert.equal(ds.spec.template.spec.containers[0].image, 'registry.example.com/umlmon:0.1.0');
+  await kubectl(e, ['-n', 'umlmon-system', 'set', 'image', 'daemonset/umlmon', 'agent=registry.example.com/umlmon:0.1.1']);
+  assert.equal((await getJson(e, 'daemonset', 'umlmon', 'umlmon-system')).spec.template.spec.containers[0].image, 'registry.example.com/umlmon:0.1.1');
 });
