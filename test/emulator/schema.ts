@@ -235,7 +235,7 @@ function validateValue(value: Json, schema: Schema, path: string, errs: FieldErr
   }
   if (typeof value === 'string') {
     const len = [...value].length;
-    if (schema.maxLength !== undefined && len > schema.maxLength) errs.push({ type: 'Too long', field: path, value, detail: `may not be more than ${schema.maxLength} bytes` });
+    if (schema.maxLength !== undefined && len > schema.maxLength) errs.push({ type: 'Too long', field: path, value, detail: `may not be longer than ${schema.maxLength}` });
     if (schema.minLength !== undefined && len < schema.minLength) errs.push({ type: 'Invalid value', field: path, value, detail: `${where} in body should be at least ${schema.minLength} chars long` });
     if (schema.pattern !== undefined && !new RegExp(schema.pattern, 'u').test(value)) errs.push({ type: 'Invalid value', field: path, value, detail: `${where} in body should match '${schema.pattern}'` });
     const check = schema.format ? FORMATS[schema.format] : undefined;

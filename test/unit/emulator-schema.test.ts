@@ -43,7 +43,7 @@ test('OpenAPI validation messages read as kube-openapi writes them', () => {
   assert.deepEqual(errorsOf({ nodeName: 'n', memory: '128MB' }), ['spec.memory: Invalid value: "128MB": spec.memory in body should match \'^[0-9]+(Mi|Gi)$\'']);
   assert.deepEqual(errorsOf({ nodeName: 'n', grace: -1 }), ['spec.grace: Invalid value: -1: spec.grace in body should be greater than or equal to 0']);
   assert.deepEqual(errorsOf({ nodeName: 'n', grace: 'x' }), ['spec.grace: Invalid value: "string": spec.grace in body must be of type integer: "string"']);
-  assert.deepEqual(errorsOf({ nodeName: 'n', name: 'toolong' }), ['spec.name: Too long: may not be more than 5 bytes']);
+  assert.deepEqual(errorsOf({ nodeName: 'n', name: 'toolong' }), ['spec.name: Too long: may not be longer than 5']);
   assert.deepEqual(errorsOf({ nodeName: 'n', tags: ['a', 'a'] }), ['spec.tags[1]: Duplicate value: "a"']);
   assert.deepEqual(errorsOf({ nodeName: 'n', tags: ['a', 'b', 'c', 'd'] }), ['spec.tags: Too many: 4: must have at most 3 items']);
   assert.deepEqual(errorsOf({ nodeName: 'n', disks: [{ name: 'ubd0' }, { name: 'ubd0' }] }), ['spec.disks[1]: Duplicate value: map[string]interface {}{"name":"ubd0"}']);
