@@ -66,10 +66,6 @@ export class Objects {
     this.store = store;
   }
 
-  typeFor(group: string, plural: string): ResourceType | undefined {
-    return this.reg.types.find((t) => t.group === group && t.plural === plural && (!t.crd || t.crd.storage)) ?? this.reg.types.find((t) => t.group === group && t.plural === plural);
-  }
-
   /** The object as served at rt's version. */
   present(rt: ResourceType, obj: Json): Json {
     const converted = rt.convert ? rt.convert.fromStorage(obj) : obj;
@@ -118,18 +114,16 @@ export class Objects {
     else if (!DNS1123_SUBDOMAIN.test(name) || name.length > 253) {
       errs.push({ type: 'Invalid value', field: 'metadata.name', value: name, detail: "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')" });
     }
-    for (const [k, v] of Object.entries(obj.metadata?.labels ?? {})) {
+    for (const v of Object.values(obj.metadata?.labels ?? {})) {
       if (typeof v !== 'string' || v.length > 63 || !/^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/.test(v)) {
         errs.push({ type: 'Invalid value', field: `metadata.labels`, value: v, detail: "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')" });
       }
-      void k;
     }
-    if (rt.kind === 'CustomResourceDefinition') this.validateCrd(rt, obj, errs);
+    if (rt.kind === 'CustomResourceDefinition') this.validateCrd(obj, errs);
     if (errs.length) throw invalid(rt, name ?? '', errs);
   }
 
-  private validateCrd(rt: ResourceType, crd: Json, errs: FieldError[]): void {
-    void rt;
+  private validateCrd(crd: Json, errs: FieldError[]): void {
     const spec = crd.spec ?? {};
     const expect = `${spec.names?.plural}.${spec.group}`;
     if (crd.metadata?.name !== expect) errs.push({ type: 'Invalid value', field: 'metadata.name', value: crd.metadata?.name, detail: `must be spec.names.plural+"."+spec.group` });
@@ -266,7 +260,6 @@ export class Objects {
   }
 
   apply(rt: ResourceType, ns: string | undefined, name: string, config: Json, force: boolean, opts: WriteOptions): { obj: Json; created: boolean } {
-    void force;
     if (!config || typeof config !== 'object' || Array.isArray(config)) throw badRequest('the body of the request was not a JSON object');
     if (!opts.fieldManager) throw badRequest('PATCH, application/apply-patch+yaml requires fieldManager to be set');
     if (config.metadata?.name !== undefined && config.metadata.name !== name) throw badRequest(`the name of the object (${config.metadata.name}) does not match the name on the URL (${name})`);
@@ -293,9 +286,7 @@ export class Objects {
     const rv = config.metadata?.resourceVersion;
     if (rv && rv !== old.metadata.resourceVersion) throw conflict(rt, name);
     merged.metadata.resourceVersion = old.metadata.resourceVersion;
-    const managed = merged.metadata.managedFields;
-    const out = this.update(rt, ns, name, merged, { ...opts, subresource: opts.subresource, fieldManager: '' });
-    void managed;
+    const out = this.update(rt, ns, name, merged, { ...opts, fieldManager: '' });
     return { obj: out, created: false };
   }
 

@@ -85,7 +85,14 @@ export function jsonPatch(doc: Json, ops: Json): Json {
         else parent[key] = structuredClone(op.value);
         break;
       }
-      case 'move': { const from = pointer(op.from); const v = getAt(out, op.from); const saved = segs; void saved; const { parent, key } = resolveParent(out, from, 'move'); if (Array.isArray(parent)) parent.splice(Number(key), 1); else delete parent[key]; add(v); break; }
+      case 'move': {
+        const v = getAt(out, op.from);
+        const { parent, key } = resolveParent(out, pointer(op.from), 'move');
+        if (Array.isArray(parent)) parent.splice(Number(key), 1);
+        else delete parent[key];
+        add(v);
+        break;
+      }
       case 'copy': add(structuredClone(getAt(out, op.from))); break;
       case 'test':
         if (JSON.stringify(getAt(out, op.path)) !== JSON.stringify(op.value)) throw invalidPatch('the server rejected our request due to an error in our request');
@@ -172,22 +179,21 @@ function keyOf(item: Json, keys: string[]): string {
 }
 
 /** The managedFields FieldsV1 set of a configuration. */
-export function fieldSet(config: Json, schema: Schema | undefined, field = ''): Json {
+export function fieldSet(config: Json, schema: Schema | undefined): Json {
   if (!isObject(config)) return {};
   const out: Record<string, Json> = {};
   for (const [k, v] of Object.entries(config)) {
     const sub = schema?.properties?.[k] ?? (isObject(schema?.additionalProperties) ? schema.additionalProperties : undefined);
-    if (isObject(v) && !(schema && schema['x-kubernetes-map-type'] === 'atomic')) out[`f:${k}`] = fieldSet(v, sub, k);
+    if (isObject(v) && !(schema && schema['x-kubernetes-map-type'] === 'atomic')) out[`f:${k}`] = fieldSet(v, sub);
     else if (Array.isArray(v)) {
       const keys = listKeys(k, sub, v);
       if (keys && v.every(isObject)) {
         const lst: Record<string, Json> = {};
-        for (const item of v) lst[keyOf(item, keys)] = { '.': {}, ...fieldSet(item, sub?.items, '') };
+        for (const item of v) lst[keyOf(item, keys)] = { '.': {}, ...fieldSet(item, sub?.items) };
         out[`f:${k}`] = lst;
       } else out[`f:${k}`] = {};
     } else out[`f:${k}`] = {};
   }
-  void field;
   return out;
 }
 
@@ -221,7 +227,7 @@ function removeFields(live: Json, removed: Json, others: Json[]): void {
 }
 
 /** Merges an applied configuration into the live object (maps deep, keyed lists by key). */
-function applyMerge(live: Json, config: Json, schema: Schema | undefined, field: string): Json {
+function applyMerge(live: Json, config: Json, schema: Schema | undefined): Json {
   if (!isObject(config)) return structuredClone(config);
   if (!isObject(live)) live = {};
   const out: Record<string, Json> = structuredClone(live);
@@ -233,16 +239,15 @@ function applyMerge(live: Json, config: Json, schema: Schema | undefined, field:
         const cur: Json[] = out[k];
         const merged = v.map((item) => {
           const existing = cur.find((c) => isObject(c) && keyOf(c, keys) === keyOf(item, keys));
-          return existing ? applyMerge(existing, item, sub?.items, '') : structuredClone(item);
+          return existing ? applyMerge(existing, item, sub?.items) : structuredClone(item);
         });
         // Elements owned by other managers stay, after the applied ones.
         for (const c of cur) if (!v.some((item) => keyOf(c, keys) === keyOf(item, keys))) merged.push(c);
         out[k] = merged;
       } else out[k] = structuredClone(v);
-    } else if (isObject(v)) out[k] = applyMerge(out[k], v, sub, k);
+    } else if (isObject(v)) out[k] = applyMerge(out[k], v, sub);
     else out[k] = v;
   }
-  void field;
   return out;
 }
 
@@ -262,7 +267,7 @@ export function serverSideApply(live: Json | undefined, config: Json, manager: s
     const removed = difference(mine.fieldsV1, newSet);
     removeFields(base, removed, others);
   }
-  base = applyMerge(base, config, schema, '');
+  base = applyMerge(base, config, schema);
   const entry: ManagedFieldsEntry = { manager, operation: 'Apply', apiVersion, time: now, fieldsType: 'FieldsV1', fieldsV1: newSet, ...(subresource ? { subresource } : {}) };
   const rest = managed.filter((m) => m !== mine);
   base.metadata = { ...(base.metadata ?? {}), managedFields: [...rest, entry] };

@@ -101,7 +101,6 @@ export class ApiServer {
   dropWatches(): void { for (const end of [...this.openWatches]) end(); }
   refuseRequests(ms: number): void { this.refuseUntil = Date.now() + ms; }
   delayResponses(ms: number): void { this.delayMs = ms; }
-  closeWatches(): void { this.dropWatches(); }
 
   handle = (req: IncomingMessage, res: ServerResponse): void => {
     this.serve(req, res).catch((err) => {
@@ -156,7 +155,7 @@ export class ApiServer {
       return;
     }
     const bodyText = await readBody(req);
-    if (!rr) return this.serveNonResource(res, segs, url, method);
+    if (!rr) return this.serveNonResource(res, segs, method);
 
     const rt = this.reg.find(rr.group, rr.version, rr.resource);
     if (!rt) throw new ApiError(404, 'NotFound', 'the server could not find the requested resource', { ...(rr.name ? { name: rr.name } : {}), group: rr.group, kind: rr.resource, causes: [{ reason: 'UnexpectedServerResponse', message: '404 page not found' }] });
@@ -173,7 +172,7 @@ export class ApiServer {
     await this.serveResource(req, res, url, rt, rr, bodyText);
   }
 
-  private serveNonResource(res: ServerResponse, segs: string[], url: URL, method: string): void {
+  private serveNonResource(res: ServerResponse, segs: string[], method: string): void {
     const path = '/' + segs.join('/');
     if (method !== 'GET') throw new ApiError(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource');
     let body: unknown;
@@ -187,7 +186,6 @@ export class ApiServer {
     else if (path === '/openapi/v3') body = openApiV3Index(this.reg);
     else if (segs[0] === 'openapi' && segs[1] === 'v3' && segs[2] === 'api' && segs.length === 4) body = openApiV3Doc(this.reg, '', segs[3]!);
     else if (segs[0] === 'openapi' && segs[1] === 'v3' && segs[2] === 'apis' && segs.length === 5) body = openApiV3Doc(this.reg, segs[3]!, segs[4]!);
-    void url;
     if (body === undefined) {
       this.send(res, 404, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: 'the server could not find the requested resource', reason: 'NotFound', details: {}, code: 404 });
       return;

@@ -110,8 +110,7 @@ export function unsupportedMediaType(contentType: string, accepted: string[]): A
     causes: [{ reason: 'UnexpectedServerResponse', message: contentType }],
   });
 }
-export function forbidden(rt: Pick<ResourceType, 'group' | 'plural'> | undefined, name: string | undefined, why: string, subresourceFree?: boolean): ApiError {
-  void subresourceFree;
+export function forbidden(rt: Pick<ResourceType, 'group' | 'plural'> | undefined, name: string | undefined, why: string): ApiError {
   const qr = rt ? qualifiedResource(rt) : '';
   const msg = name ? `${qr} ${JSON.stringify(name)} is forbidden: ${why}` : `${qr} is forbidden: ${why}`;
   return new ApiError(403, 'Forbidden', msg, { ...(name ? { name } : {}), group: rt?.group ?? '', kind: rt?.plural ?? '' });
