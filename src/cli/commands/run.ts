@@ -14,7 +14,6 @@ import { keyFromLabels, machineIdOf } from '../../agent/machine-config.ts';
 import { Registry } from '../../agent/metrics.ts';
 import type { MachineSource } from '../../agent/source.ts';
 import { createDirectorySource } from '../../agent/sources/directory.ts';
-import { createKubernetesSource } from '../../agent/sources/kubernetes.ts';
 import { createRuntime } from '../../runtime/index.ts';
 import { MconsoleClient } from '../../runtime/mconsole/index.ts';
 import type { MachineStatus, Runtime } from '../../runtime/types.ts';
@@ -84,8 +83,11 @@ function controlHandlers(config: AgentConfig, source: MachineSource, runtime: Ru
   };
 }
 
-function makeSource(config: AgentConfig, logger: Logger): MachineSource {
+async function makeSource(config: AgentConfig, logger: Logger): Promise<MachineSource> {
   if (config.source === 'kubernetes') {
+    // Loaded only here: client-node is most of the agent's memory, and the directory source
+    // (the embedded default) does not need it.
+    const { createKubernetesSource } = await import('../../agent/sources/kubernetes.ts');
     return createKubernetesSource({
       nodeName: config.nodeName, logger,
       ...(config.kubeconfig !== undefined ? { kubeconfigPath: config.kubeconfig } : {}),
@@ -156,7 +158,7 @@ export async function main(argv: string[]): Promise<number> {
       http = await startHealthServer({ listen: config.listenAddress, ready: () => agent?.ready() ?? false, metrics, logger });
     }
     runtime = createRuntime({ stateDir: config.stateDir, imageRoot: config.imageRoot, logger });
-    const source = makeSource(config, logger);
+    const source = await makeSource(config, logger);
     agent = await startAgent(config, { source, runtime, logger, metrics });
     if (shuttingDown) return await shuttingDown;
     control = await startControlServer({
