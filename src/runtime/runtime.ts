@@ -780,7 +780,9 @@ export class UmlRuntime implements Runtime {
         throw new RuntimeError('device-failed', machine, `interface ${iface.name}: ${errorText(error)}`, { cause: error });
       }
     }
-    return { attached: { name: iface.name, transport: iface.transport, mac }, spec: interfaceDeviceSpec(iface, mac, switchSocket) };
+    const attached: AttachedInterface = { name: iface.name, transport: iface.transport, mac };
+    if (iface.transport === 'daemon') attached.switch = iface.daemon!.switch;
+    return { attached, spec: interfaceDeviceSpec(iface, mac, switchSocket) };
   }
 
   attachInterface(id: string, iface: InterfaceConfig): Promise<AttachedInterface> {
@@ -817,6 +819,7 @@ export class UmlRuntime implements Runtime {
         if (!(error instanceof MconsoleError && error.code === -19)) throw this.deviceError(m, `detach interface ${name}`, error);
       }
       m.record.interfaces = m.record.interfaces.filter((i) => i.name !== name);
+      m.record.config = { ...m.record.config, interfaces: m.record.config.interfaces.filter((i) => i.name !== name) };
       this.persist(m);
     });
   }
@@ -923,11 +926,12 @@ export class UmlRuntime implements Runtime {
     removeMachineCgroup(this.settings.cgroupParent, id);
     await this.allocations.releaseUid(id);
     await this.allocations.releaseMacs(id);
-    const switches = new Set(record?.config.interfaces.filter((i) => i.transport === 'daemon').map((i) => i.daemon!.switch) ?? []);
+    // A switch nobody on the node is plugged into any more goes too.
+    const switchesOf = (r: MachineRecord): string[] => r.interfaces.flatMap((i) => (i.switch ? [i.switch] : []));
+    const switches = new Set(record ? switchesOf(record) : []);
     if (switches.size) {
-      const users = readAllMachineRecords(this.settings.stateDir).records.flatMap((r) =>
-        r.config.interfaces.filter((i) => i.transport === 'daemon').map((i) => i.daemon!.switch));
-      for (const name of switches) if (!users.includes(name)) await stopSwitch(this.settings.stateDir, name);
+      const users = new Set(readAllMachineRecords(this.settings.stateDir).records.flatMap(switchesOf));
+      for (const name of switches) if (!users.has(name)) await stopSwitch(this.settings.stateDir, name);
     }
     this.settings.log.info({ machine: id }, 'removed');
   }

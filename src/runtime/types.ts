@@ -70,6 +70,8 @@ export interface AttachedInterface {
   name: string;
   transport: Transport;
   mac: string;
+  /** The node switch a `daemon` interface is plugged into. */
+  switch?: string;
 }
 
 export interface ExitInfo {

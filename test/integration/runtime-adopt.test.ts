@@ -1,0 +1,138 @@
+// Adoption: the agent dies (SIGKILL, no cleanup) and a fresh runtime instance takes its running
+// kernels over without restarting them; a silent kernel is `unknown` and left alone; a dead one
+// is `exited`. Exit detection works for kernels this process never started.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { createRuntime } from '../../src/runtime/index.ts';
+import type { Runtime, RuntimeEvent } from '../../src/runtime/index.ts';
+import { TEST_IMAGE, testImageRoot, umlKernel } from '../support/uml.ts';
+
+const RUNTIME_MODULE = new URL('../../src/runtime/index.ts', import.meta.url).pathname;
+
+function waitFor(rt: Runtime, match: (e: RuntimeEvent) => boolean, timeoutMs = 60000): Promise<RuntimeEvent> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      off();
+      reject(new Error(`no matching runtime event within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const off = rt.onEvent((e) => {
+      if (!match(e)) return;
+      clearTimeout(timer);
+      off();
+      resolve(e);
+    });
+  });
+}
+
+/** Runs a first "agent" in a child process that starts a machine, reports it, then idles. */
+function startInDoomedAgent(stateDir: string, imageRoot: string, id: string): Promise<{ agentPid: number; kernelPid: number }> {
+  const script = `
+    import { createRuntime } from ${JSON.stringify(RUNTIME_MODULE)};
+    const rt = createRuntime({ stateDir: ${JSON.stringify(stateDir)}, imageRoot: ${JSON.stringify(imageRoot)} });
+    const booted = new Promise((ok) => rt.onEvent((e) => { if (e.type === 'booted') ok(e); }));
+    const status = await rt.start({ id: ${JSON.stringify(id)}, name: 'test/adopted', kernel: ${JSON.stringify(umlKernel())},
+      memoryBytes: 48 * 1024 * 1024, cmdline: [], defaultArgs: ['initcall_blacklist=raid6_select_algo', 'lpj=auto'],
+      disks: [{ name: 'ubd0', image: ${JSON.stringify(TEST_IMAGE)}, mode: 'cow' }], interfaces: [] });
+    await booted;
+    process.stdout.write(JSON.stringify({ kernelPid: status.pid }) + '\\n');
+    setInterval(() => {}, 1000);
+  `;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      if (out.includes('\n')) resolve({ agentPid: child.pid!, kernelPid: JSON.parse(out).kernelPid });
+    });
+    child.on('exit', (code) => reject(new Error(`the first agent exited (${code}) before reporting: ${out}`)));
+  });
+}
+
+describe('adoption after the agent was SIGKILLed', () => {
+  let stateDir: string;
+  let imageRoot: string;
+  const id = `ad${Math.random().toString(36).slice(2, 9)}`;
+  let kernelPid = 0;
+  const runtimes: Runtime[] = [];
+
+  before(async () => {
+    imageRoot = testImageRoot();
+    stateDir = mkdtempSync('/tmp/umlrt-');
+    const first = await startInDoomedAgent(stateDir, imageRoot, id);
+    kernelPid = first.kernelPid;
+    process.kill(first.agentPid, 'SIGKILL');
+  });
+
+  after(async () => {
+    const rt = createRuntime({ stateDir, imageRoot });
+    await rt.adoptAll();
+    for (const m of rt.list()) {
+      if (m.state !== 'exited') await rt.stop(m.id, { gracePeriodMs: 0 }).catch(() => undefined);
+      await rt.remove(m.id).catch(() => undefined);
+    }
+    for (const r of [...runtimes, rt]) await r.close();
+    rmSync(stateDir, { recursive: true, force: true });
+  });
+
+  test('a fresh runtime adopts the running kernel: same pid, running, booted, no duplicate events', async () => {
+    process.kill(kernelPid, 0); // the guest outlived its agent
+    const rt = createRuntime({ stateDir, imageRoot });
+    runtimes.push(rt);
+    const events: RuntimeEvent[] = [];
+    rt.onEvent((e) => events.push(e));
+    const adopted = await rt.adoptAll();
+    assert.equal(adopted.length, 1);
+    const m = adopted[0]!;
+    assert.equal(m.id, id);
+    assert.equal(m.pid, kernelPid);
+    assert.equal(m.state, 'running');
+    assert.ok(m.bootTime instanceof Date);
+    assert.match(m.kernelVersion ?? '', /6\.1\./);
+    assert.deepEqual(events, [], 'adoption emits no start events');
+    // Driven as if this runtime had started it; adoptAll again is a no-op.
+    await rt.pause(id);
+    assert.equal((await rt.adoptAll())[0]!.state, 'paused');
+    await rt.resume(id);
+    assert.ok((await rt.guestInfo(id)).uptimeSeconds > 0);
+    await rt.close();
+  });
+
+  test('a kernel that is alive but silent is unknown and is not killed', async () => {
+    // Its mconsole socket out of reach (moved aside) stands in for a kernel that does not answer.
+    const socket = JSON.parse(readFileSync(join(stateDir, 'machines', id, 'machine.json'), 'utf8')).mconsoleSocket as string;
+    renameSync(socket, `${socket}.aside`);
+    try {
+      const rt = createRuntime({ stateDir, imageRoot, mconsoleTimeoutMs: 300 });
+      runtimes.push(rt);
+      const [m] = await rt.adoptAll();
+      assert.equal(m!.state, 'unknown');
+      assert.match(m!.message ?? '', /alive but mconsole does not answer/);
+      await rt.close();
+    } finally {
+      renameSync(`${socket}.aside`, socket);
+    }
+    process.kill(kernelPid, 0);
+  });
+
+  test('exit of an adopted kernel is detected; a later adoption reports it exited', async () => {
+    const rt = createRuntime({ stateDir, imageRoot });
+    runtimes.push(rt);
+    await rt.adoptAll();
+    assert.equal(rt.get(id)!.state, 'running');
+    const exited = waitFor(rt, (e) => e.type === 'exited' && e.id === id);
+    await rt.stop(id, { gracePeriodMs: 20000 });
+    await exited;
+    assert.equal(rt.get(id)!.state, 'exited');
+    assert.throws(() => process.kill(-kernelPid, 0), /ESRCH/);
+    await rt.close();
+
+    const later = createRuntime({ stateDir, imageRoot });
+    runtimes.push(later);
+    const [m] = await later.adoptAll();
+    assert.equal(m!.state, 'exited');
+    assert.ok(m!.exit);
+  });
+});
