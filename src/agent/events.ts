@@ -135,7 +135,7 @@ export function createEventRecorder(opts: EventRecorderOptions): EventRecorder {
           metadata: { name, namespace },
           eventTime: microTime(at),
           reportingController: REPORTING_CONTROLLER,
-          reportingInstance: `${REPORTING_CONTROLLER}-${opts.nodeName}`.slice(0, 128),
+          reportingInstance: opts.nodeName.slice(0, 128),
           action, reason, type, note: note.slice(0, 1024), regarding: ref,
         });
         return 'v1';
@@ -155,7 +155,7 @@ export function createEventRecorder(opts: EventRecorderOptions): EventRecorder {
       reason, message: note.slice(0, 1024), type, action,
       source: { component: REPORTING_CONTROLLER, host: opts.nodeName },
       reportingComponent: REPORTING_CONTROLLER,
-      reportingInstance: `${REPORTING_CONTROLLER}-${opts.nodeName}`.slice(0, 128),
+      reportingInstance: opts.nodeName.slice(0, 128),
       firstTimestamp: time, lastTimestamp: time, count: 1,
     });
     return 'core';

@@ -210,7 +210,7 @@ test('Events: events.k8s.io/v1 with the reporting fields, repeats folded into a 
   assert.equal(panics.length, 1, 'repeats fold into one Event');
   assert.equal(panics[0]?.series?.count, 3);
   assert.equal(panics[0]?.reportingController, 'umlmon.io/agent');
-  assert.equal(panics[0]?.reportingInstance, 'umlmon.io/agent-node-a');
+  assert.equal(panics[0]?.reportingInstance, 'node-a');
   assert.equal(panics[0]?.regarding.uid, obj.metadata.uid);
   assert.equal(list.items.filter((e) => e.reason === 'Booted' && e.regarding.name === 'evented').length, 1);
   // kubectl describe shows them on the machine (core/v1 view of the same Events).

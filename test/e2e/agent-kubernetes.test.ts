@@ -394,3 +394,20 @@ test('delete → finalizer cleanup: no kernel, jail, mount or state left', async
   assert.ok(await eventCount('Stopping') >= 1 || await eventCount('Stopped') >= 1);
   assert.equal(agentStarts, 3);
 });
+
+test('umlmon drain through the running agent: every guest shut down gracefully and kept down', async () => {
+  const name = `drained-${suffix}`;
+  await kubectl(['apply', '-f', '-'], manifest(name, {}));
+  await kubectl(['wait', '--for=condition=Ready', `uml/${name}`, '--timeout=120s']);
+  const { pid, umid } = (await getMachine(name)).status ?? {};
+  assert.ok(pid && umid);
+  const drained = await umlmon(['drain', '-f', configFile, '--timeout', '60s']);
+  assert.equal(drained.code, 0, drained.stdout + drained.stderr);
+  assert.match(drained.stdout, /drained by the running agent/);
+  assert.match(drained.stdout, new RegExp(`default/${name}\\s+stopped`));
+  assert.equal(alive(pid), false);
+  assert.equal(agent?.exitCode, null, 'the agent keeps running after a drain');
+  // Nothing restarts while drained (restartPolicy Always notwithstanding).
+  await new Promise((r) => setTimeout(r, 3000));
+  assert.deepEqual(kernelPids(umid), []);
+});

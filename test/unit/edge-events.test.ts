@@ -40,7 +40,7 @@ test('an Event is created as events.k8s.io/v1 with the reporting fields', async 
   assert.equal(calls[0]!.op, 'createV1');
   assert.equal(calls[0]!.namespace, 'lab');
   assert.equal(body.reportingController, 'umlmon.io/agent');
-  assert.equal(body.reportingInstance, 'umlmon.io/agent-n1');
+  assert.equal(body.reportingInstance, 'n1');
   assert.equal(body.reason, 'Booted');
   assert.equal(body.action, 'Booted');
   assert.equal(body.type, 'Normal');
