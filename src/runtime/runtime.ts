@@ -618,11 +618,17 @@ export class UmlRuntime implements Runtime {
       m.state = 'stopping';
       const client = m.client;
       if (client) {
-        await client.cad().catch((error) => this.settings.log.warn({ machine: id, err: errorText(error) }, 'cad failed'));
-        if (!(await within(m.exited.promise, options.gracePeriodMs))) {
-          this.settings.log.info({ machine: id }, 'grace period over: halting');
+        // cad asks the guest's init to shut down. Before init runs, the kernel answers cad by
+        // rebooting itself, so a machine that has not booted goes straight to halt.
+        let exited = false;
+        if (m.record.bootTime && options.gracePeriodMs > 0) {
+          await client.cad().catch((error) => this.settings.log.warn({ machine: id, err: errorText(error) }, 'cad failed'));
+          exited = await within(m.exited.promise, options.gracePeriodMs);
+        }
+        if (!exited) {
+          this.settings.log.info({ machine: id }, 'halting');
           await client.halt().catch((error) => this.settings.log.warn({ machine: id, err: errorText(error) }, 'halt failed'));
-          if (!(await within(m.exited.promise, 5000))) killGroup(pid, 'SIGKILL');
+          if (!(await within(m.exited.promise, 3000))) killGroup(pid, 'SIGKILL');
         }
       } else {
         killGroup(pid, 'SIGTERM');
@@ -632,11 +638,11 @@ export class UmlRuntime implements Runtime {
         throw new RuntimeError('not-running', m.record, `process ${pid} did not exit after SIGKILL`);
       }
     }
-    // UML leaves a helper behind for 1-2 s now and then: the stop is done when the group is.
-    if (!(await waitGroupGone(pid, 3000))) {
-      killGroup(pid, 'SIGKILL');
-      if (!(await waitGroupGone(pid, 5000))) throw new RuntimeError('not-running', m.record, `processes of group ${pid} are still alive after SIGKILL`);
-    }
+    // UML leaves a helper behind for 1-2 s now and then. With the kernel's main process gone
+    // nothing in its group has anything left to do (and the pgid cannot be reused while the
+    // group has members), so the rest is killed; the stop is done when the group is gone.
+    killGroup(pid, 'SIGKILL');
+    if (!(await waitGroupGone(pid, 5000))) throw new RuntimeError('not-running', m.record, `processes of group ${pid} are still alive after SIGKILL`);
     removeMachineCgroup(this.settings.cgroupParent, id);
   }
 
