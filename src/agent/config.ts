@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util';
 import { isAbsolute, join } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import { parse as parseYaml } from 'yaml';
+import { parseQuantity as parseApiQuantity } from '../api/quantity.ts';
 
 export const DEFAULT_CONFIG_PATH = '/etc/umlmon/config.yaml';
 export const DEFAULT_LISTEN = ':9473';
@@ -175,22 +176,17 @@ export function describeSchemaError(e: ErrorObject): string {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Quantities ("128Mi", "1G", 134217728), as Kubernetes writes memory.
+// Quantities ("128Mi", "1G", 134217728), read as spec.memory is (src/api/quantity.ts).
 
-const QUANTITY_SUFFIX: Record<string, number> = {
-  '': 1, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18,
-  Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60,
-};
-
-/** Bytes of a Kubernetes memory quantity, or undefined when it is not one. */
+/** Bytes of a Kubernetes memory quantity (or a plain byte count), or undefined when it is not one. */
 export function parseQuantity(q: string | number): number | undefined {
   if (typeof q === 'number') return Number.isSafeInteger(q) && q >= 0 ? q : undefined;
-  const m = /^([0-9]+(?:\.[0-9]+)?)(?:([eE][0-9]+)|(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E))?$/.exec(q.trim());
-  if (!m) return undefined;
-  const base = Number(m[1]);
-  const factor = m[2] !== undefined ? 10 ** Number(m[2].slice(1)) : (QUANTITY_SUFFIX[m[3] ?? ''] ?? 1);
-  const bytes = Math.ceil(base * factor);
-  return Number.isSafeInteger(bytes) ? bytes : undefined;
+  try {
+    const bytes = parseApiQuantity(q.trim());
+    return Number.isSafeInteger(bytes) ? bytes : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -139,3 +139,16 @@ test('parsers: quantities, listen and control addresses', () => {
   assert.ok(parseControl('http://x') instanceof Error);
   assert.deepEqual(parseControl('tcp://10.0.0.1:99'), { kind: 'tcp', host: '10.0.0.1', port: 99 });
 });
+
+test('the quick start config (hack/local/config.yaml) loads as start.sh runs it', async () => {
+  const { readFileSync } = await import('node:fs');
+  const { REPO_ROOT } = await import('../support/uml.ts');
+  const r = loadConfig({
+    argv: ['-f', `${REPO_ROOT}/hack/local/config.yaml`, '--machines-dir', '/x/machines', '--state-dir', '/x/state', '--image-root', '/x/images'],
+    env: {}, readFile: (p) => readFileSync(p, 'utf8'), hostname: 'h',
+  });
+  assert.ok(r.ok, JSON.stringify(r));
+  assert.equal(r.config.nodeName, 'worker-1', 'matches examples/basic.yaml');
+  assert.ok(r.config.defaultKernelArgs.includes('ignore_loglevel'));
+  assert.equal(r.config.control, 'unix:///x/state/control.sock');
+});
