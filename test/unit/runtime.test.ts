@@ -1,0 +1,237 @@
+// The runtime's pure parts: validation, kernel command line, console recognition, MAC and uid
+// choice, ldd and /proc parsing, the jail script, paths; plus the shared-directory lock and
+// allocations under concurrency (no kernel needed).
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { SharedAllocations, macCandidate, pickMac, pickUid } from '../../src/runtime/allocations.ts';
+import { diskDeviceNode, diskDeviceSpec, interfaceDeviceSpec, kernelArgs, memoryArg, parseCalibratedLpj, resolveDefaultArgs } from '../../src/runtime/cmdline.ts';
+import { classifyConsoleLine, summarizeConsole } from '../../src/runtime/console.ts';
+import { buildJailScript, parseLdd, shellQuote } from '../../src/runtime/jail.ts';
+import { withLock } from '../../src/runtime/lock.ts';
+import { mountsUnder } from '../../src/runtime/mounts.ts';
+import { checkStateDirLength, hostPathFromJail, machinePaths } from '../../src/runtime/paths.ts';
+import { parseStatStartTicks } from '../../src/runtime/proc.ts';
+import type { MachineConfig } from '../../src/runtime/types.ts';
+import { configProblems, imageNameProblem, interfaceProblems } from '../../src/runtime/validate.ts';
+
+const MiB = 1024 * 1024;
+
+function config(overrides: Partial<MachineConfig> = {}): MachineConfig {
+  return {
+    id: 'abc123', name: 'default/web', kernel: '/usr/bin/linux.uml', memoryBytes: 64 * MiB, cmdline: ['loglevel=4'],
+    defaultArgs: ['initcall_blacklist=raid6_select_algo', 'lpj=auto'],
+    disks: [{ name: 'ubd0', image: 'root.img', mode: 'cow' }], interfaces: [], ...overrides,
+  };
+}
+
+describe('validate', () => {
+  test('a good config has no problems', () => {
+    assert.deepEqual(configProblems(config()), []);
+  });
+
+  test('image names that escape the image root are refused', () => {
+    assert.match(imageNameProblem('../x.img')!, /"\.\."/);
+    assert.match(imageNameProblem('a/../../x.img')!, /"\.\."/);
+    assert.match(imageNameProblem('/etc/passwd')!, /absolute path/);
+    assert.match(imageNameProblem('a,b.img')!, /comma/);
+    assert.equal(imageNameProblem('images/debian-12.img'), undefined);
+  });
+
+  test('ids, memory, disks and arguments are checked', () => {
+    const problems = configProblems(config({ id: 'X'.repeat(13), memoryBytes: 32 * MiB, cmdline: ['a b'], rootDisk: 'ubd3' }));
+    assert.equal(problems.length, 4, problems.join('\n'));
+    assert.match(problems.join('\n'), /1-12 characters/);
+    assert.match(problems.join('\n'), /at least 40 MiB/);
+    assert.match(problems.join('\n'), /without whitespace/);
+    assert.match(problems.join('\n'), /root disk ubd3 is not among the disks/);
+    assert.match(configProblems(config({ disks: [{ name: 'ubd16', image: 'a', mode: 'cow' }] })).join(), /ubd0\.\.ubd15/);
+    assert.match(configProblems(config({ disks: [] })).join(), /no disks/);
+  });
+
+  test('interfaces: transports per driver and their settings', () => {
+    assert.deepEqual(interfaceProblems({ name: 'eth0', transport: 'mcast', mcast: { group: '239.0.0.1', port: 1102 } }), []);
+    assert.deepEqual(interfaceProblems({ name: 'eth1', transport: 'daemon', daemon: { switch: 'lan0' } }), []);
+    assert.deepEqual(interfaceProblems({ name: 'vec0', transport: 'tap', tap: { ifname: 'umltap0' } }), []);
+    assert.match(interfaceProblems({ name: 'eth0', transport: 'mcast', mcast: { group: '300.0.0.1', port: 1 } }).join(), /IPv4/);
+    assert.match(interfaceProblems({ name: 'eth0', transport: 'slirp' }).join(), /slirp/);
+    assert.match(interfaceProblems({ name: 'vec0', transport: 'mcast' }).join(), /not supported on vecN/);
+    assert.match(interfaceProblems({ name: 'wlan0', transport: 'tap' }).join(), /ethN .* or vecN/);
+    assert.match(interfaceProblems({ name: 'eth0', transport: 'daemon', daemon: { switch: '../x' } }).join(), /switch/);
+    assert.match(interfaceProblems({ name: 'eth0', transport: 'daemon', mac: 'FE:FD:00:00:00:01', daemon: { switch: 'a' } }).join(), /MAC/);
+  });
+});
+
+describe('kernel command line', () => {
+  test('disks by mode, root, mconsole notify, console to fd 1', () => {
+    const args = kernelArgs({ config: config({ disks: [
+      { name: 'ubd0', image: 'root.img', mode: 'cow' },
+      { name: 'ubd1', image: 'data.img', mode: 'readWrite' },
+      { name: 'ubd2', image: 'iso.img', mode: 'readOnly' },
+    ] }), measuredLpj: 4242, interfaceSpecs: ['eth0=mcast,fe:fd:00:00:00:01,239.0.0.1,1102,1'] });
+    assert.deepEqual(args, [
+      'mem=64M', 'umid=abc123', 'uml_dir=/uml', 'mconsole=notify:/notify', 'con0=null,fd:1', 'con=null', 'ssl=null',
+      'ubd0=/disks/ubd0.cow,/disks/ubd0.base', 'ubd1=/disks/ubd1.img', 'ubd2r=/disks/ubd2.img', 'root=/dev/ubda',
+      'eth0=mcast,fe:fd:00:00:00:01,239.0.0.1,1102,1', 'initcall_blacklist=raid6_select_algo', 'lpj=4242', 'loglevel=4',
+    ]);
+  });
+
+  test('lpj=auto becomes the measured value, or is dropped until one is known', () => {
+    assert.deepEqual(resolveDefaultArgs(['a', 'lpj=auto'], 123), ['a', 'lpj=123']);
+    assert.deepEqual(resolveDefaultArgs(['a', 'lpj=auto'], undefined), ['a']);
+    assert.deepEqual(resolveDefaultArgs(['lpj=99'], 123), ['lpj=99']);
+  });
+
+  test('the calibrated lpj is read from the console, not the preset one', () => {
+    assert.equal(parseCalibratedLpj('Calibrating delay loop... 8408.26 BogoMIPS (lpj=42041344)\n'), 42041344);
+    assert.equal(parseCalibratedLpj('Calibrating delay loop (skipped) preset value.. 8408.26 BogoMIPS (lpj=42041344)'), undefined);
+  });
+
+  test('device specs', () => {
+    assert.equal(memoryArg(48 * MiB), 'mem=48M');
+    assert.equal(memoryArg(48 * MiB + 1024), 'mem=49153K');
+    assert.equal(diskDeviceNode('ubd0'), 'ubda');
+    assert.equal(diskDeviceNode('ubd15'), 'ubdp');
+    assert.equal(diskDeviceSpec({ name: 'ubd3', image: 'x', mode: 'readOnly' }), 'ubd3r=/disks/ubd3.img');
+    const mac = 'fe:fd:01:02:03:04';
+    assert.equal(interfaceDeviceSpec({ name: 'eth1', transport: 'daemon', daemon: { switch: 'lan0' } }, mac, '/shared/switches/lan0/ctl'),
+      'eth1=daemon,fe:fd:01:02:03:04,unix,/shared/switches/lan0/ctl');
+    assert.equal(interfaceDeviceSpec({ name: 'eth2', transport: 'tuntap', tuntap: { ifname: 'tap9' } }, mac), 'eth2=tuntap,tap9,fe:fd:01:02:03:04');
+    assert.equal(interfaceDeviceSpec({ name: 'vec0', transport: 'tap', tap: { ifname: 'tap9' } }, mac), 'vec0:transport=tap,ifname=tap9,mac=fe:fd:01:02:03:04');
+  });
+});
+
+describe('console', () => {
+  test('recognises boot, lpj, panics and a full memory tmpfs', () => {
+    assert.deepEqual(classifyConsoleLine('Run /sbin/init as init process'), { type: 'booted' });
+    assert.deepEqual(classifyConsoleLine('<6>Run /init as init process'), { type: 'booted' });
+    assert.deepEqual(classifyConsoleLine('Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(98,0)'),
+      { type: 'panic', message: 'VFS: Unable to mount root fs on unknown-block(98,0)' });
+    assert.equal(classifyConsoleLine('<3>Bus error - the host /dev/shm or /tmp mount likely just ran out of space')?.type, 'memory-file-full');
+    assert.equal(classifyConsoleLine('sysrq: Emergency Sync complete')?.type, 'sync-complete');
+    assert.equal(classifyConsoleLine('random line'), undefined);
+    const s = summarizeConsole('Calibrating delay loop... 1.00 BogoMIPS (lpj=5)\nKernel panic - not syncing: first\nKernel panic - not syncing: second\n');
+    assert.deepEqual(s, { booted: false, lpj: 5, panic: 'first' });
+  });
+});
+
+describe('allocations', () => {
+  test('MACs are locally administered, stable per key and unique', () => {
+    const pool: Record<string, string> = {};
+    const a = pickMac(pool, 'm1/eth0');
+    assert.match(a, /^fe:fd(:[0-9a-f]{2}){4}$/);
+    pool['m1/eth0'] = a;
+    assert.equal(pickMac(pool, 'm1/eth0'), a);
+    // A collision with the first candidate moves on to the next one.
+    const colliding = { other: macCandidate('m2/eth0', 0) };
+    assert.equal(pickMac(colliding, 'm2/eth0'), macCandidate('m2/eth0', 1));
+    assert.throws(() => pickMac({ other: 'fe:fd:00:00:00:01' }, 'm3/eth0', 'fe:fd:00:00:00:01'), /already used by other/);
+  });
+
+  test('uids stay in range, stable and unique', () => {
+    const pool: Record<string, string> = {};
+    for (let i = 0; i < 10; i++) pool[`m${i}`] = String(pickUid(pool, `m${i}`, 1000, 10));
+    assert.deepEqual(new Set(Object.values(pool)).size, 10);
+    assert.ok(Object.values(pool).every((u) => Number(u) >= 1000 && Number(u) < 1010));
+    assert.equal(pickUid(pool, 'm3', 1000, 10), Number(pool.m3));
+    assert.throws(() => pickUid(pool, 'm10', 1000, 10), /no free uid/);
+  });
+
+  test('concurrent processes never hand out the same MAC or uid', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'umlrt-alloc-'));
+    try {
+      const worker = `
+        import { SharedAllocations } from ${JSON.stringify(new URL('../../src/runtime/allocations.ts', import.meta.url).pathname)};
+        const a = new SharedAllocations(process.argv[1]);
+        const tag = process.argv[2];
+        for (let i = 0; i < 20; i++) {
+          await a.allocateMac('m' + tag + '-' + i, 'eth0');
+          await a.allocateUid('m' + tag + '-' + i, 5000, 100);
+        }
+      `;
+      await Promise.all(['a', 'b', 'c'].map((tag) => new Promise<void>((resolve, reject) => {
+        const child = spawn(process.execPath, ['--input-type=module', '-e', worker, dir, tag], { stdio: 'inherit' });
+        child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`worker ${tag} exited ${code}`))));
+      })));
+      const macs = JSON.parse(readFileSync(join(dir, 'macpool.json'), 'utf8'));
+      const uids = JSON.parse(readFileSync(join(dir, 'uids.json'), 'utf8'));
+      assert.equal(Object.keys(macs).length, 60);
+      assert.equal(new Set(Object.values(macs)).size, 60);
+      assert.equal(new Set(Object.values(uids)).size, 60);
+      const a = new SharedAllocations(dir);
+      await a.releaseMacs('ma-0');
+      await a.releaseUid('ma-0');
+      assert.equal(JSON.parse(readFileSync(join(dir, 'macpool.json'), 'utf8'))['ma-0/eth0'], undefined);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a lock left by a dead process is broken', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'umlrt-lock-'));
+    try {
+      const lock = join(dir, 'x.lock');
+      writeFileSync(lock, '999999999\n'); // no such pid
+      assert.equal(await withLock(lock, () => 'got it', { timeoutMs: 1000 }), 'got it');
+      writeFileSync(lock, `${process.pid}\n`); // held by a live process
+      await assert.rejects(withLock(lock, () => 'never', { timeoutMs: 100 }), /timed out waiting for the lock/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('jail', () => {
+  test('ldd output gives the libraries and the loader', () => {
+    const out = '\tlinux-vdso.so.1 (0x00007ffd)\n\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f)\n\t/lib64/ld-linux-x86-64.so.2 (0x00007f)\n';
+    assert.deepEqual(parseLdd(out), ['/lib/x86_64-linux-gnu/libc.so.6', '/lib64/ld-linux-x86-64.so.2']);
+    assert.deepEqual(parseLdd('\tnot a dynamic executable\n'), []);
+  });
+
+  test('the script joins the cgroup, mounts, limits, then drops privileges with ASLR off', () => {
+    const paths = machinePaths('/var/lib/umlmon', 'abc');
+    const script = buildJailScript({
+      paths, who: { uid: 200001, gid: 200001 }, tmpfsBytes: 80 * MiB, cgroupDirs: ['/sys/fs/cgroup/memory/umlmon/abc'],
+      sharedDir: '/var/lib/umlmon/shared', binds: [{ source: "/img/it's.img", target: `${paths.disksDir}/ubd0.base`, readOnly: true }],
+      kernelArgs: ['mem=64M', 'root=/dev/ubda'], rlimits: { openFiles: 1024, processes: 512 },
+      tools: { env: '/usr/bin/env', setarch: '/usr/bin/setarch', setpriv: '/usr/bin/setpriv', chroot: '/usr/sbin/chroot' },
+    });
+    const lines = script.trim().split('\n');
+    const order = ['join cgroup', 'mount memory tmpfs', 'bind device', 'bind shared directory read-only', 'bind disk image read-only', 'set rlimits'];
+    let last = -1;
+    for (const step of order) {
+      const at = lines.findIndex((l, i) => i > last && l.includes(`fail '${step}'`));
+      assert.ok(at > last, `step ${step} in order`);
+      last = at;
+    }
+    assert.match(script, /size=83886080,uid=200001,gid=200001,mode=0700/);
+    assert.match(script, /mount -o remount,bind,ro '\/var\/lib\/umlmon\/machines\/abc\/jail\/disks\/ubd0.base'/);
+    assert.ok(script.includes(shellQuote("/img/it's.img")));
+    assert.match(lines.at(-1)!, /^exec \/usr\/bin\/env -i TMPDIR=\/tmp PATH=\/ \/usr\/bin\/setarch x86_64 -R \/usr\/bin\/setpriv --no-new-privs \/usr\/sbin\/chroot --userspec=200001:200001 --groups=200001 '\/var\/lib\/umlmon\/machines\/abc\/jail' \/linux 'mem=64M' 'root=\/dev\/ubda'$/);
+  });
+});
+
+describe('paths and /proc', () => {
+  test('a state directory that makes socket paths too long is refused', () => {
+    checkStateDirLength('/var/lib/umlmon');
+    assert.throws(() => checkStateDirLength(`/${'x'.repeat(70)}`), /too long for Unix socket paths/);
+  });
+
+  test('paths the kernel reports are translated out of the jail', () => {
+    assert.equal(hostPathFromJail('/s/machines/a/jail', '/uml/a/mconsole'), '/s/machines/a/jail/uml/a/mconsole');
+    assert.throws(() => hostPathFromJail('/j', 'relative'), /relative/);
+  });
+
+  test('start ticks survive odd process names', () => {
+    const stat = '1234 (we ird) name)) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 100';
+    assert.equal(parseStatStartTicks(stat), '987654');
+  });
+
+  test('mounts under a directory, deepest first, with octal escapes', () => {
+    const text = 'tmpfs /a/b tmpfs rw 0 0\ntmpfs /a/b/c\\040d tmpfs rw 0 0\ntmpfs /a/bc tmpfs rw 0 0\n';
+    assert.deepEqual(mountsUnder(text, '/a/b'), ['/a/b/c d', '/a/b']);
+  });
+});
