@@ -86,10 +86,6 @@ export function prepareJail(paths: MachinePaths, kernel: string, who: JailIdenti
       chmodSync(dir, 0o700);
     });
   }
-  for (const dev of ['null', 'urandom']) {
-    const target = join(paths.devDir, dev);
-    step('create device mount point', target, () => mountPointFile(target));
-  }
   for (const disk of disks) {
     const target = join(paths.jailDir, diskFilesInJail(disk).image);
     step('create disk mount point', target, () => mountPointFile(target));
@@ -194,9 +190,17 @@ export function buildJailScript(input: JailScriptInput): string {
     paths.tmpDir,
     `mount -t tmpfs -o size=${input.tmpfsBytes},uid=${who.uid},gid=${who.gid},mode=0700,nosuid,nodev umlmon-mem ${shellQuote(paths.tmpDir)}`,
   );
-  for (const dev of ['null', 'urandom']) {
-    run('bind device', `/dev/${dev}`, `mount --bind /dev/${dev} ${shellQuote(join(paths.devDir, dev))}`);
-  }
+  // A private /dev with only the nodes the kernel may use: null (the null console), urandom,
+  // and net/tun for tap interfaces (opening it grants nothing: attaching to a tap device needs
+  // it to be owned by the machine's uid, creating one needs CAP_NET_ADMIN).
+  run('mount /dev tmpfs', paths.devDir, `mount -t tmpfs -o size=64k,mode=0755,nosuid,noexec umlmon-dev ${shellQuote(paths.devDir)}`);
+  const dev = (name: string): string => shellQuote(join(paths.devDir, name));
+  run('make device nodes', paths.devDir, [
+    `mknod -m 666 ${dev('null')} c 1 3`,
+    `mknod -m 444 ${dev('urandom')} c 1 9`,
+    `mkdir -m 755 ${dev('net')}`,
+    `mknod -m 666 ${dev('net/tun')} c 10 200`,
+  ].join(' && '));
   run('bind shared directory read-only', paths.sharedMount, bindCommands({ source: input.sharedDir, target: paths.sharedMount, readOnly: true }));
   for (const bind of input.binds) run(bind.readOnly ? 'bind disk image read-only' : 'bind disk image', bind.source, bindCommands(bind));
   run('set rlimits', 'prlimit', `prlimit --pid $$ --nofile=${input.rlimits.openFiles} --nproc=${input.rlimits.processes} --core=0`);

@@ -22,6 +22,7 @@ import { MconsoleClient, MconsoleError, listenNotify, type NotifyListener, type 
 import { unmountAllUnder } from './mounts.ts';
 import { checkStateDirLength, hostPathFromJail, machinePaths, machinesDir, sharedDir, type MachinePaths } from './paths.ts';
 import { ExitWatcher, groupAlive, isSameProcessAlive, killGroup, readStartTicks, startTimeFromTicks, waitGroupGone } from './proc.ts';
+import { deleteTapDevice, ensureTapDevice } from './netdev.ts';
 import { ensureSwitch, stopSwitch } from './switch.ts';
 import type {
   AttachedDisk, AttachedInterface, BackupResult, DiskConfig, ExitInfo, GuestInfo, InterfaceConfig, MachineConfig,
@@ -269,7 +270,7 @@ export class UmlRuntime implements Runtime {
     const interfaces: AttachedInterface[] = [];
     const interfaceSpecs: string[] = [];
     for (const iface of config.interfaces) {
-      const { attached, spec } = await this.prepareInterface(config, iface);
+      const { attached, spec } = await this.prepareInterface(config, iface, uid);
       interfaces.push(attached);
       interfaceSpecs.push(spec);
     }
@@ -766,12 +767,9 @@ export class UmlRuntime implements Runtime {
   // ---- interfaces ----------------------------------------------------------------------------
 
   /** MAC, switch and the kernel's device spec for one interface. */
-  private async prepareInterface(machine: { id: string; name: string }, iface: InterfaceConfig): Promise<{ attached: AttachedInterface; spec: string }> {
+  private async prepareInterface(machine: { id: string; name: string }, iface: InterfaceConfig, uid: number): Promise<{ attached: AttachedInterface; spec: string }> {
     const problems = interfaceProblems(iface);
     if (problems.length) throw new RuntimeError('invalid-config', machine, problems.join('; '));
-    if (iface.transport === 'tuntap' || iface.transport === 'tap') {
-      throw new RuntimeError('unsupported', machine, `interface ${iface.name}: transport ${iface.transport} needs a tap device and /dev/net/tun in the jail, which this runtime does not set up yet`);
-    }
     let mac: string;
     try {
       mac = await this.allocations.allocateMac(machine.id, iface.name, iface.mac);
@@ -788,7 +786,26 @@ export class UmlRuntime implements Runtime {
     }
     const attached: AttachedInterface = { name: iface.name, transport: iface.transport, mac };
     if (iface.transport === 'daemon') attached.switch = iface.daemon!.switch;
+    const tapName = iface.transport === 'tuntap' ? iface.tuntap!.ifname : iface.transport === 'tap' ? iface.tap!.ifname : undefined;
+    if (tapName) {
+      try {
+        attached.hostInterface = tapName;
+        attached.hostInterfaceCreated = ensureTapDevice(tapName, uid, uid);
+      } catch (error) {
+        throw new RuntimeError('device-failed', machine, `interface ${iface.name}: ${errorText(error)}`, { cause: error });
+      }
+    }
     return { attached, spec: interfaceDeviceSpec(iface, mac, switchSocket) };
+  }
+
+  /** Deletes a tap device the runtime created for the interface; a user's own device is kept. */
+  private releaseHostInterface(id: string, attached: AttachedInterface): void {
+    if (!attached.hostInterface || !attached.hostInterfaceCreated) return;
+    try {
+      deleteTapDevice(attached.hostInterface);
+    } catch (error) {
+      this.settings.log.warn({ machine: id, device: attached.hostInterface, err: errorText(error) }, 'could not delete a tap device');
+    }
   }
 
   attachInterface(id: string, iface: InterfaceConfig): Promise<AttachedInterface> {
@@ -798,10 +815,11 @@ export class UmlRuntime implements Runtime {
       if (m.record.interfaces.some((i) => i.name === iface.name)) {
         throw new RuntimeError('invalid-config', m.record, `interface ${iface.name} is already attached; detach it first`);
       }
-      const { attached, spec } = await this.prepareInterface(m.record, iface);
+      const { attached, spec } = await this.prepareInterface(m.record, iface, m.record.uid);
       try {
         await client.request(`config ${spec}`);
       } catch (error) {
+        this.releaseHostInterface(m.record.id, attached);
         throw this.deviceError(m, `attach interface ${iface.name}`, error);
       }
       m.record.interfaces.push(attached);
@@ -824,6 +842,8 @@ export class UmlRuntime implements Runtime {
         }
         if (!(error instanceof MconsoleError && error.code === -19)) throw this.deviceError(m, `detach interface ${name}`, error);
       }
+      const detached = m.record.interfaces.find((i) => i.name === name)!;
+      this.releaseHostInterface(id, detached);
       m.record.interfaces = m.record.interfaces.filter((i) => i.name !== name);
       m.record.config = { ...m.record.config, interfaces: m.record.config.interfaces.filter((i) => i.name !== name) };
       this.persist(m);
@@ -928,6 +948,7 @@ export class UmlRuntime implements Runtime {
     // the directory does, or rm would reach through a bind mount into an image.
     const left = unmountAllUnder(paths.dir);
     if (left.length) throw new RuntimeError('jail-failed', who, `cannot remove: still mounted under ${paths.dir}: ${left.join(', ')}`);
+    for (const attached of record?.interfaces ?? []) this.releaseHostInterface(id, attached);
     rmSync(paths.dir, { recursive: true, force: true });
     removeMachineCgroup(this.settings.cgroupParent, id);
     await this.allocations.releaseUid(id);

@@ -72,6 +72,10 @@ export interface AttachedInterface {
   mac: string;
   /** The node switch a `daemon` interface is plugged into. */
   switch?: string;
+  /** The host tap device of a `tuntap`/`tap` interface. */
+  hostInterface?: string;
+  /** True when the runtime created that tap device (and deletes it with the machine). */
+  hostInterfaceCreated?: boolean;
 }
 
 export interface ExitInfo {

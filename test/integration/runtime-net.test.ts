@@ -1,6 +1,7 @@
 // Network interfaces on real, jailed kernels: two guests on one node switch (uml_switch, daemon
 // transport) and an mcast LAN, attached at start and hot-plugged, with stable pooled MACs.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -130,6 +131,28 @@ describe('runtime network interfaces', () => {
     await rt.detachInterface(b, 'eth1');
     await rt.detachInterface(b, 'eth0');
     assert.deepEqual(await guestInterfaces(rt, b, ['eth0', 'eth1']), []);
+  });
+
+  test('tuntap (ethN) and tap (vecN): a tap device owned by the machine uid is made, seen by the guest, deleted on detach', async () => {
+    const tun = `umt${Math.random().toString(36).slice(2, 8)}`;
+    const tap = `umv${Math.random().toString(36).slice(2, 8)}`;
+    try {
+      const eth2 = await rt.attachInterface(b, { name: 'eth2', transport: 'tuntap', tuntap: { ifname: tun } });
+      const vec0 = await rt.attachInterface(b, { name: 'vec0', transport: 'tap', tap: { ifname: tap } });
+      assert.equal(eth2.hostInterface, tun);
+      assert.equal(vec0.hostInterfaceCreated, true);
+      const uid = JSON.parse(readFileSync(join(stateDir, 'machines', b, 'machine.json'), 'utf8')).uid;
+      assert.equal(readFileSync(`/sys/class/net/${tun}/owner`, 'utf8').trim(), String(uid));
+      assert.equal(readFileSync(`/sys/class/net/${tap}/owner`, 'utf8').trim(), String(uid));
+      assert.deepEqual(await guestInterfaces(rt, b, ['eth2', 'vec0']), ['eth2', 'vec0']);
+      await rt.detachInterface(b, 'eth2');
+      await rt.detachInterface(b, 'vec0');
+      assert.equal(existsSync(`/sys/class/net/${tun}`), false);
+      assert.equal(existsSync(`/sys/class/net/${tap}`), false);
+      assert.deepEqual(await guestInterfaces(rt, b, ['eth2', 'vec0']), []);
+    } finally {
+      for (const dev of [tun, tap]) if (existsSync(`/sys/class/net/${dev}`)) execFileSync('ip', ['link', 'del', dev]);
+    }
   });
 
   test('refuses a transport this runtime cannot provide, with the reason', async () => {

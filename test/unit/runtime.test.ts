@@ -200,7 +200,7 @@ describe('jail', () => {
       tools: { env: '/usr/bin/env', setarch: '/usr/bin/setarch', setpriv: '/usr/bin/setpriv', chroot: '/usr/sbin/chroot' },
     });
     const lines = script.trim().split('\n');
-    const order = ['join cgroup', 'mount memory tmpfs', 'bind device', 'bind shared directory read-only', 'bind disk image read-only', 'set rlimits'];
+    const order = ['join cgroup', 'mount memory tmpfs', 'mount /dev tmpfs', 'make device nodes', 'bind shared directory read-only', 'bind disk image read-only', 'set rlimits'];
     let last = -1;
     for (const step of order) {
       const at = lines.findIndex((l, i) => i > last && l.includes(`fail '${step}'`));
