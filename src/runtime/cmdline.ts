@@ -65,8 +65,19 @@ export interface KernelArgsInput {
   interfaceSpecs: string[];
 }
 
+/**
+ * `quiet` or a console loglevel below 7 would hide the KERN_INFO "Run /sbin/init as init process"
+ * line the runtime takes as "booted" (and panics' context): the console is a file in the state
+ * directory, so the runtime keeps everything in it with ignore_loglevel.
+ */
+export function hidesBootLine(args: string[]): boolean {
+  if (args.includes('ignore_loglevel')) return false;
+  return args.some((arg) => arg === 'quiet' || /^loglevel=[0-6]$/.test(arg));
+}
+
 export function kernelArgs({ config, measuredLpj, interfaceSpecs }: KernelArgsInput): string[] {
   const rootDisk = config.rootDisk ?? 'ubd0';
+  const extra = [...resolveDefaultArgs(config.defaultArgs, measuredLpj), ...config.cmdline];
   return [
     memoryArg(config.memoryBytes),
     `umid=${config.id}`,
@@ -79,8 +90,8 @@ export function kernelArgs({ config, measuredLpj, interfaceSpecs }: KernelArgsIn
     ...config.disks.map(diskDeviceSpec),
     `root=/dev/${diskDeviceNode(rootDisk)}`,
     ...interfaceSpecs,
-    ...resolveDefaultArgs(config.defaultArgs, measuredLpj),
-    ...config.cmdline,
+    ...extra,
+    ...(hidesBootLine(extra) ? ['ignore_loglevel'] : []),
   ];
 }
 

@@ -219,7 +219,8 @@ describe('runtime on a real UML kernel', () => {
   test('a guest panic (sysrq c) is reported as panic, then exited with the message', async () => {
     const pid2 = uniqueId('pa');
     const booted = waitFor(rt, (e) => e.type === 'booted' && e.id === pid2);
-    await rt.start(machineConfig(pid2));
+    // loglevel=4 would hide the boot line; the runtime keeps it with ignore_loglevel.
+    await rt.start(machineConfig(pid2, { cmdline: ['loglevel=4'] }));
     await booted;
     const panic = waitFor(rt, (e) => e.type === 'panic' && e.id === pid2);
     const exited = waitFor(rt, (e) => e.type === 'exited' && e.id === pid2);

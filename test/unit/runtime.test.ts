@@ -67,7 +67,7 @@ describe('validate', () => {
 
 describe('kernel command line', () => {
   test('disks by mode, root, mconsole notify, console to fd 1', () => {
-    const args = kernelArgs({ config: config({ disks: [
+    const args = kernelArgs({ config: config({ cmdline: ['console=tty0'], disks: [
       { name: 'ubd0', image: 'root.img', mode: 'cow' },
       { name: 'ubd1', image: 'data.img', mode: 'readWrite' },
       { name: 'ubd2', image: 'iso.img', mode: 'readOnly' },
@@ -75,8 +75,16 @@ describe('kernel command line', () => {
     assert.deepEqual(args, [
       'mem=64M', 'umid=abc123', 'uml_dir=/uml', 'mconsole=notify:/notify', 'con0=null,fd:1', 'con=null', 'ssl=null',
       'ubd0=/disks/ubd0.cow,/disks/ubd0.base', 'ubd1=/disks/ubd1.img', 'ubd2r=/disks/ubd2.img', 'root=/dev/ubda',
-      'eth0=mcast,fe:fd:00:00:00:01,239.0.0.1,1102,1', 'initcall_blacklist=raid6_select_algo', 'lpj=4242', 'loglevel=4',
+      'eth0=mcast,fe:fd:00:00:00:01,239.0.0.1,1102,1', 'initcall_blacklist=raid6_select_algo', 'lpj=4242', 'console=tty0',
     ]);
+  });
+
+  test('a quiet console keeps the boot line: ignore_loglevel is added', () => {
+    const args = (cmdline: string[]): string[] => kernelArgs({ config: config({ cmdline }), measuredLpj: undefined, interfaceSpecs: [] });
+    assert.equal(args(['loglevel=4']).at(-1), 'ignore_loglevel');
+    assert.equal(args(['quiet']).at(-1), 'ignore_loglevel');
+    assert.equal(args(['loglevel=7']).includes('ignore_loglevel'), false);
+    assert.equal(args(['loglevel=4', 'ignore_loglevel']).filter((a) => a === 'ignore_loglevel').length, 1);
   });
 
   test('lpj=auto becomes the measured value, or is dropped until one is known', () => {
