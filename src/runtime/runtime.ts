@@ -16,6 +16,7 @@ import {
   bindMountScript, buildJailScript, diskBindMounts, findJailTools, prepareDiskImage, prepareJail, shellQuote,
   inMachineNamespace, type JailIdentity, type JailTools,
 } from './jail.ts';
+import { driverFor, kernelNetDrivers } from './kernel-features.ts';
 import { readMeasuredLpj, recordMeasuredLpj } from './lpj.ts';
 import { readAllMachineRecords, readMachineRecord, writeMachineRecord, type MachineRecord } from './machine-record.ts';
 import { MconsoleClient, MconsoleError, listenNotify, type NotifyListener, type NotifyMessage } from './mconsole/index.ts';
@@ -270,7 +271,7 @@ export class UmlRuntime implements Runtime {
     const interfaces: AttachedInterface[] = [];
     const interfaceSpecs: string[] = [];
     for (const iface of config.interfaces) {
-      const { attached, spec } = await this.prepareInterface(config, iface, uid);
+      const { attached, spec } = await this.prepareInterface(config, config.kernel, iface, uid);
       interfaces.push(attached);
       interfaceSpecs.push(spec);
     }
@@ -767,9 +768,15 @@ export class UmlRuntime implements Runtime {
   // ---- interfaces ----------------------------------------------------------------------------
 
   /** MAC, switch and the kernel's device spec for one interface. */
-  private async prepareInterface(machine: { id: string; name: string }, iface: InterfaceConfig, uid: number): Promise<{ attached: AttachedInterface; spec: string }> {
+  private async prepareInterface(machine: { id: string; name: string }, kernel: string, iface: InterfaceConfig, uid: number): Promise<{ attached: AttachedInterface; spec: string }> {
     const problems = interfaceProblems(iface);
     if (problems.length) throw new RuntimeError('invalid-config', machine, problems.join('; '));
+    const driver = driverFor(iface.name, iface.transport);
+    if (driver && kernelNetDrivers(kernel)?.[driver] === false) {
+      throw new RuntimeError('unsupported', machine,
+        `interface ${iface.name}: the kernel ${kernel} was built without the ${driver} network driver` +
+          (driver === 'vector' ? ' (vecN); use an ethN interface' : ` (${iface.transport} transport)`));
+    }
     let mac: string;
     try {
       mac = await this.allocations.allocateMac(machine.id, iface.name, iface.mac);
@@ -815,11 +822,15 @@ export class UmlRuntime implements Runtime {
       if (m.record.interfaces.some((i) => i.name === iface.name)) {
         throw new RuntimeError('invalid-config', m.record, `interface ${iface.name} is already attached; detach it first`);
       }
-      const { attached, spec } = await this.prepareInterface(m.record, iface, m.record.uid);
+      const { attached, spec } = await this.prepareInterface(m.record, m.record.config.kernel, iface, m.record.uid);
       try {
         await client.request(`config ${spec}`);
       } catch (error) {
         this.releaseHostInterface(m.record.id, attached);
+        if (error instanceof MconsoleError && /Bad configuration option/i.test(error.reply)) {
+          // The kernel has no driver for this device name.
+          throw new RuntimeError('unsupported', m.record, `interface ${iface.name}: the running kernel has no driver for ${iface.name.replace(/\d+$/, 'N')} devices ("${error.reply}")`, { cause: error });
+        }
         throw this.deviceError(m, `attach interface ${iface.name}`, error);
       }
       m.record.interfaces.push(attached);
@@ -888,7 +899,6 @@ export class UmlRuntime implements Runtime {
           } catch (error) {
             if (!(error instanceof MconsoleError && /already stopped/i.test(error.reply))) throw error;
           }
-          await client.sysrq('s').catch(() => undefined);
           this.settings.log.debug({ machine: id }, 'backup: guest stopped');
         }
         for (const file of files) {

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createRuntime, RuntimeError } from '../../src/runtime/index.ts';
 import type { MachineConfig, Runtime, RuntimeEvent } from '../../src/runtime/index.ts';
+import { kernelNetDrivers } from '../../src/runtime/kernel-features.ts';
 import { MconsoleClient } from '../../src/runtime/mconsole/index.ts';
 import { TEST_IMAGE, testImageRoot, umlKernel } from '../support/uml.ts';
 
@@ -153,6 +154,10 @@ describe('runtime network interfaces', () => {
     } finally {
       for (const dev of [tun, tap]) if (existsSync(`/sys/class/net/${dev}`)) execFileSync('ip', ['link', 'del', dev]);
     }
+  });
+
+  test("the node's kernel has the network drivers the runtime offers (read from its embedded config)", () => {
+    assert.deepEqual(kernelNetDrivers(umlKernel()), { vector: true, mcast: true, daemon: true, tuntap: true });
   });
 
   test('refuses a transport this runtime cannot provide, with the reason', async () => {

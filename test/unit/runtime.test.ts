@@ -11,6 +11,7 @@ import { SharedAllocations, macCandidate, pickMac, pickUid } from '../../src/run
 import { diskDeviceNode, diskDeviceSpec, interfaceDeviceSpec, kernelArgs, memoryArg, parseCalibratedLpj, resolveDefaultArgs } from '../../src/runtime/cmdline.ts';
 import { classifyConsoleLine, summarizeConsole } from '../../src/runtime/console.ts';
 import { buildJailScript, parseLdd, shellQuote } from '../../src/runtime/jail.ts';
+import { driverFor, netDriversIn } from '../../src/runtime/kernel-features.ts';
 import { withLock } from '../../src/runtime/lock.ts';
 import { mountsUnder } from '../../src/runtime/mounts.ts';
 import { checkStateDirLength, hostPathFromJail, machinePaths } from '../../src/runtime/paths.ts';
@@ -220,6 +221,17 @@ describe('jail', () => {
     assert.ok(script.includes(shellQuote("/img/it's.img")));
     assert.match(lines.at(-1)!, /^exec \/usr\/bin\/env -i TMPDIR=\/tmp PATH=\/ \/usr\/bin\/setarch x86_64 -R \/usr\/bin\/setpriv --no-new-privs \/usr\/sbin\/chroot --userspec=200001:200001 --groups=200001 '\/var\/lib\/umlmon\/machines\/abc\/jail' \/linux 'mem=64M' 'root=\/dev\/ubda'$/);
   });
+});
+
+describe('kernel features', () => {
+  test('network drivers from the embedded kernel config', () => {
+    const config = Buffer.from('junk\0CONFIG_UML_NET=y\nCONFIG_UML_NET_VECTOR=y\nCONFIG_UML_NET_DAEMON=y\n# CONFIG_UML_NET_MCAST is not set\nCONFIG_UML_NET_TUNTAP=y\n');
+    assert.deepEqual(netDriversIn(config), { vector: true, mcast: false, daemon: true, tuntap: true });
+    assert.equal(netDriversIn(Buffer.from('no config embedded')), undefined);
+    assert.equal(driverFor('vec0', 'tap'), 'vector');
+    assert.equal(driverFor('eth0', 'daemon'), 'daemon');
+  });
+
 });
 
 describe('paths and /proc', () => {
