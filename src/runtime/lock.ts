@@ -2,7 +2,7 @@
 // the CLI): an O_EXCL lock file holding the owner's pid. flock is avoided on purpose (the state
 // directory may be on a filesystem where it is not reliable, and Node has no flock). A lock whose
 // owner is gone is broken, so a SIGKILLed agent cannot wedge the node.
-import { closeSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, linkSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface LockOptions {
@@ -25,20 +25,28 @@ function ownerAlive(lockPath: string): boolean {
   }
 }
 
+/**
+ * Creates the lock file with its content in one step: the pid goes into a private temp file that
+ * is then hard-linked to the lock path (link fails with EEXIST when the lock is held). A reader
+ * never sees an empty lock file, which it would take for a dead owner's.
+ */
 function tryAcquire(lockPath: string): boolean {
-  let fd: number;
-  try {
-    fd = openSync(lockPath, 'wx', 0o644);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw error;
-  }
+  const tmp = `${lockPath}.${process.pid}.${Math.random().toString(36).slice(2, 10)}`;
+  const fd = openSync(tmp, 'wx', 0o644);
   try {
     writeSync(fd, `${process.pid}\n`);
   } finally {
     closeSync(fd);
   }
-  return true;
+  try {
+    linkSync(tmp, lockPath);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw error;
+  } finally {
+    unlinkSync(tmp);
+  }
 }
 
 /** Breaks a lock whose owner died: rename first, so two breakers cannot both succeed. */
@@ -49,14 +57,14 @@ function breakStaleLock(lockPath: string): void {
   } catch {
     return;
   }
-  // Another process may have broken and re-taken it between our check and the rename.
+  // Another process may have broken and re-taken it between our check and the rename: put a
+  // live owner's lock back (link: never over a lock taken in the meantime).
   if (ownerAlive(aside)) {
     try {
-      renameSync(aside, lockPath);
+      linkSync(aside, lockPath);
     } catch {
-      /* the new owner's lock is gone either way; it will notice nothing */
+      /* a lock was taken in the meantime; the live owner's stays valid in practice */
     }
-    return;
   }
   unlinkSync(aside);
 }
