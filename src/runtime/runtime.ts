@@ -1,29 +1,28 @@
 // The runtime: starts jailed UML kernels, finds them again after an agent restart, drives them
 // over mconsole, and reports what they do. Decisions live in pure modules (validate, cmdline,
-// console, allocations); this file sequences the effects and keeps the per-machine state.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { execFile } from 'node:child_process';
+// console, allocations); device and backup operations in disks.ts and backup.ts; this file
+// sequences the machine's lifecycle and keeps the per-machine state.
+import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve, sep } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { promisify } from 'node:util';
 import { SharedAllocations } from './allocations.ts';
+import { backupMachine } from './backup.ts';
 import { createMachineCgroup, removeMachineCgroup } from './cgroup.ts';
-import { diskDeviceNode, diskDeviceSpec, diskFilesInJail, interfaceDeviceSpec, kernelArgs } from './cmdline.ts';
+import { diskFilesInJail, interfaceDeviceSpec, kernelArgs } from './cmdline.ts';
 import { ConsoleFollower, summarizeConsole, type ConsoleSignal } from './console.ts';
+import { attachDisk, detachDisk } from './disks.ts';
 import { RuntimeError, describeMachine, errorText } from './errors.ts';
-import {
-  bindMountScript, buildJailScript, diskBindMounts, findJailTools, prepareDiskImage, prepareJail, shellQuote,
-  inMachineNamespace, type JailIdentity, type JailTools,
-} from './jail.ts';
+import { buildJailScript, diskBindMounts, findJailTools, prepareDiskImage, prepareJail, type JailIdentity, type JailTools } from './jail.ts';
 import { driverFor, kernelNetDrivers } from './kernel-features.ts';
 import { readMeasuredLpj, recordMeasuredLpj } from './lpj.ts';
+import { Signal, operationError, within, type Machine } from './machine.ts';
 import { readAllMachineRecords, readMachineRecord, writeMachineRecord, type MachineRecord } from './machine-record.ts';
-import { MconsoleClient, MconsoleError, listenNotify, type NotifyListener, type NotifyMessage } from './mconsole/index.ts';
+import { MconsoleClient, MconsoleError, listenNotify, type NotifyMessage } from './mconsole/index.ts';
 import { unmountAllUnder } from './mounts.ts';
+import { deleteTapDevice, ensureTapDevice } from './netdev.ts';
 import { checkStateDirLength, hostPathFromJail, machinePaths, machinesDir, sharedDir, type MachinePaths } from './paths.ts';
 import { ExitWatcher, groupAlive, isSameProcessAlive, killGroup, readStartTicks, startTimeFromTicks, waitGroupGone } from './proc.ts';
-import { deleteTapDevice, ensureTapDevice } from './netdev.ts';
 import { ensureSwitch, stopSwitch } from './switch.ts';
 import type {
   AttachedDisk, AttachedInterface, BackupResult, DiskConfig, ExitInfo, GuestInfo, InterfaceConfig, MachineConfig,
@@ -31,7 +30,6 @@ import type {
 } from './types.ts';
 import { configProblems, diskProblems, interfaceProblems } from './validate.ts';
 
-const execFileAsync = promisify(execFile);
 const MiB = 1024 * 1024;
 const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
@@ -49,52 +47,6 @@ interface Settings {
   startTimeoutMs: number;
   umlSwitch: string;
   log: RuntimeLogger;
-}
-
-/** One-shot signal that several callers may await. */
-class Signal<T> {
-  readonly promise: Promise<T>;
-  resolved = false;
-  private resolveFn!: (value: T) => void;
-  constructor() {
-    this.promise = new Promise<T>((resolve) => {
-      this.resolveFn = resolve;
-    });
-  }
-  resolve(value: T): void {
-    if (this.resolved) return;
-    this.resolved = true;
-    this.resolveFn(value);
-  }
-}
-
-/** Resolves true when the promise settles within ms, false otherwise. */
-async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  const timer = new AbortController();
-  const result = await Promise.race([promise.then(() => true), sleep(ms, false, { signal: timer.signal }).catch(() => false)]);
-  timer.abort();
-  return result;
-}
-
-interface Machine {
-  record: MachineRecord;
-  paths: MachinePaths;
-  state: MachineState;
-  message?: string;
-  client?: MconsoleClient;
-  notify?: NotifyListener;
-  console?: ConsoleFollower;
-  exitWatcher?: ExitWatcher;
-  child?: ChildProcess;
-  lastPanic?: string;
-  panicReported?: boolean;
-  memoryFileFull?: string;
-  tmpfsBytes?: number;
-  mconsoleUp: Signal<string>;
-  exited: Signal<ExitInfo>;
-  syncWaiters: Set<() => void>;
-  /** Serialises device and state operations on this machine. */
-  busy: Promise<unknown>;
 }
 
 export function createRuntime(options: RuntimeOptions): Runtime {
@@ -313,7 +265,7 @@ export class UmlRuntime implements Runtime {
     }
 
     const consoleFd = openSync(paths.consoleLog, 'w', 0o640);
-    let child: ChildProcess;
+    let child: ReturnType<typeof spawn>;
     try {
       // detached: a session and process group of its own, so the kernel outlives the agent and
       // the whole group can be signalled. unshare execs (no fork): the pid is the kernel's.
@@ -655,7 +607,7 @@ export class UmlRuntime implements Runtime {
       try {
         await client.stop();
       } catch (error) {
-        if (!(error instanceof MconsoleError && /already stopped/i.test(error.reply))) throw this.deviceError(m, 'pause', error);
+        if (!(error instanceof MconsoleError && /already stopped/i.test(error.reply))) throw operationError(m, 'pause', error);
       }
       m.state = 'paused';
       m.record.paused = true;
@@ -670,17 +622,12 @@ export class UmlRuntime implements Runtime {
       try {
         await client.go();
       } catch (error) {
-        if (!(error instanceof MconsoleError && /not stopped/i.test(error.reply))) throw this.deviceError(m, 'resume', error);
+        if (!(error instanceof MconsoleError && /not stopped/i.test(error.reply))) throw operationError(m, 'resume', error);
       }
       m.state = 'running';
       m.record.paused = false;
       this.persist(m);
     });
-  }
-
-  private deviceError(m: Machine, operation: string, error: unknown): RuntimeError {
-    if (error instanceof RuntimeError) return error;
-    return new RuntimeError('device-failed', m.record, `${operation} failed: ${error instanceof MconsoleError ? `the kernel said "${error.reply}" (error ${error.code})` : errorText(error)}`, { cause: error });
   }
 
   // ---- disks ---------------------------------------------------------------------------------
@@ -693,47 +640,11 @@ export class UmlRuntime implements Runtime {
       if (m.record.disks.some((d) => d.name === disk.name)) {
         throw new RuntimeError('invalid-config', m.record, `disk ${disk.name} is already attached; detach it first`);
       }
-      const who = { uid: m.record.uid, gid: m.record.gid };
-      const [bind] = diskBindMounts(m.paths, [{ disk, imagePath }]);
-      try {
-        prepareDiskImage(disk, imagePath, who);
-        if (!existsSync(bind!.target)) writeFileSync(bind!.target, '', { mode: 0o600 });
-        inMachineNamespace(m.record.pid, bindMountScript(bind!));
-      } catch (error) {
-        throw new RuntimeError('device-failed', m.record, `cannot attach disk ${disk.name} (${disk.image}): ${errorText(error)}`, { cause: error });
-      }
-      try {
-        await client.request(`config ${diskDeviceSpec(disk)}`);
-      } catch (error) {
-        this.unbind(m, bind!.target);
-        throw this.deviceError(m, `attach disk ${disk.name}`, error);
-      }
-      const node = diskDeviceNode(disk.name);
-      const deadline = Date.now() + 3000;
-      while (!(await this.guestPartitions(client)).includes(node) && Date.now() < deadline) await sleep(50);
-      const attached: AttachedDisk = { name: disk.name, image: disk.image, mode: disk.mode };
-      try {
-        attached.backing = (await client.config(disk.name)).trim();
-      } catch {
-        /* informational only */
-      }
+      const attached = await attachDisk({ m, client, log: this.settings.log }, disk, imagePath);
       m.record.disks.push(attached);
       this.persist(m);
       return attached;
     });
-  }
-
-  private async guestPartitions(client: MconsoleClient): Promise<string[]> {
-    const text = await client.proc('partitions');
-    return text.split('\n').map((line) => line.trim().split(/\s+/)[3]).filter((name): name is string => !!name && name !== 'name');
-  }
-
-  private unbind(m: Machine, target: string): void {
-    try {
-      inMachineNamespace(m.record.pid, `umount ${shellQuote(target)}`);
-    } catch (error) {
-      this.settings.log.warn({ machine: m.record.id, target, err: errorText(error) }, 'could not unmount a disk image in the jail');
-    }
   }
 
   detachDisk(id: string, name: string): Promise<void> {
@@ -742,28 +653,13 @@ export class UmlRuntime implements Runtime {
       const client = this.requireBooted(m, `detach disk ${name}`);
       const attached = m.record.disks.find((d) => d.name === name);
       if (!attached) throw new RuntimeError('invalid-config', m.record, `disk ${name} is not attached`);
-      const node = diskDeviceNode(name);
-      const partitions = await this.guestPartitions(client).catch((error) => {
-        throw this.deviceError(m, `detach disk ${name} (reading /proc/partitions)`, error);
-      });
-      if (!partitions.includes(node)) {
-        // The kernel accepted the device but the guest never saw it: removing it could panic
-        // the kernel (uml-facts.md). Leave it and say so.
-        throw new RuntimeError('device-failed', m.record, `disk ${name} does not appear in the guest's /proc/partitions; not removing it (that can panic the kernel)`);
-      }
-      try {
-        await client.remove(name);
-      } catch (error) {
-        if (error instanceof MconsoleError && error.code === -16) {
-          throw new RuntimeError('disk-in-use', m.record, `disk ${name} is in use (mounted) in the guest; unmount it in the guest first`, { cause: error });
-        }
-        if (!(error instanceof MconsoleError && error.code === -19)) throw this.deviceError(m, `detach disk ${name}`, error);
-      }
-      this.unbind(m, join(m.paths.jailDir, diskFilesInJail(attached).image));
+      await detachDisk({ m, client, log: this.settings.log }, attached);
       m.record.disks = m.record.disks.filter((d) => d.name !== name);
       this.persist(m);
     });
   }
+
+  // ---- disks ---------------------------------------------------------------------------------
 
   // ---- interfaces ----------------------------------------------------------------------------
 
@@ -831,7 +727,7 @@ export class UmlRuntime implements Runtime {
           // The kernel has no driver for this device name.
           throw new RuntimeError('unsupported', m.record, `interface ${iface.name}: the running kernel has no driver for ${iface.name.replace(/\d+$/, 'N')} devices ("${error.reply}")`, { cause: error });
         }
-        throw this.deviceError(m, `attach interface ${iface.name}`, error);
+        throw operationError(m, `attach interface ${iface.name}`, error);
       }
       m.record.interfaces.push(attached);
       m.record.config = { ...m.record.config, interfaces: [...m.record.config.interfaces.filter((i) => i.name !== iface.name), iface] };
@@ -851,7 +747,7 @@ export class UmlRuntime implements Runtime {
         if (error instanceof MconsoleError && error.code === -16) {
           throw new RuntimeError('interface-in-use', m.record, `interface ${name} is up in the guest; bring it down in the guest first`, { cause: error });
         }
-        if (!(error instanceof MconsoleError && error.code === -19)) throw this.deviceError(m, `detach interface ${name}`, error);
+        if (!(error instanceof MconsoleError && error.code === -19)) throw operationError(m, `detach interface ${name}`, error);
       }
       const detached = m.record.interfaces.find((i) => i.name === name)!;
       this.releaseHostInterface(id, detached);
@@ -874,62 +770,8 @@ export class UmlRuntime implements Runtime {
           source: d.mode === 'cow' ? join(m.paths.jailDir, diskFilesInJail(d).cow!) : resolve(this.settings.imageRoot, d.image),
           destination: join(destinationDir, d.mode === 'cow' ? `${d.name}.cow` : `${d.name}.img`),
         }));
-      const startedAt = new Date();
-      try {
-        mkdirSync(destinationDir, { recursive: true });
-      } catch (error) {
-        // Before pausing anything: the guest is not touched.
-        return { startedAt, finishedAt: new Date(), pausedMs: 0, files: [], error: `backup of machine ${describeMachine(m.record)} failed: cannot create ${destinationDir}: ${errorText(error)}` };
-      }
-      const wasPaused = m.state === 'paused';
-      const result: BackupResult = { startedAt, finishedAt: startedAt, pausedMs: 0, files: [] };
-      if (!wasPaused) {
-        // Flush first: a stopped UML kernel runs no work queues, so an emergency sync asked for
-        // while stopped would only happen after `go`.
-        const synced = new Promise<void>((ok) => m.syncWaiters.add(ok));
-        await client.sysrq('s').catch((error) => this.settings.log.warn({ machine: id, err: errorText(error) }, 'sysrq s failed'));
-        if (!(await within(synced, 5000))) this.settings.log.warn({ machine: id }, 'no "Emergency Sync complete" on the console within 5 s; copying anyway');
-        this.settings.log.debug({ machine: id }, 'backup: guest synced');
-      }
-      const pausedAt = Date.now();
-      try {
-        if (!wasPaused) {
-          try {
-            await client.stop();
-          } catch (error) {
-            if (!(error instanceof MconsoleError && /already stopped/i.test(error.reply))) throw error;
-          }
-          this.settings.log.debug({ machine: id }, 'backup: guest stopped');
-        }
-        for (const file of files) {
-          this.settings.log.debug({ machine: id, file }, 'backup: copying');
-          await execFileAsync('cp', ['--sparse=always', '--reflink=auto', '--no-target-directory', file.source, file.destination]);
-          result.files.push({ ...file, bytes: statSync(file.destination).size });
-        }
-      } catch (error) {
-        result.error = `backup of machine ${describeMachine(m.record)} failed: ${errorText(error)}`;
-      } finally {
-        if (!wasPaused) await this.resumeAfterBackup(m, client);
-        result.pausedMs = Date.now() - pausedAt;
-      }
-      result.finishedAt = new Date();
-      return result;
+      return backupMachine({ m, client, log: this.settings.log }, files, destinationDir);
     });
-  }
-
-  /** The guest must run again whatever happened to the copy: retry `go` a few times. */
-  private async resumeAfterBackup(m: Machine, client: MconsoleClient): Promise<void> {
-    for (let attempt = 1; attempt <= 5; attempt++) {
-      try {
-        await client.go();
-        return;
-      } catch (error) {
-        if (error instanceof MconsoleError && /not stopped/i.test(error.reply)) return;
-        this.settings.log.error({ machine: m.record.id, attempt, err: errorText(error) }, 'could not resume the guest after a backup');
-        await sleep(200 * attempt);
-      }
-    }
-    m.message = 'the guest could not be resumed after a backup: mconsole `go` failed five times';
   }
 
   async guestInfo(id: string): Promise<GuestInfo> {

@@ -10,6 +10,7 @@ import { describe, test } from 'node:test';
 import { SharedAllocations, macCandidate, pickMac, pickUid } from '../../src/runtime/allocations.ts';
 import { diskDeviceNode, diskDeviceSpec, interfaceDeviceSpec, kernelArgs, memoryArg, parseCalibratedLpj, resolveDefaultArgs } from '../../src/runtime/cmdline.ts';
 import { classifyConsoleLine, summarizeConsole } from '../../src/runtime/console.ts';
+import { parsePartitions } from '../../src/runtime/disks.ts';
 import { buildJailScript, parseLdd, shellQuote } from '../../src/runtime/jail.ts';
 import { driverFor, netDriversIn } from '../../src/runtime/kernel-features.ts';
 import { withLock } from '../../src/runtime/lock.ts';
@@ -248,6 +249,11 @@ describe('paths and /proc', () => {
   test('start ticks survive odd process names', () => {
     const stat = '1234 (we ird) name)) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 100';
     assert.equal(parseStatStartTicks(stat), '987654');
+  });
+
+  test("the guest's /proc/partitions as device names", () => {
+    const text = 'major minor  #blocks  name\n\n  98        0      16384 ubda\n  98       16       8192 ubdb\n';
+    assert.deepEqual(parsePartitions(text), ['ubda', 'ubdb']);
   });
 
   test('mounts under a directory, deepest first, with octal escapes', () => {

@@ -1,0 +1,83 @@
+// Hot-plugging ubd disks into a running, booted kernel. The image is bind-mounted into the
+// kernel's own mount namespace (nsenter), then the kernel is told with mconsole `config`; detach
+// checks the guest's /proc/partitions first and maps "Device is currently open" to "in use".
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { diskDeviceNode, diskDeviceSpec, diskFilesInJail } from './cmdline.ts';
+import { RuntimeError, errorText } from './errors.ts';
+import { bindMountScript, diskBindMounts, inMachineNamespace, prepareDiskImage, shellQuote } from './jail.ts';
+import { operationError, type OperationContext } from './machine.ts';
+import { MconsoleError, type MconsoleClient } from './mconsole/index.ts';
+import type { AttachedDisk, DiskConfig } from './types.ts';
+
+/** Device names in the guest's /proc/partitions (ubda, ubdb, ...). */
+export function parsePartitions(text: string): string[] {
+  return text.split('\n').map((line) => line.trim().split(/\s+/)[3]).filter((name): name is string => !!name && name !== 'name');
+}
+
+async function guestPartitions(client: MconsoleClient): Promise<string[]> {
+  return parsePartitions(await client.proc('partitions'));
+}
+
+function unbind({ m, log }: OperationContext, target: string): void {
+  try {
+    inMachineNamespace(m.record.pid, `umount ${shellQuote(target)}`);
+  } catch (error) {
+    log.warn({ machine: m.record.id, target, err: errorText(error) }, 'could not unmount a disk image in the jail');
+  }
+}
+
+/** Attaches the disk; the caller records it. */
+export async function attachDisk(ctx: OperationContext, disk: DiskConfig, imagePath: string): Promise<AttachedDisk> {
+  const { m, client } = ctx;
+  const who = { uid: m.record.uid, gid: m.record.gid };
+  const [bind] = diskBindMounts(m.paths, [{ disk, imagePath }]);
+  try {
+    prepareDiskImage(disk, imagePath, who);
+    if (!existsSync(bind!.target)) writeFileSync(bind!.target, '', { mode: 0o600 });
+    inMachineNamespace(m.record.pid, bindMountScript(bind!));
+  } catch (error) {
+    throw new RuntimeError('device-failed', m.record, `cannot attach disk ${disk.name} (${disk.image}): ${errorText(error)}`, { cause: error });
+  }
+  try {
+    await client.request(`config ${diskDeviceSpec(disk)}`);
+  } catch (error) {
+    unbind(ctx, bind!.target);
+    throw operationError(m, `attach disk ${disk.name}`, error);
+  }
+  // The kernel adds the disk asynchronously: wait (bounded) until the guest lists it.
+  const node = diskDeviceNode(disk.name);
+  const deadline = Date.now() + 3000;
+  while (!(await guestPartitions(client)).includes(node) && Date.now() < deadline) await sleep(50);
+  const attached: AttachedDisk = { name: disk.name, image: disk.image, mode: disk.mode };
+  try {
+    attached.backing = (await client.config(disk.name)).trim();
+  } catch {
+    /* informational only */
+  }
+  return attached;
+}
+
+/** Detaches the disk; the caller updates its record. */
+export async function detachDisk(ctx: OperationContext, attached: AttachedDisk): Promise<void> {
+  const { m, client } = ctx;
+  const name = attached.name;
+  const partitions = await guestPartitions(client).catch((error) => {
+    throw operationError(m, `detach disk ${name} (reading /proc/partitions)`, error);
+  });
+  if (!partitions.includes(diskDeviceNode(name))) {
+    // The kernel accepted the device but the guest never saw it: removing it could panic the
+    // kernel (uml-facts.md, hot-plug timing). Leave it and say so.
+    throw new RuntimeError('device-failed', m.record, `disk ${name} does not appear in the guest's /proc/partitions; not removing it (that can panic the kernel)`);
+  }
+  try {
+    await client.remove(name);
+  } catch (error) {
+    if (error instanceof MconsoleError && error.code === -16) {
+      throw new RuntimeError('disk-in-use', m.record, `disk ${name} is in use (mounted) in the guest; unmount it in the guest first`, { cause: error });
+    }
+    if (!(error instanceof MconsoleError && error.code === -19)) throw operationError(m, `detach disk ${name}`, error);
+  }
+  unbind(ctx, join(m.paths.jailDir, diskFilesInJail(attached).image));
+}

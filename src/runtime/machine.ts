@@ -1,0 +1,72 @@
+// One machine as the runtime holds it in memory: its record (machine.json), what it is doing,
+// and the sockets and watchers attached to it. Plus the two small waiting helpers its
+// operations share.
+import type { ChildProcess } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { ConsoleFollower } from './console.ts';
+import { RuntimeError, errorText } from './errors.ts';
+import type { MachineRecord } from './machine-record.ts';
+import { MconsoleError, type MconsoleClient, type NotifyListener } from './mconsole/index.ts';
+import type { MachinePaths } from './paths.ts';
+import type { ExitWatcher } from './proc.ts';
+import type { ExitInfo, MachineState, RuntimeLogger } from './types.ts';
+
+/** One-shot signal that several callers may await. */
+export class Signal<T> {
+  readonly promise: Promise<T>;
+  resolved = false;
+  private resolveFn!: (value: T) => void;
+  constructor() {
+    this.promise = new Promise<T>((resolve) => {
+      this.resolveFn = resolve;
+    });
+  }
+  resolve(value: T): void {
+    if (this.resolved) return;
+    this.resolved = true;
+    this.resolveFn(value);
+  }
+}
+
+/** Resolves true when the promise settles within ms, false otherwise. */
+export async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  const timer = new AbortController();
+  const result = await Promise.race([promise.then(() => true), sleep(ms, false, { signal: timer.signal }).catch(() => false)]);
+  timer.abort();
+  return result;
+}
+
+export interface Machine {
+  record: MachineRecord;
+  paths: MachinePaths;
+  state: MachineState;
+  message?: string;
+  client?: MconsoleClient;
+  notify?: NotifyListener;
+  console?: ConsoleFollower;
+  exitWatcher?: ExitWatcher;
+  child?: ChildProcess;
+  lastPanic?: string;
+  panicReported?: boolean;
+  memoryFileFull?: string;
+  tmpfsBytes?: number;
+  mconsoleUp: Signal<string>;
+  exited: Signal<ExitInfo>;
+  syncWaiters: Set<() => void>;
+  /** Serialises device and state operations on this machine. */
+  busy: Promise<unknown>;
+}
+
+/** A failed mconsole operation as the runtime reports it: the machine, the operation, the kernel's words. */
+export function operationError(m: Machine, operation: string, error: unknown): RuntimeError {
+  if (error instanceof RuntimeError) return error;
+  const cause = error instanceof MconsoleError ? `the kernel said "${error.reply}" (error ${error.code})` : errorText(error);
+  return new RuntimeError('device-failed', m.record, `${operation} failed: ${cause}`, { cause: error });
+}
+
+/** What device and backup operations need from the runtime around them. */
+export interface OperationContext {
+  m: Machine;
+  client: MconsoleClient;
+  log: RuntimeLogger;
+}
