@@ -157,6 +157,18 @@ describe('runtime on a real UML kernel', () => {
     assert.deepEqual(rt.get(id)?.disks.map((d) => d.name), ['ubd0']);
   });
 
+  test('a readWrite disk: hot-plugged, backed up as the image itself, kept on removal', async () => {
+    execFileSync('truncate', ['-s', '4M', join(imageRoot, 'rw.img')]);
+    const rw = await rt.attachDisk(id, { name: 'ubd4', image: 'rw.img', mode: 'readWrite' });
+    assert.equal(rw.mode, 'readWrite');
+    const result = await rt.backup(id, join(stateDir, 'backups', 'rw'));
+    assert.equal(result.error, undefined);
+    const copied = result.files.find((f) => f.disk === 'ubd4');
+    assert.equal(copied?.source, join(imageRoot, 'rw.img'));
+    assert.equal(copied?.bytes, 4 * MiB);
+    await rt.detachDisk(id, 'ubd4');
+  });
+
   test('refuses a directory as an image and a disk the guest has mounted', async () => {
     execFileSync('mkdir', ['-p', join(imageRoot, 'adir')]);
     await assert.rejects(rt.attachDisk(id, { name: 'ubd3', image: 'adir', mode: 'readOnly' }), /not a regular file/);
@@ -214,6 +226,7 @@ describe('runtime on a real UML kernel', () => {
     assert.equal(existsSync(`/sys/fs/cgroup/memory/umlmon/${id}`), false);
     assert.equal(rt.get(id), undefined);
     assert.ok(existsSync(join(imageRoot, TEST_IMAGE)), 'base image kept');
+    assert.equal(statSync(join(imageRoot, 'rw.img')).size, 4 * MiB, 'readWrite image kept');
   });
 
   test('a guest panic (sysrq c) is reported as panic, then exited with the message', async () => {
