@@ -80,16 +80,17 @@ export async function waitGroupGone(pgid: number, timeoutMs: number): Promise<bo
 }
 
 /**
- * Calls onExit once when the process exits, for any pid (our children and adopted kernels
- * alike): `tail --pid` is a tiny helper that exits when the pid does. Its check interval bounds
- * the detection delay.
+ * Calls onExit once when the process exits, for any pid, including kernels this process did not
+ * start (after adoption, Node cannot wait for them and has no pidfd): `tail --pid` is a tiny
+ * helper that exits when the pid does. It checks once a second (coreutils' default interval):
+ * one wakeup per second per adopted machine, and an exit is seen within a second.
  */
 export class ExitWatcher {
   private child: ChildProcess | undefined;
   private done = false;
 
   constructor(pid: number, onExit: () => void) {
-    this.child = spawn('tail', [`--pid=${pid}`, '-s', '0.2', '-f', '/dev/null'], { stdio: 'ignore' });
+    this.child = spawn('tail', [`--pid=${pid}`, '-s', '1', '-f', '/dev/null'], { stdio: 'ignore' });
     this.child.unref();
     const fire = (): void => {
       if (this.done) return;
