@@ -85,7 +85,12 @@ export class Controller {
       this.#started = true;
       this.enqueueAll();
       this.#workers = runWorkers(this.queue, this.#options.workers, (key) => this.#handle(key));
-      this.#every(this.#options.resyncPeriodSeconds, () => this.enqueueAll());
+      // The resync timer is also what keeps the process alive while the agent runs: without a
+      // listener or a guest, nothing else may hold the event loop (it is cleared by stop()).
+      const resync = this.#options.resyncPeriodSeconds > 0;
+      this.#every(resync ? this.#options.resyncPeriodSeconds : 3600, () => {
+        if (resync) this.enqueueAll();
+      }, { keepAlive: true });
       this.#every(this.#options.guestInfoIntervalSeconds, () => void this.#refreshGuestInfo());
       this.#logger.info({ source: this.#source.kind, workers: this.#options.workers }, 'source synced; reconciling');
     });
@@ -231,10 +236,10 @@ export class Controller {
     }
   }
 
-  #every(seconds: number, fn: () => void): void {
+  #every(seconds: number, fn: () => void, options: { keepAlive?: boolean } = {}): void {
     if (!(seconds > 0)) return;
     const t = setInterval(fn, seconds * 1000);
-    t.unref();
+    if (!options.keepAlive) t.unref();
     this.#timers.push(t);
   }
 
