@@ -221,66 +221,75 @@ export class UmlRuntime implements Runtime {
     const uid = await this.allocations.allocateUid(config.id, this.settings.uidFirst, this.settings.uidCount);
     const who: JailIdentity = { uid, gid: uid };
     const interfaces: AttachedInterface[] = [];
-    const interfaceSpecs: string[] = [];
-    for (const iface of config.interfaces) {
-      const { attached, spec } = await this.prepareInterface(config, config.kernel, iface, uid);
-      interfaces.push(attached);
-      interfaceSpecs.push(spec);
-    }
-
-    let cgroupDirs: string[] = [];
-    try {
-      const memoryLimit = config.memoryBytes + Math.max(this.settings.tmpfsSlackBytes, 0) + this.settings.cgroupOverheadBytes;
-      cgroupDirs = createMachineCgroup(this.settings.cgroupParent, config.id, { memoryBytes: memoryLimit, pids: 1024 })?.dirs ?? [];
-    } catch (error) {
-      throw new RuntimeError('jail-failed', config, errorText(error), { cause: error });
-    }
-    try {
-      prepareJail(paths, config.kernel, who, config.disks);
-      for (const { disk, imagePath } of images) prepareDiskImage(disk, imagePath, who);
-    } catch (error) {
-      throw new RuntimeError('jail-failed', config, errorText(error), { cause: error });
-    }
-    const args = kernelArgs({ config, measuredLpj: readMeasuredLpj(this.sharedDir), interfaceSpecs });
-    const script = buildJailScript({
-      paths, who, tmpfsBytes, cgroupDirs, sharedDir: this.sharedDir, binds: diskBindMounts(paths, images), kernelArgs: args,
-      rlimits: { openFiles: 1024, processes: 512 }, tools: this.tools,
-    });
-    writeFileSync(paths.jailScript, script, { mode: 0o700 });
-
-    const m: Machine = {
-      record: {
-        id: config.id, name: config.name, pid: 0, startTime: '', startTicks: '', config,
-        notifySocket: paths.notifySocket, jailDir: paths.jailDir, consoleLog: paths.consoleLog, uid, gid: uid, cgroupDirs,
-        disks: config.disks.map((d) => ({ name: d.name, image: d.image, mode: d.mode })), interfaces,
-      },
-      paths, state: 'starting', tmpfsBytes,
-      mconsoleUp: new Signal(), exited: new Signal(), syncWaiters: new Set(), busy: Promise.resolve(),
-    };
-    try {
-      m.notify = listenNotify(paths.notifySocket, (msg) => this.onNotify(m, msg),
-        (error) => this.settings.log.warn({ machine: config.id, err: error.message }, 'notify socket problem'), { mode: 0o666 });
-    } catch (error) {
-      throw new RuntimeError('jail-failed', config, errorText(error), { cause: error });
-    }
-
-    const consoleFd = openSync(paths.consoleLog, 'w', 0o640);
+    // Until the kernel runs, a failure undoes what was made for it on the host (tap devices,
+    // the cgroup); the machine directory stays for the next start or remove().
+    let m: Machine;
     let child: ReturnType<typeof spawn>;
     try {
-      // detached: a session and process group of its own, so the kernel outlives the agent and
-      // the whole group can be signalled. unshare execs (no fork): the pid is the kernel's.
-      child = spawn('unshare', ['--mount', '--propagation', 'private', '/bin/sh', paths.jailScript], {
-        detached: true, stdio: ['ignore', consoleFd, consoleFd], env: { PATH: SYSTEM_PATH }, cwd: paths.dir,
+      const interfaceSpecs: string[] = [];
+      for (const iface of config.interfaces) {
+        const { attached, spec } = await this.prepareInterface(config, config.kernel, iface, uid);
+        interfaces.push(attached);
+        interfaceSpecs.push(spec);
+      }
+
+      let cgroupDirs: string[] = [];
+      try {
+        const memoryLimit = config.memoryBytes + Math.max(this.settings.tmpfsSlackBytes, 0) + this.settings.cgroupOverheadBytes;
+        cgroupDirs = createMachineCgroup(this.settings.cgroupParent, config.id, { memoryBytes: memoryLimit, pids: 1024 })?.dirs ?? [];
+      } catch (error) {
+        throw new RuntimeError('jail-failed', config, errorText(error), { cause: error });
+      }
+      try {
+        prepareJail(paths, config.kernel, who, config.disks);
+        for (const { disk, imagePath } of images) prepareDiskImage(disk, imagePath, who);
+      } catch (error) {
+        throw new RuntimeError('jail-failed', config, errorText(error), { cause: error });
+      }
+      const args = kernelArgs({ config, measuredLpj: readMeasuredLpj(this.sharedDir), interfaceSpecs });
+      const script = buildJailScript({
+        paths, who, tmpfsBytes, cgroupDirs, sharedDir: this.sharedDir, binds: diskBindMounts(paths, images), kernelArgs: args,
+        rlimits: { openFiles: 1024, processes: 512 }, tools: this.tools,
       });
-      await new Promise<void>((ok, fail) => {
-        child.once('spawn', ok);
-        child.once('error', fail);
-      });
+      writeFileSync(paths.jailScript, script, { mode: 0o700 });
+
+      m = {
+        record: {
+          id: config.id, name: config.name, pid: 0, startTime: '', startTicks: '', config,
+          notifySocket: paths.notifySocket, jailDir: paths.jailDir, consoleLog: paths.consoleLog, uid, gid: uid, cgroupDirs,
+          disks: config.disks.map((d) => ({ name: d.name, image: d.image, mode: d.mode })), interfaces,
+        },
+        paths, state: 'starting', tmpfsBytes,
+        mconsoleUp: new Signal(), exited: new Signal(), syncWaiters: new Set(), busy: Promise.resolve(),
+      };
+      try {
+        m.notify = listenNotify(paths.notifySocket, (msg) => this.onNotify(m, msg),
+          (error) => this.settings.log.warn({ machine: config.id, err: error.message }, 'notify socket problem'), { mode: 0o666 });
+      } catch (error) {
+        throw new RuntimeError('jail-failed', config, errorText(error), { cause: error });
+      }
+
+      const consoleFd = openSync(paths.consoleLog, 'w', 0o640);
+      try {
+        // detached: a session and process group of its own, so the kernel outlives the agent and
+        // the whole group can be signalled. unshare execs (no fork): the pid is the kernel's.
+        child = spawn('unshare', ['--mount', '--propagation', 'private', '/bin/sh', paths.jailScript], {
+          detached: true, stdio: ['ignore', consoleFd, consoleFd], env: { PATH: SYSTEM_PATH }, cwd: paths.dir,
+        });
+        await new Promise<void>((ok, fail) => {
+          child.once('spawn', ok);
+          child.once('error', fail);
+        });
+      } catch (error) {
+        m.notify.close();
+        throw new RuntimeError('start-failed', config, `could not spawn the jail: ${errorText(error)}`, { cause: error });
+      } finally {
+        closeSync(consoleFd);
+      }
     } catch (error) {
-      m.notify.close();
-      throw new RuntimeError('start-failed', config, `could not spawn the jail: ${errorText(error)}`, { cause: error });
-    } finally {
-      closeSync(consoleFd);
+      for (const attached of interfaces) this.releaseHostInterface(config.id, attached);
+      removeMachineCgroup(this.settings.cgroupParent, config.id);
+      throw error;
     }
     child.unref();
     const pid = child.pid!;
