@@ -1,7 +1,12 @@
 // One cgroup per machine, with a memory limit (and a pids limit) where the node has cgroups.
-// v1: /sys/fs/cgroup/{memory,pids}/<parent>/<id>; v2: /sys/fs/cgroup/<parent>/<id>.
+// v1: /sys/fs/cgroup/<every hierarchy>/<parent>/<id>; v2: /sys/fs/cgroup/<parent>/<id>.
 // A limit below what UML uses gets it SIGKILLed with no panic (uml-facts.md): size generously.
-import { existsSync, mkdirSync, readFileSync, rmdirSync, statfsSync, writeFileSync } from 'node:fs';
+//
+// On v1 the kernel joins every mounted hierarchy, not only the limiting ones: a guest left in
+// the agent container's devices or freezer cgroup is one the container runtime enumerates and
+// kills when the agent's pod stops (runc lists a hostPID container's processes by cgroup), and
+// guests must outlive the agent.
+import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmdirSync, statfsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const CGROUP_ROOT = '/sys/fs/cgroup';
@@ -27,9 +32,30 @@ export function cgroupVersion(): 1 | 2 | undefined {
   return existsSync(join(CGROUP_ROOT, 'memory', 'cgroup.procs')) ? 1 : undefined;
 }
 
+/** The roots of the mounted v1 hierarchies (cpu and cpuacct may be one, linked twice). */
+export function v1Hierarchies(): string[] {
+  const roots = new Set<string>();
+  for (const name of readdirSync(CGROUP_ROOT)) {
+    const dir = join(CGROUP_ROOT, name);
+    if (!existsSync(join(dir, 'cgroup.procs'))) continue;
+    roots.add(realpathSync(dir));
+  }
+  return [...roots].sort();
+}
+
 export function cgroupDirs(version: 1 | 2, parent: string, id: string): string[] {
   if (version === 2) return [join(CGROUP_ROOT, parent, id)];
-  return ['memory', 'pids'].map((controller) => join(CGROUP_ROOT, controller, parent, id)).filter((dir) => existsSync(join(dir, '..', '..')));
+  return v1Hierarchies().map((root) => join(root, parent, id));
+}
+
+/** A new v1 cpuset cgroup has no CPUs or memory nodes, and nothing can join it until it has. */
+function inheritCpuset(dir: string): void {
+  for (const file of ['cpuset.cpus', 'cpuset.mems']) {
+    const own = join(dir, file);
+    if (!existsSync(own) || readFileSync(own, 'utf8').trim() !== '') continue;
+    const fromParent = readFileSync(join(dir, '..', file), 'utf8').trim();
+    step(`set ${file}`, dir, () => writeFileSync(own, fromParent));
+  }
 }
 
 function step(what: string, path: string, fn: () => void): void {
@@ -60,9 +86,14 @@ export function createMachineCgroup(parent: string, id: string, limits: CgroupLi
   }
   for (const dir of dirs) {
     step('create', dir, () => mkdirSync(dir, { recursive: true }));
-    if (dir.includes(`${CGROUP_ROOT}/memory/`)) {
+    if (existsSync(join(dir, 'cpuset.cpus'))) {
+      inheritCpuset(join(dir, '..'));
+      inheritCpuset(dir);
+    }
+    if (existsSync(join(dir, 'memory.limit_in_bytes'))) {
       step('set memory.limit_in_bytes', dir, () => writeFileSync(join(dir, 'memory.limit_in_bytes'), String(limits.memoryBytes)));
-    } else {
+    }
+    if (existsSync(join(dir, 'pids.max'))) {
       step('set pids.max', dir, () => writeFileSync(join(dir, 'pids.max'), String(limits.pids)));
     }
   }

@@ -108,6 +108,11 @@ describe('runtime on a real UML kernel', () => {
     const uid = Number(/^Uid:\s+(\d+)/m.exec(procStatus)?.[1]);
     assert.ok(uid >= 200000 && uid < 200000 + 65536, `kernel runs as uid ${uid}`);
     assert.match(procStatus, /^NoNewPrivs:\s+1$/m);
+    // Out of every cgroup the agent itself is in: a container runtime that kills the agent's
+    // cgroups (pod restart) must not reach the guest.
+    for (const line of readFileSync(`/proc/${status.pid}/cgroup`, 'utf8').trim().split('\n')) {
+      assert.ok(line.endsWith(`/umlmon/${id}`), `kernel cgroup ${line} is the machine's own`);
+    }
     assert.equal(readFileSync(`/proc/${status.pid}/personality`, 'utf8').trim(), '00040000'); // ADDR_NO_RANDOMIZE
     assert.equal(execFileSync('readlink', [`/proc/${status.pid}/root`], { encoding: 'utf8' }).trim(), join(stateDir, 'machines', id, 'jail'));
     // The memory tmpfs and the bind mounts live in the kernel's own mount namespace only.
@@ -223,7 +228,9 @@ describe('runtime on a real UML kernel', () => {
     assert.equal(existsSync(join(stateDir, 'machines', id)), false);
     assert.deepEqual(mountsUnder(stateDir), []);
     assert.deepEqual(processesInGroup(status.pid!), []);
-    assert.equal(existsSync(`/sys/fs/cgroup/memory/umlmon/${id}`), false);
+    for (const controller of ['memory', 'pids', 'devices', 'freezer', 'cpuset']) {
+      assert.equal(existsSync(`/sys/fs/cgroup/${controller}/umlmon/${id}`), false, `${controller} cgroup removed`);
+    }
     assert.equal(rt.get(id), undefined);
     assert.ok(existsSync(join(imageRoot, TEST_IMAGE)), 'base image kept');
     assert.equal(statSync(join(imageRoot, 'rw.img')).size, 4 * MiB, 'readWrite image kept');
