@@ -69,6 +69,11 @@ interface KeyMemory {
   invalidSpecReported?: string;
   /** The crash already reported as BackOff. */
   backoffReportedFor?: number;
+  /**
+   * The uid whose finalizer this agent already added. Sources without finalizers (a directory)
+   * never show it; remembering it keeps every pass from asking again.
+   */
+  finalizerAddedFor?: string;
 }
 
 const DEVICE_ACTIONS = new Set<Action['type']>(['attachDisk', 'detachDisk', 'attachInterface', 'detachInterface']);
@@ -192,6 +197,9 @@ export class Reconciler {
         throw new TerminalError(`machine ${key}: cannot derive its runtime config: ${errorText(error)}`, { cause: error });
       }
     }
+    if (desired && !desired.hasFinalizer && machine?.metadata.uid !== undefined && memory.finalizerAddedFor === machine.metadata.uid) {
+      desired = { ...desired, hasFinalizer: true };
+    }
     const machines = this.machinesOf(key, desired?.id);
     const actual = desired ? machines.find((m) => m.id === desired.id) : undefined;
     const strays = desired ? machines.filter((m) => m.id !== desired.id) : machines.slice(1);
@@ -296,7 +304,10 @@ export class Reconciler {
     };
     switch (action.type) {
       case 'addFinalizer':
-        if (machine) await this.#source.ensureFinalizer(machine, true);
+        if (machine) {
+          await this.#source.ensureFinalizer(machine, true);
+          memory.finalizerAddedFor = machine.metadata.uid;
+        }
         return;
       case 'removeFinalizer':
         if (machine) await this.#source.ensureFinalizer(machine, false);
