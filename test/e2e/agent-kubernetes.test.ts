@@ -72,8 +72,12 @@ after(async () => {
     await run(process.execPath, [MAIN, 'drain', '-f', configFile, '--timeout', '30s'], { encoding: 'utf8' }).catch((err: unknown) => {
       console.error(`drain after the test failed: ${String((err as { stdout?: string }).stdout ?? err)}`);
     });
-    for (const pid of kernelPids('')) {
-      try { process.kill(-pid, 'SIGKILL'); } catch { /* gone */ }
+    // Only this test's kernels: the umids in its own state directory (other tests run guests too).
+    const umids = existsSync(join(stateDir, 'machines')) ? readdirSync(join(stateDir, 'machines')) : [];
+    for (const umid of umids) {
+      for (const pid of kernelPids(umid)) {
+        try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+      }
     }
   }
   await emulator?.close();
@@ -179,7 +183,7 @@ function kernelPids(umid: string): number[] {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const cmd = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
-      if (cmd.some((a) => a.startsWith('umid=') && (umid === '' ? a.length > 5 : a === `umid=${umid}`)) && cmd.some((a) => a.includes(`uml_dir=`) || a.includes(stateDir))) pids.push(Number(entry));
+      if (cmd.includes(`umid=${umid}`)) pids.push(Number(entry));
     } catch { /* exited */ }
   }
   return pids;

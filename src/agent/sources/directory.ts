@@ -277,8 +277,10 @@ export function createDirectorySource(opts: DirectorySourceOptions): MachineSour
         seen.add(key);
         const previous = entries.get(key);
         if (previous && previous.documentHash === documentHash && previous.file === file) continue;
-        entries.set(key, await admit(machine, documentHash, file));
+        const admitted = await admit(machine, documentHash, file);
+        entries.set(key, admitted);
         changed.add(key);
+        log.debug({ machine: key, file, generation: admitted.machine.metadata.generation }, previous ? 'manifest changed' : 'manifest added');
       }
       keysByFile.set(file, keys);
     }
@@ -327,8 +329,9 @@ export function createDirectorySource(opts: DirectorySourceOptions): MachineSour
 
   function startWatching(): void {
     try {
-      watcher = watch(dir, { persistent: false }, (_type, filename) => {
+      watcher = watch(dir, { persistent: false }, (type, filename) => {
         const name = filename?.toString();
+        log.trace({ type, file: name }, 'directory event');
         // Our own writes (status, events, temporary files) are not changes to the manifests.
         if (name !== undefined && (name.startsWith('.') || name.endsWith(STATUS_SUFFIX) || name.endsWith(EVENTS_SUFFIX))) return;
         scheduleRescan();
