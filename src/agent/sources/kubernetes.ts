@@ -238,8 +238,11 @@ export function createKubernetesSource(opts: KubernetesSourceOptions): MachineSo
         if (apiStatusCode(err) === 410) { needList = true; isSynced = false; resourceVersion = ''; continue; }
         failures++;
         const level = failures === 1 || failures % 10 === 0 ? 'warn' : 'debug';
-        log[level]({ err: apiErrorMessage(err), status: apiStatusCode(err), retryInMs: delay, failures },
-          needList ? 'listing umlmachines failed; retrying' : 'watching umlmachines failed; retrying');
+        const status = apiStatusCode(err);
+        const hint = status === 404 ? ' (is the UmlMachine CRD installed? kubectl apply -f crds/)'
+          : status === 401 || status === 403 ? ' (check the agent\'s credentials and RBAC: list and watch on umlmachines.umlmon.io)' : '';
+        log[level]({ err: apiErrorMessage(err), status, retryInMs: delay, failures },
+          `${needList ? 'listing' : 'watching'} umlmachines failed${hint}; retrying`);
         await sleep(delay, stopping.signal);
         delay = Math.min(delay * 2, backoff.maxMs);
         // After an error the resourceVersion may be too old; a watch from it answers 410 and
