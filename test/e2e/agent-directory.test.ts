@@ -239,6 +239,26 @@ describe('agent, directory mode, real UML kernels', { timeout: 15 * 60_000 }, ()
     assert.equal(status(WEB)?.pid, webPid, 'hot-plug never restarted the guest');
   });
 
+  test('an interface added to the spec appears in the guest; removed, it goes away', async () => {
+    const mcastPort = 20000 + Math.floor(Math.random() * 20000);
+    writeMachine(WEB, { interfaces: [{ name: 'eth0', transport: 'mcast', mcast: { group: '239.192.0.1', port: mcastPort, ttl: 1 } }] });
+    await until('eth0 attached in status', () => status(WEB)?.interfaces?.find((i) => i.name === 'eth0')?.attached === true);
+    const mac = status(WEB)?.interfaces?.[0]?.mac ?? '';
+    assert.match(mac, /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i, 'a MAC from the node pool');
+    // mconsole cannot read /proc/net (it is /proc/self/net); the per-device sysctl directory
+    // exists exactly while the kernel has the device.
+    const eth0Sysctl = 'sys/net/ipv4/conf/eth0/forwarding';
+    await until('eth0 in the guest', async () => (await mconsole(`default/${WEB}`, 'proc', eth0Sysctl)).ok);
+    assert.ok(events(WEB).some((e) => e.reason === 'InterfaceAttached'));
+    writeMachine(WEB, {});
+    await until('eth0 gone from status', () => (status(WEB)?.interfaces ?? []).length === 0);
+    const after = await mconsole(`default/${WEB}`, 'proc', eth0Sysctl);
+    assert.equal(after.ok, false, `eth0 is still in the guest: ${after.text}`);
+    assert.ok((await mconsole(`default/${WEB}`, 'proc', 'sys/net/core/somaxconn')).ok, 'while mconsole proc itself works');
+    assert.ok(events(WEB).some((e) => e.reason === 'InterfaceDetached'));
+    assert.equal(status(WEB)?.pid, webPid);
+  });
+
   test('an invalid spec is reported (SpecValid=False, InvalidSpec) while the other machine keeps running', async () => {
     writeMachine(BAD, { memory: '1Mi', kernel: 'no-such-kernel' });
     const s = await until('bad SpecValid=False', () => condition(status(BAD), 'SpecValid')?.status === 'False' && status(BAD));
@@ -292,6 +312,19 @@ describe('agent, directory mode, real UML kernels', { timeout: 15 * 60_000 }, ()
     const mounts = readFileSync('/proc/mounts', 'utf8').split('\n').filter((l) => l.includes(join(stateDir, 'machines', umid)));
     assert.deepEqual(mounts, []);
     rmSync(join(machinesDir, `${BAD}.yaml`));
+  });
+
+  test('a machine whose file was removed while the agent was down is shut down after its restart', async () => {
+    const late = `late-${suffix}`;
+    writeMachine(late);
+    const s = await until('late Running', () => running(late));
+    await stopAgentProcess('SIGKILL');
+    rmSync(join(machinesDir, `${late}.yaml`));
+    await new Promise((r) => setTimeout(r, 300));
+    assert.ok(alive(s.pid!), 'nothing acts while the agent is down');
+    agent = startAgentProcess();
+    await until('late removed after the restart', () => !existsSync(join(stateDir, 'machines', s.umid!)));
+    await until('its kernel gone', () => !alive(s.pid!));
   });
 
   test('SIGTERM stops the agent within seconds', async () => {
