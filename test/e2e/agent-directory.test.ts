@@ -259,6 +259,20 @@ describe('agent, directory mode, real UML kernels', { timeout: 15 * 60_000 }, ()
     assert.equal(status(WEB)?.pid, webPid);
   });
 
+  test('scheduled backups land in backupDir/<ns>/<name>/<disk>/<timestamp>, newest 2 kept', async () => {
+    writeMachine(WEB, { backup: { schedule: '* * * * * *', retain: 2 } }); // every second
+    await until('three backups', () => events(WEB).filter((e) => e.reason === 'BackupSucceeded').length >= 3 && status(WEB)?.lastBackup?.result === 'Succeeded');
+    writeMachine(WEB, {});
+    const diskDir = join(base, 'backups', 'default', WEB, 'ubd0');
+    await until('retention applied', () => readdirSync(diskDir).length <= 2);
+    const stamps = readdirSync(diskDir);
+    assert.ok(stamps.length >= 1 && stamps.every((t) => /^\d{8}T\d{6}Z$/.test(t)), stamps.join(','));
+    assert.ok(readdirSync(join(diskDir, stamps[0]!)).length >= 1, 'the copy is there');
+    assert.equal(status(WEB)?.lastBackup?.location, join(base, 'backups', 'default', WEB));
+    assert.ok(!events(WEB).some((e) => e.reason === 'BackupFailed'), events(WEB).filter((e) => e.reason === 'BackupFailed').map((e) => e.message).join('; '));
+    assert.equal(running(WEB)?.pid, webPid, 'the guest was resumed after each backup');
+  });
+
   test('an invalid spec is reported (SpecValid=False, InvalidSpec) while the other machine keeps running', async () => {
     writeMachine(BAD, { memory: '1Mi', kernel: 'no-such-kernel' });
     const s = await until('bad SpecValid=False', () => condition(status(BAD), 'SpecValid')?.status === 'False' && status(BAD));
