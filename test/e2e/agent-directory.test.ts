@@ -40,7 +40,7 @@ function startAgentProcess(): ChildProcess {
       '--state-dir', stateDir, '--image-root', imageRoot, '--backup-dir', join(base, 'backups'),
       '--node-name', 'e2e-node', '--kernel', `default=${umlKernel()}`,
       '--listen', 'off', '--control', 'none',
-      '--guest-info-interval', '0', '--workers', '2', '--log-level', 'debug',
+      '--guest-info-interval', '1s', '--workers', '2', '--log-level', 'debug',
     ],
     { stdio: ['ignore', out, out] },
   );
@@ -202,6 +202,9 @@ describe('agent, directory mode, real UML kernels', { timeout: 15 * 60_000 }, ()
     assert.ok(reasons.includes('Starting') && reasons.includes('Booted'), reasons.join(','));
     const version = await mconsole(`default/${WEB}`, 'version');
     assert.ok(version.ok, version.text);
+    const guest = await until('guest info in status', () => status(WEB)?.guest?.loadAverage !== undefined && status(WEB)?.guest);
+    assert.match(guest.loadAverage ?? '', /^\d+\.\d+ \d+\.\d+ \d+\.\d+/);
+    assert.ok((guest.uptimeSeconds ?? -1) >= 0);
   });
 
   test('state Paused pauses the guest; Running resumes it', async () => {
