@@ -245,40 +245,51 @@ export class Controller {
 
   /**
    * Shuts every guest down gracefully (each with its own grace period, at most the timeout),
-   * then forces the ones still there. Nothing is started or restarted from here on.
+   * then forces the ones still there. Nothing is started or restarted from here on; a start
+   * already in flight when the drain began is caught by the next round.
    */
   async drain(timeoutMs: number): Promise<void> {
     this.#reconciler.setDraining(true);
     const deadline = Date.now() + timeoutMs;
-    const alive = this.#runtime.list().filter(isAlive);
-    this.#logger.info({ machines: alive.length, timeoutMs }, 'draining: shutting every guest down');
-    await Promise.all(
-      alive.map(async (m) => {
-        const key = keyFromLabels(m.config.labels);
-        if (key) this.#event(key, 'Normal', 'Stopping', `the node is being drained: ctrl-alt-del, then halt`);
-        this.#reconciler.markStoppingByAgent(m.id, true);
-        try {
-          const grace = Math.max(0, Math.min(gracePeriodMsFromLabels(m.config.labels), deadline - Date.now()));
-          if (m.state === 'paused') await this.#runtime.resume(m.id).catch(() => {});
-          await this.#runtime.stop(m.id, { gracePeriodMs: grace });
-        } catch (error) {
-          this.#logger.warn({ machine: key ?? m.name, err: errorText(error) }, 'graceful stop failed during drain; forcing');
-          await this.#runtime.stop(m.id, { gracePeriodMs: 0 }).catch((e: unknown) => {
-            this.#logger.error({ machine: key ?? m.name, err: errorText(e) }, 'forced stop failed during drain');
-          });
-        } finally {
-          this.#reconciler.markStoppingByAgent(m.id, false);
-        }
-        const exit = this.#runtime.get(m.id)?.exit;
-        if (key) {
-          this.#event(key, 'Normal', 'Stopped', exit ? `drained: ${describeExit(exit)}` : 'drained');
-          this.queue.add(key);
-        }
-      }),
-    );
+    this.#logger.info({ machines: this.#runtime.list().filter(isAlive).length, timeoutMs }, 'draining: shutting every guest down');
+    const stops = new Map<string, Promise<void>>();
+    for (;;) {
+      for (const m of this.#runtime.list()) {
+        if (isAlive(m) && !stops.has(m.id)) stops.set(m.id, this.#drainOne(m, deadline));
+      }
+      await Promise.all(stops.values());
+      const idle = this.queue.processing === 0 && !this.#runtime.list().some(isAlive);
+      // Past the deadline (plus what a forced stop takes), stop looking: the node is going down.
+      if (idle || Date.now() > deadline + 15_000) break;
+      for (const [id] of stops) if (isAlive(this.#runtime.get(id))) stops.delete(id);
+      await new Promise((r) => setTimeout(r, 50));
+    }
     // Let the status of the drained machines be written (bounded: the node is going down).
     const settle = Date.now() + 5_000;
     while ((this.queue.length > 0 || this.queue.processing > 0) && Date.now() < settle) await new Promise((r) => setTimeout(r, 50));
+  }
+
+  async #drainOne(m: MachineStatus, deadline: number): Promise<void> {
+    const key = keyFromLabels(m.config.labels);
+    if (key) this.#event(key, 'Normal', 'Stopping', 'the node is being drained: ctrl-alt-del, then halt');
+    this.#reconciler.markStoppingByAgent(m.id, true);
+    try {
+      const grace = Math.max(0, Math.min(gracePeriodMsFromLabels(m.config.labels), deadline - Date.now()));
+      if (m.state === 'paused') await this.#runtime.resume(m.id).catch(() => {});
+      await this.#runtime.stop(m.id, { gracePeriodMs: grace });
+    } catch (error) {
+      this.#logger.warn({ machine: key ?? m.name, err: errorText(error) }, 'graceful stop failed during drain; forcing');
+      await this.#runtime.stop(m.id, { gracePeriodMs: 0 }).catch((e: unknown) => {
+        this.#logger.error({ machine: key ?? m.name, err: errorText(e) }, 'forced stop failed during drain');
+      });
+    } finally {
+      this.#reconciler.markStoppingByAgent(m.id, false);
+    }
+    const exit = this.#runtime.get(m.id)?.exit;
+    if (key) {
+      this.#event(key, 'Normal', 'Stopped', exit ? `drained: ${describeExit(exit)}` : 'drained');
+      this.queue.add(key);
+    }
   }
 
   /** Stops watching and the workers; in-flight passes finish. Guests keep running. */

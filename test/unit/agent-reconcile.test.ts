@@ -114,9 +114,11 @@ class FakeRuntime implements Runtime {
       throw e;
     }
   }
+  startDelayMs = 0;
   async start(config: MachineConfig): Promise<MachineStatus> {
     this.calls.push(`start ${config.id}`);
     this.#fail('start');
+    if (this.startDelayMs > 0) await new Promise((r) => setTimeout(r, this.startDelayMs));
     const existing = this.machines.get(config.id);
     if (existing && existing.state !== 'exited') throw new Error('already running');
     const m: MachineStatus = {
@@ -426,6 +428,18 @@ describe('agent core with an in-memory source and runtime', () => {
     await new Promise((r) => setTimeout(r, 100));
     assert.equal(runtime.calls.filter((c) => c.startsWith('start')).length, 2, 'no restarts while draining');
     await until('Stopped', () => ['d1', 'd2'].every((n) => statusOf(source, `default/${n}`)?.phase === 'Stopped'));
+  });
+
+  it('drain also stops a guest whose start was in flight when the drain began', async () => {
+    const source = new FakeSource();
+    const runtime = new FakeRuntime();
+    runtime.startDelayMs = 150;
+    const agent = await agentWith(source, runtime);
+    await until('ready', () => agent.ready());
+    source.put(machine('late'));
+    await until('start in flight', () => runtime.calls.some((c) => c.startsWith('start')));
+    await agent.drain(5000);
+    assert.ok(runtime.list().length === 1 && runtime.list().every((m) => m.state === 'exited'), JSON.stringify(runtime.list().map((m) => m.state)));
   });
 
   it('stop() leaves guests running', async () => {
