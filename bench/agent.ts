@@ -23,6 +23,8 @@ const SIZES = (args.get('sizes') ?? '1,10,30').split(',').map(Number);
 const IDLE_SECONDS = Number(args.get('idle-seconds') ?? 30);
 const BOOTS = Number(args.get('boots') ?? 5);
 const CYCLES = Number(args.get('cycles') ?? 10);
+/** Single-machine creates are repeated for a median worth the name. */
+const SINGLE_REPEATS = Number(args.get('single-repeats') ?? 5);
 const FAST_ARGS = ['initcall_blacklist=raid6_select_algo', 'lpj=auto'];
 const CLI = join(REPO_ROOT, 'src/cli/main.ts');
 const MiB = 2 ** 20;
@@ -59,7 +61,8 @@ async function until<T>(what: string, probe: () => T | undefined | false, timeou
 // ---- raw boot through the runtime ---------------------------------------------------------
 
 async function rawBoots(): Promise<number[]> {
-  const rt = createRuntime({ stateDir: join(base, 'raw'), imageRoot });
+  // The agent's own state directory: the lpj the first boot measures there serves both.
+  const rt = createRuntime({ stateDir, imageRoot });
   const samples: number[] = [];
   try {
     for (let i = 0; i < BOOTS; i++) {
@@ -199,33 +202,49 @@ async function main(): Promise<void> {
 
   console.log('\ncreate → Ready (files written at once; Ready lastTransitionTime − write time)');
   for (const n of SIZES) {
+    if (n === 1 && SINGLE_REPEATS > 1) {
+      const singles: number[] = [];
+      for (let i = 1; i < SINGLE_REPEATS; i++) {
+        const one = await createToReady(1);
+        singles.push(one.latencies[0]!);
+        await removeAll(one.names);
+      }
+      const last = await createToReady(1);
+      singles.push(last.latencies[0]!);
+      console.log(`   1 machine, ${singles.length} times: median ${ms(quantile(singles, 0.5))}, p99 ${ms(quantile(singles, 0.99))} (each: ${singles.map((x) => x.toFixed(0)).join(', ')} ms)`);
+      await measurePauseResume(last.names[0]!);
+      await removeAll(last.names);
+      continue;
+    }
     const { names, latencies, wall } = await createToReady(n);
     console.log(`  ${String(n).padStart(2)} machines: median ${ms(quantile(latencies, 0.5))}, p99 ${ms(quantile(latencies, 0.99))}, all Ready after ${ms(wall)}`);
-    if (n === SIZES[0]) {
-      const pr = await pauseResume(names[0]!);
-      const pauseSum = await metric('umlmon_pause_seconds_sum');
-      const pauseCount = await metric('umlmon_pause_seconds_count');
-      const resumeSum = await metric('umlmon_resume_seconds_sum');
-      const resumeCount = await metric('umlmon_resume_seconds_count');
-      console.log(`  pause  (spec edit → Paused=True, ${CYCLES}x): median ${ms(quantile(pr.pause, 0.5))}, p99 ${ms(quantile(pr.pause, 0.99))}; mconsole stop itself: mean ${((pauseSum! / pauseCount!) * 1000).toFixed(2)} ms`);
-      console.log(`  resume (spec edit → Paused=False, ${CYCLES}x): median ${ms(quantile(pr.resume, 0.5))}, p99 ${ms(quantile(pr.resume, 0.99))}; mconsole go itself: mean ${((resumeSum! / resumeCount!) * 1000).toFixed(2)} ms`);
-    }
-    if (n === Math.max(...SIZES)) {
-      await sleep(5000);
-      const pid = agent.pid!;
-      const hz = 100; // USER_HZ on Linux
-      const c0 = cpuTicks(pid);
-      const t0 = performance.now();
-      let peakRss = rssKiB(pid);
-      const sampler = setInterval(() => (peakRss = Math.max(peakRss, rssKiB(pid))), 1000);
-      await sleep(IDLE_SECONDS * 1000);
-      clearInterval(sampler);
-      const seconds = (performance.now() - t0) / 1000;
-      const cpu = (cpuTicks(pid) - c0) / hz / seconds;
-      console.log(`\nagent with ${n} idle guests over ${seconds.toFixed(0)} s: CPU ${(cpu * 100).toFixed(2)} % of one core, RSS ${(rssKiB(pid) / 1024).toFixed(1)} MiB (peak ${(peakRss / 1024).toFixed(1)} MiB)`);
-    }
+    if (n === SIZES[0]) await measurePauseResume(names[0]!);
+    if (n === Math.max(...SIZES)) await measureIdle(n);
     await removeAll(names);
   }
+}
+
+async function measurePauseResume(name: string): Promise<void> {
+  const pr = await pauseResume(name);
+  const mean = async (metricName: string): Promise<string> =>
+    (((await metric(`${metricName}_sum`))! / (await metric(`${metricName}_count`))!) * 1000).toFixed(2);
+  console.log(`  pause  (spec edit → Paused=True, ${CYCLES}x): median ${ms(quantile(pr.pause, 0.5))}, p99 ${ms(quantile(pr.pause, 0.99))}; mconsole stop itself: mean ${await mean('umlmon_pause_seconds')} ms`);
+  console.log(`  resume (spec edit → Paused=False, ${CYCLES}x): median ${ms(quantile(pr.resume, 0.5))}, p99 ${ms(quantile(pr.resume, 0.99))}; mconsole go itself: mean ${await mean('umlmon_resume_seconds')} ms`);
+}
+
+async function measureIdle(n: number): Promise<void> {
+  await sleep(5000);
+  const pid = agent!.pid!;
+  const hz = 100; // USER_HZ on Linux
+  const c0 = cpuTicks(pid);
+  const t0 = performance.now();
+  let peakRss = rssKiB(pid);
+  const sampler = setInterval(() => (peakRss = Math.max(peakRss, rssKiB(pid))), 1000);
+  await sleep(IDLE_SECONDS * 1000);
+  clearInterval(sampler);
+  const seconds = (performance.now() - t0) / 1000;
+  const cpu = (cpuTicks(pid) - c0) / hz / seconds;
+  console.log(`  agent with ${n} idle guests over ${seconds.toFixed(0)} s: CPU ${(cpu * 100).toFixed(2)} % of one core, RSS ${(rssKiB(pid) / 1024).toFixed(1)} MiB (peak ${(peakRss / 1024).toFixed(1)} MiB)`);
 }
 
 let readyFlag = false;
@@ -239,7 +258,7 @@ async function cleanup(): Promise<void> {
     await exited;
   }
   // Whatever is left (a failed run): kill the kernels this bench recorded.
-  for (const dir of [join(stateDir, 'machines'), join(base, 'raw', 'machines')]) {
+  for (const dir of [join(stateDir, 'machines')]) {
     for (const id of existsSync(dir) ? readdirSync(dir) : []) {
       try {
         const { pid } = JSON.parse(readFileSync(join(dir, id, 'machine.json'), 'utf8')) as { pid?: number };
