@@ -74,6 +74,8 @@ interface KeyMemory {
    * never show it; remembering it keeps every pass from asking again.
    */
   finalizerAddedFor?: string;
+  /** The last action failure reported as an Event, so that retries do not repeat it. */
+  failureReported?: string;
 }
 
 const DEVICE_ACTIONS = new Set<Action['type']>(['attachDisk', 'detachDisk', 'attachInterface', 'detachInterface']);
@@ -243,6 +245,14 @@ export class Reconciler {
         failure = { error, action };
         break;
       }
+    }
+
+    if (failure && machine) {
+      const message = errorText(failure.error);
+      if (memory.failureReported !== message) this.#event(machine, 'Warning', 'Failed', `${failure.action.type} failed: ${message}`);
+      memory.failureReported = message;
+    } else if (!failure) {
+      memory.failureReported = undefined;
     }
 
     if (!machine || !desired) {

@@ -390,6 +390,9 @@ describe('agent core with an in-memory source and runtime', () => {
     assert.equal(runtime.calls.filter((c) => c.startsWith('attachDisk')).length, 2);
     assert.ok(source.patches.some((p) => p.status.conditions?.some((c) => c.type === 'DevicesSynced' && c.reason === 'HotplugFailed')));
     assert.ok(source.reasons('default/disks').includes('DiskAttached'));
+    const failed = source.events.filter((e) => e.key === 'default/disks' && e.reason === 'Failed');
+    assert.equal(failed.length, 1);
+    assert.match(failed[0]!.message, /attachDisk failed: .*Device is busy/);
   });
 
   it('deletion: graceful stop, remove, then the finalizer', async () => {
