@@ -14,7 +14,8 @@ const USAGE = `usage: umlmon check [-f config] [options] [manifest.yaml | direct
 
 Validates the agent's configuration and UmlMachine manifests, then exits: 0 and
 "configuration OK" when everything is valid, 1 with one line per problem otherwise,
-2 on bad usage. Without manifest arguments, the config's machinesDir is checked.
+2 on bad usage. Without manifest arguments, the config's machinesDir is checked
+(directory source only).
 
   --skip-image-check    do not require disk images to exist under imageRoot
 
@@ -31,7 +32,8 @@ export interface CheckReport {
 export async function checkManifests(config: AgentConfig, paths: string[], options: { imageCheck: boolean }): Promise<CheckReport> {
   const report: CheckReport = { problems: [], warnings: [], machines: 0, files: 0 };
   const parsedFiles: { file: string; parsed: ParsedManifest }[] = [];
-  const targets = paths.length > 0 ? paths : [config.machinesDir];
+  // Without arguments: the directory the agent would read; a Kubernetes agent reads none.
+  const targets = paths.length > 0 ? paths : config.source === 'directory' ? [config.machinesDir] : [];
   for (const target of targets) {
     if (!existsSync(target)) {
       if (paths.length === 0) report.warnings.push(`${target}: machines directory does not exist (no machines)`);
