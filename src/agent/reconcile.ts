@@ -24,7 +24,7 @@ import {
   machineIdOf,
   type KernelTableEntry,
 } from './machine-config.ts';
-import { describeExit, plan, type Action, type DesiredMachine, type Plan, type RestartBackoff } from './plan.ts';
+import { describeExit, plan, stableJson, type Action, type DesiredMachine, type Plan, type RestartBackoff } from './plan.ts';
 import type { EventType, MachineKey, MachineSource } from './source.ts';
 import { buildStatus, conditionOf, describeSpecErrors, statusEqual, statusPatch } from './status.ts';
 
@@ -76,6 +76,12 @@ interface KeyMemory {
   finalizerAddedFor?: string;
   /** The last action failure reported as an Event, so that retries do not repeat it. */
   failureReported?: string;
+  /**
+   * What the object and its machines looked like when a pass ended in a terminal error. Until
+   * that changes, passes do nothing: our own status write echoing back from the watch must not
+   * count as a change.
+   */
+  terminalAt?: string;
 }
 
 const DEVICE_ACTIONS = new Set<Action['type']>(['attachDisk', 'detachDisk', 'attachInterface', 'detachInterface']);
@@ -203,6 +209,8 @@ export class Reconciler {
       desired = { ...desired, hasFinalizer: true };
     }
     const machines = this.machinesOf(key, desired?.id);
+    if (memory.terminalAt !== undefined && memory.terminalAt === this.#fingerprint(key, desired?.id)) return { kind: 'done' };
+    memory.terminalAt = undefined;
     const actual = desired ? machines.find((m) => m.id === desired.id) : undefined;
     const strays = desired ? machines.filter((m) => m.id !== desired.id) : machines.slice(1);
     const orphan = desired ? undefined : machines[0];
@@ -259,7 +267,7 @@ export class Reconciler {
       // The object is gone: forget the key once nothing of it is left on the node.
       if (this.machinesOf(key, undefined).length === 0) this.#memory.delete(key);
       else memory.phase = undefined;
-      return this.#finish(key, decided, failure);
+      return this.#finish(key, decided, failure, memory, desired?.id);
     }
 
     if (!finalizerRemoved) {
@@ -289,16 +297,30 @@ export class Reconciler {
     } else {
       this.#memory.delete(key);
     }
-    return this.#finish(key, decided, failure);
+    return this.#finish(key, decided, failure, memory, desired?.id);
   }
 
-  #finish(key: MachineKey, decided: Plan, failure: { error: unknown; action: Action } | undefined): ReconcileResult {
+  /** The object and its machines, as far as a terminal error depends on them. */
+  #fingerprint(key: MachineKey, id: string | undefined): string {
+    const machine = this.#source.get(key);
+    return stableJson({
+      spec: machine?.spec,
+      meta: machine ? { uid: machine.metadata.uid, generation: machine.metadata.generation, deletion: machine.metadata.deletionTimestamp, finalizers: machine.metadata.finalizers } : undefined,
+      machines: this.machinesOf(key, id).map((m) => [m.id, m.state, m.exit?.at.getTime()]),
+    });
+  }
+
+  #finish(key: MachineKey, decided: Plan, failure: { error: unknown; action: Action } | undefined, memory: KeyMemory, id: string | undefined): ReconcileResult {
     this.#metrics?.setPhases(this.phases());
     if (failure) {
       const { error } = failure;
-      if (error instanceof TerminalError) throw error;
-      if (error instanceof RuntimeError && (error.code === 'invalid-config' || error.code === 'unsupported')) {
-        throw new TerminalError(error.message, { cause: error });
+      const terminal =
+        error instanceof TerminalError ? error
+        : error instanceof RuntimeError && (error.code === 'invalid-config' || error.code === 'unsupported') ? new TerminalError(error.message, { cause: error })
+        : undefined;
+      if (terminal) {
+        memory.terminalAt = this.#fingerprint(key, id);
+        throw terminal;
       }
       throw error instanceof Error ? error : new Error(`machine ${key}: ${String(error)}`);
     }

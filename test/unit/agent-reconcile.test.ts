@@ -14,6 +14,7 @@ import { machineConfigFor } from '../../src/agent/machine-config.ts';
 import { mergePatch } from '../../src/agent/sources/directory.ts';
 import { FINALIZER, type UmlMachine, type UmlMachineStatus } from '../../src/api/types.ts';
 import { umidFor } from '../../src/api/umid.ts';
+import { RuntimeError } from '../../src/runtime/errors.ts';
 import type {
   AttachedDisk, AttachedInterface, BackupResult, DiskConfig, ExitInfo, GuestInfo, InterfaceConfig, MachineConfig, MachineStatus, Runtime, RuntimeEvent, StopOptions,
 } from '../../src/runtime/types.ts';
@@ -223,8 +224,8 @@ function machine(name: string, spec: Partial<UmlMachine['spec']> = {}, meta: Par
 const logger = pino({ level: 'silent' });
 let agents: Agent[] = [];
 
-async function agentWith(source: FakeSource, runtime: FakeRuntime): Promise<Agent> {
-  const agent = await startAgent(options, { source, runtime, logger, metrics: new Registry() });
+async function agentWith(source: FakeSource, runtime: FakeRuntime, over: Partial<AgentOptions> = {}): Promise<Agent> {
+  const agent = await startAgent({ ...options, ...over }, { source, runtime, logger, metrics: new Registry() });
   agents.push(agent);
   return agent;
 }
@@ -443,6 +444,31 @@ describe('agent core with an in-memory source and runtime', () => {
     await until('start in flight', () => runtime.calls.some((c) => c.startsWith('start')));
     await agent.drain(5000);
     assert.ok(runtime.list().length === 1 && runtime.list().every((m) => m.state === 'exited'), JSON.stringify(runtime.list().map((m) => m.state)));
+  });
+
+  it('a terminal runtime error is reported and not retried; a transient one is retried with backoff', async () => {
+    const source = new FakeSource();
+    const runtime = new FakeRuntime();
+    runtime.failNext.start = new RuntimeError('invalid-config', { id: umidFor('uid-term'), name: 'default/term' }, 'interface eth0: transport vde is not available on this node');
+    source.put(machine('term'));
+    await agentWith(source, runtime);
+    await until('error in status', () => cond(statusOf(source, 'default/term'), 'Ready')?.reason === 'Error');
+    assert.match(cond(statusOf(source, 'default/term'), 'Ready')!.message, /transport vde/);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(runtime.calls.filter((c) => c.startsWith('start')).length, 1, 'not retried');
+
+    runtime.failNext.start = new Error('machine default/flaky: jail set-up failed: mount: resource busy');
+    source.put(machine('flaky'));
+    await until('flaky Running after a retry', () => statusOf(source, 'default/flaky')?.phase === 'Running');
+    assert.equal(runtime.calls.filter((c) => c.startsWith(`start ${umidFor('uid-flaky')}`)).length, 2);
+  });
+
+  it('guest info reaches status at the configured interval', async () => {
+    const source = new FakeSource();
+    const runtime = new FakeRuntime();
+    source.put(machine('info'));
+    await agentWith(source, runtime, { guestInfoIntervalSeconds: 0.05 });
+    await until('guest info', () => statusOf(source, 'default/info')?.guest?.loadAverage === '0.00 0.00 0.00');
   });
 
   it('stop() leaves guests running', async () => {
