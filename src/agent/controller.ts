@@ -100,7 +100,7 @@ export class Controller {
   async #startSource(): Promise<void> {
     for (;;) {
       try {
-        await this.#source.start((key) => this.queue.add(key));
+        await this.#source.start((key) => this.#onSourceChange(key));
         return;
       } catch (error) {
         if (this.#stopped) return;
@@ -109,6 +109,14 @@ export class Controller {
         if (this.#stopped) return;
       }
     }
+  }
+
+  #onSourceChange(key: MachineKey): void {
+    // A key backing off after a failure waits for its timer unless the object really changed:
+    // otherwise the echo of the status written with the error would retry it at once, and a
+    // failure whose message varies would spin.
+    if (this.queue.numRequeues(key) > 0 && this.#reconciler.objectUnchangedSinceLastPass(key)) return;
+    this.queue.add(key);
   }
 
   enqueue(key: MachineKey): void {

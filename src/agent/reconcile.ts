@@ -82,6 +82,8 @@ interface KeyMemory {
    * count as a change.
    */
   terminalAt?: string;
+  /** The object (not its status) as the last pass saw it. */
+  objectSeen?: string;
 }
 
 const DEVICE_ACTIONS = new Set<Action['type']>(['attachDisk', 'detachDisk', 'attachInterface', 'detachInterface']);
@@ -300,6 +302,16 @@ export class Reconciler {
     return this.#finish(key, decided, failure, memory, desired?.id);
   }
 
+  /**
+   * True when the object differs from what the last pass saw only in its status (or not at
+   * all): the echo of our own status write. The controller lets a key in backoff wait for its
+   * timer instead of retrying on such an echo.
+   */
+  objectUnchangedSinceLastPass(key: MachineKey): boolean {
+    const seen = this.#memory.get(key)?.objectSeen;
+    return seen !== undefined && seen === objectFingerprint(this.#source.get(key));
+  }
+
   /** The object and its machines, as far as a terminal error depends on them. */
   #fingerprint(key: MachineKey, id: string | undefined): string {
     const machine = this.#source.get(key);
@@ -312,6 +324,7 @@ export class Reconciler {
 
   #finish(key: MachineKey, decided: Plan, failure: { error: unknown; action: Action } | undefined, memory: KeyMemory, id: string | undefined): ReconcileResult {
     this.#metrics?.setPhases(this.phases());
+    memory.objectSeen = objectFingerprint(this.#source.get(key));
     if (failure) {
       const { error } = failure;
       const terminal =
@@ -460,6 +473,12 @@ export class Reconciler {
     }
     return m;
   }
+}
+
+function objectFingerprint(machine: UmlMachine | undefined): string {
+  if (!machine) return 'none';
+  const { uid, generation, deletionTimestamp, finalizers, labels, annotations } = machine.metadata;
+  return stableJson({ spec: machine.spec, uid, generation, deletionTimestamp, finalizers, labels, annotations });
 }
 
 function isFile(path: string): boolean {

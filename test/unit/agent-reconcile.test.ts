@@ -108,7 +108,9 @@ class FakeRuntime implements Runtime {
   get(id: string): MachineStatus | undefined {
     return this.machines.get(id);
   }
+  failStartAlways = false;
   #fail(op: string): void {
+    if (op === 'start' && this.failStartAlways) throw new Error(`machine: start failed (attempt ${this.calls.length})`);
     const e = this.failNext[op];
     if (e) {
       delete this.failNext[op];
@@ -461,6 +463,23 @@ describe('agent core with an in-memory source and runtime', () => {
     source.put(machine('flaky'));
     await until('flaky Running after a retry', () => statusOf(source, 'default/flaky')?.phase === 'Running');
     assert.equal(runtime.calls.filter((c) => c.startsWith(`start ${umidFor('uid-flaky')}`)).length, 2);
+  });
+
+  it('a failure whose message varies backs off instead of spinning on its own status echo', async () => {
+    const source = new FakeSource();
+    const runtime = new FakeRuntime();
+    runtime.failStartAlways = true;
+    source.put(machine('spin'));
+    await agentWith(source, runtime);
+    await new Promise((r) => setTimeout(r, 400));
+    const attempts = runtime.calls.filter((c) => c.startsWith('start')).length;
+    // 5 ms doubling: about 7 attempts in 400 ms; an echo-driven loop makes hundreds.
+    assert.ok(attempts >= 3 && attempts <= 12, `${attempts} attempts`);
+    // A real change still goes through at once.
+    runtime.failStartAlways = false;
+    const m = source.get('default/spin')!;
+    source.put({ ...m, spec: { ...m.spec, memory: '96Mi' } });
+    await until('Running after the fix', () => statusOf(source, 'default/spin')?.phase === 'Running', 1000);
   });
 
   it('guest info reaches status at the configured interval', async () => {
