@@ -4,7 +4,7 @@
 // here is unit-tested; the file is checked with ajv against CONFIG_SCHEMA, and every problem
 // names the key (or variable, or flag) to fix.
 import { parseArgs } from 'node:util';
-import { isAbsolute, join } from 'node:path';
+import { isAbsolute, join, resolve } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import { parseQuantity as parseApiQuantity } from '../api/quantity.ts';
@@ -72,7 +72,16 @@ export interface LoadConfigInput {
   extraOptions?: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }>;
   /** Whether positional arguments are allowed (check's manifest paths). */
   allowPositionals?: boolean;
+  /**
+   * Relative paths given as flags or in the environment are taken from here, as any command
+   * line tool does (`--state-dir .cache/state`). Paths in the config file must be absolute: a
+   * daemon's config must not depend on where it was started from.
+   */
+  cwd?: string;
 }
+
+/** Keys whose values are filesystem paths. */
+const PATH_KEYS = new Set(['machinesDir', 'kubeconfig', 'stateDir', 'imageRoot', 'backupDir', 'controlTokenFile']);
 
 export type LoadConfigResult =
   | { ok: true; config: AgentConfig; positionals: string[]; extra: Record<string, unknown> }
@@ -233,6 +242,10 @@ function intSetter(key: 'workers' | 'resyncPeriodSeconds' | 'guestInfoIntervalSe
   };
 }
 
+function fromCwd(cwd: string | undefined, key: string, value: string): string {
+  return cwd !== undefined && PATH_KEYS.has(key) ? resolve(cwd, value) : value;
+}
+
 /** "30", "30s", "2m", "1h" → seconds. */
 export function parseDuration(value: string): number | undefined {
   const m = /^([0-9]+)(s|m|h)?$/.exec(value.trim());
@@ -386,13 +399,13 @@ export function loadConfig(input: LoadConfigInput): LoadConfigResult {
   for (const [name, key] of Object.entries(ENV_KEYS)) {
     const value = input.env[name];
     if (value === undefined || value === '') continue;
-    const problem = SETTERS[key]?.(raw, value);
+    const problem = SETTERS[key]?.(raw, fromCwd(input.cwd, key, value));
     if (problem) errors.push(`environment ${name} (${key}): ${problem}`);
   }
   for (const [flag, key] of Object.entries(FLAG_KEYS)) {
     const value = flags[flag];
     if (typeof value !== 'string') continue;
-    const problem = SETTERS[key]?.(raw, value);
+    const problem = SETTERS[key]?.(raw, fromCwd(input.cwd, key, value));
     if (problem) errors.push(`flag --${flag} (${key}): ${problem}`);
   }
   if (flags.verbose === true && flags['log-level'] === undefined) raw.logLevel = 'debug';

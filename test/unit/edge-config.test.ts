@@ -79,6 +79,22 @@ test('unknown keys and bad values name the key', () => {
   assert.match(text, /kernels\.default\.path: is required/);
 });
 
+test('relative paths on the command line and in the environment are taken from the working directory', () => {
+  const r = loadConfig({
+    argv: ['--state-dir', '.cache/state', '--machines-dir', '../machines'],
+    env: { UMLMON_IMAGE_ROOT: 'images' },
+    readFile: files({}),
+    hostname: 'node-a',
+    cwd: '/work/repo',
+  });
+  assert.ok(r.ok, JSON.stringify(r));
+  assert.equal(r.config.stateDir, '/work/repo/.cache/state');
+  assert.equal(r.config.machinesDir, '/work/machines');
+  assert.equal(r.config.imageRoot, '/work/repo/images');
+  assert.equal(r.config.backupDir, '/work/repo/.cache/state/backups');
+  assert.equal(r.config.control, 'unix:///work/repo/.cache/state/control.sock');
+});
+
 test('semantic errors: quantities, relative paths, memory bounds, env and flag values', () => {
   const r = load(['-f', '/c.yaml', '--workers', 'many', '--kernel', 'nope'], { UMLMON_SOURCE: 'cloud' }, {
     '/c.yaml': 'stateDir: relative\nmemory: {min: 1Gi, max: 512Mi, default: lots}\nkernels: {old: {path: linux}}\n',

@@ -80,7 +80,7 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const loaded = loadConfig({
-    argv, env: process.env, readFile: (p) => readFileSync(p, 'utf8'), hostname: hostname(),
+    argv, env: process.env, readFile: (p) => readFileSync(p, 'utf8'), hostname: hostname(), cwd: process.cwd(),
     extraOptions: { 'skip-image-check': { type: 'boolean' } }, allowPositionals: true,
   });
   if (!loaded.ok) {

@@ -65,7 +65,7 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const loaded = loadConfig({
-    argv, env: process.env, readFile: (p) => readFileSync(p, 'utf8'), hostname: hostname(),
+    argv, env: process.env, readFile: (p) => readFileSync(p, 'utf8'), hostname: hostname(), cwd: process.cwd(),
     extraOptions: { timeout: { type: 'string' } },
   });
   if (!loaded.ok) {

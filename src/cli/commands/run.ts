@@ -101,7 +101,7 @@ export async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const loaded = loadConfig({ argv, env: process.env, readFile: (p) => readFileSync(p, 'utf8'), hostname: hostname() });
+  const loaded = loadConfig({ argv, env: process.env, readFile: (p) => readFileSync(p, 'utf8'), hostname: hostname(), cwd: process.cwd() });
   if (!loaded.ok) {
     for (const e of loaded.errors) console.error(`umlmon run: ${e}`);
     return 2;
