@@ -284,6 +284,16 @@ describe('agent, directory mode, real UML kernels', { timeout: 15 * 60_000 }, ()
     assert.equal(s.pid, undefined, 'nothing was started for it');
     await until('InvalidSpec event', () => events(BAD).some((e) => e.reason === 'InvalidSpec' && e.type === 'Warning'));
     assert.equal(running(WEB)?.pid, webPid);
+
+    // The running guest's own spec turning invalid touches nothing either.
+    writeMachine(WEB, { memory: '1Mi' });
+    const invalid = await until('web SpecValid=False', () => condition(status(WEB), 'SpecValid')?.status === 'False' && status(WEB));
+    assert.equal(invalid.phase, 'Running');
+    assert.equal(invalid.pid, webPid);
+    assert.ok(alive(webPid));
+    writeMachine(WEB, {});
+    await until('web SpecValid=True again', () => condition(status(WEB), 'SpecValid')?.status === 'True');
+    assert.equal(running(WEB)?.pid, webPid);
   });
 
   test('the agent killed with SIGKILL and started again adopts the same guest', async () => {
