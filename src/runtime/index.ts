@@ -1,5 +1,5 @@
 // The runtime layer: jailed UML kernels on this node, driven natively over mconsole.
-export { createRuntime, UmlRuntime } from './runtime.ts';
+export { createRuntime, defaultCgroupParent, UmlRuntime } from './runtime.ts';
 export { RuntimeError } from './errors.ts';
 export type { RuntimeErrorCode } from './errors.ts';
 export type * from './types.ts';

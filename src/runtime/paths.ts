@@ -3,6 +3,8 @@
 // checked here, once, against the longest name it can take.
 import { join } from 'node:path';
 
+/** Where the agent keeps its machines unless told otherwise (umlmon's historical path). */
+export const DEFAULT_STATE_DIR = '/var/lib/umlmon';
 export const SOCKET_PATH_MAX = 107;
 /** umids are short so that socket paths stay short, whatever the object's name. */
 export const MACHINE_ID_PATTERN = /^[a-z0-9]{1,12}$/;

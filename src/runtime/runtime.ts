@@ -3,6 +3,7 @@
 // console, allocations); device and backup operations in disks.ts and backup.ts; this file
 // sequences the machine's lifecycle and keeps the per-machine state.
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve, sep } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -21,7 +22,7 @@ import { readAllMachineRecords, readMachineRecord, writeMachineRecord, type Mach
 import { MconsoleClient, MconsoleError, listenNotify, type NotifyMessage } from './mconsole/index.ts';
 import { unmountAllUnder } from './mounts.ts';
 import { deleteTapDevice, ensureTapDevice } from './netdev.ts';
-import { checkStateDirLength, hostPathFromJail, machinePaths, machinesDir, sharedDir, type MachinePaths } from './paths.ts';
+import { DEFAULT_STATE_DIR, checkStateDirLength, hostPathFromJail, machinePaths, machinesDir, sharedDir, type MachinePaths } from './paths.ts';
 import { ExitWatcher, groupAlive, isSameProcessAlive, killGroup, readStartTicks, startTimeFromTicks, waitGroupGone } from './proc.ts';
 import { ensureSwitch, stopSwitch } from './switch.ts';
 import type {
@@ -53,6 +54,17 @@ export function createRuntime(options: RuntimeOptions): Runtime {
   return new UmlRuntime(options);
 }
 
+/**
+ * Cgroups are host-wide while umids are only unique within one state directory (a directory
+ * source derives them from namespace/name): the default state directory's machines live under
+ * "umlmon", any other's under "umlmon-<hash of its path>", so two agents (or test runs) never
+ * share a machine's cgroup and its memory limit.
+ */
+export function defaultCgroupParent(stateDir: string): string {
+  if (stateDir === DEFAULT_STATE_DIR) return 'umlmon';
+  return `umlmon-${createHash('sha256').update(stateDir).digest('hex').slice(0, 8)}`;
+}
+
 export class UmlRuntime implements Runtime {
   private readonly settings: Settings;
   private readonly machines = new Map<string, Machine>();
@@ -63,7 +75,7 @@ export class UmlRuntime implements Runtime {
   private closed = false;
 
   constructor(options: RuntimeOptions) {
-    const stateDir = resolve(options.stateDir ?? '/var/lib/umlmon');
+    const stateDir = resolve(options.stateDir ?? DEFAULT_STATE_DIR);
     checkStateDirLength(stateDir);
     this.settings = {
       stateDir,
@@ -72,7 +84,7 @@ export class UmlRuntime implements Runtime {
       uidCount: options.uidRange?.count ?? 65536,
       tmpfsSlackBytes: options.tmpfsSlackBytes ?? 16 * MiB,
       cgroupOverheadBytes: options.cgroupOverheadBytes ?? 96 * MiB,
-      cgroupParent: options.cgroupParent ?? 'umlmon',
+      cgroupParent: options.cgroupParent ?? defaultCgroupParent(stateDir),
       mconsoleTimeoutMs: options.mconsoleTimeoutMs ?? 5000,
       startTimeoutMs: options.startTimeoutMs ?? 60000,
       umlSwitch: options.umlSwitch ?? 'uml_switch',

@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { createRuntime, RuntimeError } from '../../src/runtime/index.ts';
+import { createRuntime, defaultCgroupParent, RuntimeError } from '../../src/runtime/index.ts';
 import type { MachineConfig, Runtime, RuntimeEvent } from '../../src/runtime/index.ts';
 import { TEST_IMAGE, testImageRoot, umlKernel } from '../support/uml.ts';
 
@@ -111,7 +111,7 @@ describe('runtime on a real UML kernel', () => {
     // Out of every cgroup the agent itself is in: a container runtime that kills the agent's
     // cgroups (pod restart) must not reach the guest.
     for (const line of readFileSync(`/proc/${status.pid}/cgroup`, 'utf8').trim().split('\n')) {
-      assert.ok(line.endsWith(`/umlmon/${id}`), `kernel cgroup ${line} is the machine's own`);
+      assert.ok(line.endsWith(`/${defaultCgroupParent(stateDir)}/${id}`), `kernel cgroup ${line} is the machine's own`);
     }
     assert.equal(readFileSync(`/proc/${status.pid}/personality`, 'utf8').trim(), '00040000'); // ADDR_NO_RANDOMIZE
     assert.equal(execFileSync('readlink', [`/proc/${status.pid}/root`], { encoding: 'utf8' }).trim(), join(stateDir, 'machines', id, 'jail'));
@@ -229,7 +229,7 @@ describe('runtime on a real UML kernel', () => {
     assert.deepEqual(mountsUnder(stateDir), []);
     assert.deepEqual(processesInGroup(status.pid!), []);
     for (const controller of ['memory', 'pids', 'devices', 'freezer', 'cpuset']) {
-      assert.equal(existsSync(`/sys/fs/cgroup/${controller}/umlmon/${id}`), false, `${controller} cgroup removed`);
+      assert.equal(existsSync(`/sys/fs/cgroup/${controller}/${defaultCgroupParent(stateDir)}/${id}`), false, `${controller} cgroup removed`);
     }
     assert.equal(rt.get(id), undefined);
     assert.ok(existsSync(join(imageRoot, TEST_IMAGE)), 'base image kept');
