@@ -9,23 +9,9 @@ import { after, before, describe, test } from 'node:test';
 import { createRuntime } from '../../src/runtime/index.ts';
 import type { Runtime, RuntimeEvent } from '../../src/runtime/index.ts';
 import { TEST_IMAGE, testImageRoot, umlKernel } from '../support/uml.ts';
+import { waitFor } from '../support/runtime.ts';
 
 const RUNTIME_MODULE = new URL('../../src/runtime/index.ts', import.meta.url).pathname;
-
-function waitFor(rt: Runtime, match: (e: RuntimeEvent) => boolean, timeoutMs = 60000): Promise<RuntimeEvent> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      off();
-      reject(new Error(`no matching runtime event within ${timeoutMs} ms`));
-    }, timeoutMs);
-    const off = rt.onEvent((e) => {
-      if (!match(e)) return;
-      clearTimeout(timer);
-      off();
-      resolve(e);
-    });
-  });
-}
 
 /** Runs a first "agent" in a child process that starts a machine, reports it, then idles. */
 function startInDoomedAgent(stateDir: string, imageRoot: string, id: string): Promise<{ agentPid: number; kernelPid: number }> {

@@ -6,29 +6,9 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSy
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createRuntime, RuntimeError } from '../../src/runtime/index.ts';
-import type { MachineConfig, Runtime, RuntimeEvent } from '../../src/runtime/index.ts';
+import type { MachineConfig, Runtime } from '../../src/runtime/index.ts';
 import { TEST_IMAGE, testImageRoot, umlKernel } from '../support/uml.ts';
-
-const MiB = 1024 * 1024;
-
-function uniqueId(prefix: string): string {
-  return `${prefix}${Math.random().toString(36).slice(2, 9)}`.slice(0, 12);
-}
-
-function waitFor(rt: Runtime, match: (e: RuntimeEvent) => boolean, timeoutMs = 60000): Promise<RuntimeEvent> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      off();
-      reject(new Error(`no matching runtime event within ${timeoutMs} ms`));
-    }, timeoutMs);
-    const off = rt.onEvent((e) => {
-      if (!match(e)) return;
-      clearTimeout(timer);
-      off();
-      resolve(e);
-    });
-  });
-}
+import { MiB, uniqueId, waitFor } from '../support/runtime.ts';
 
 function isRuntimeError(code: string, ...fragments: (string | RegExp)[]): (e: unknown) => boolean {
   return (e: unknown) => {

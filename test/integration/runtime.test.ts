@@ -7,43 +7,9 @@ import { copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSyn
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createRuntime, defaultCgroupParent, RuntimeError } from '../../src/runtime/index.ts';
-import type { MachineConfig, Runtime, RuntimeEvent } from '../../src/runtime/index.ts';
+import type { Runtime } from '../../src/runtime/index.ts';
 import { TEST_IMAGE, testImageRoot, umlKernel } from '../support/uml.ts';
-
-const MiB = 1024 * 1024;
-
-function uniqueId(prefix: string): string {
-  return `${prefix}${Math.random().toString(36).slice(2, 9)}`.slice(0, 12);
-}
-
-function machineConfig(id: string, overrides: Partial<MachineConfig> = {}): MachineConfig {
-  return {
-    id,
-    name: `test/${id}`,
-    kernel: umlKernel(),
-    memoryBytes: 48 * MiB,
-    cmdline: [],
-    defaultArgs: ['initcall_blacklist=raid6_select_algo', 'lpj=auto'],
-    disks: [{ name: 'ubd0', image: TEST_IMAGE, mode: 'cow' }],
-    interfaces: [],
-    ...overrides,
-  };
-}
-
-function waitFor(rt: Runtime, match: (e: RuntimeEvent) => boolean, timeoutMs = 60000): Promise<RuntimeEvent> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      off();
-      reject(new Error(`no matching runtime event within ${timeoutMs} ms`));
-    }, timeoutMs);
-    const off = rt.onEvent((e) => {
-      if (!match(e)) return;
-      clearTimeout(timer);
-      off();
-      resolve(e);
-    });
-  });
-}
+import { machineConfig, MiB, uniqueId, waitFor } from '../support/runtime.ts';
 
 function processesInGroup(pgid: number): number[] {
   const pids: number[] = [];
