@@ -232,7 +232,7 @@ function planValid(input: PlanInput, desired: DesiredMachine, spec: ValidSpec, r
 
   // Running or Paused: the guest must exist.
   if (actual === undefined || actual.state === 'exited') {
-    planStart(input, desired, spec, result, addFinalizer);
+    planStart(input, spec, result, addFinalizer);
     return;
   }
   addFinalizer();
@@ -272,7 +272,7 @@ function planValid(input: PlanInput, desired: DesiredMachine, spec: ValidSpec, r
   }
 }
 
-function planStart(input: PlanInput, desired: DesiredMachine, spec: ValidSpec, result: Plan, addFinalizer: () => void): void {
+function planStart(input: PlanInput, spec: ValidSpec, result: Plan, addFinalizer: () => void): void {
   const { actual } = input;
   if (input.backupDue) result.backupSkipped = 'the guest is not running';
   if (input.draining) {
