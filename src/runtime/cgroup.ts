@@ -116,6 +116,23 @@ export function removeMachineCgroup(parent: string, id: string): string[] {
   return left;
 }
 
+/**
+ * Removes the parent cgroup in every hierarchy where it is empty (no machine cgroups left).
+ * Called when a runtime closes, after which it starts nothing, so it cannot race a start.
+ */
+export function removeEmptyCgroupParent(parent: string): void {
+  const version = cgroupVersion();
+  if (!version) return;
+  const dirs = version === 2 ? [join(CGROUP_ROOT, parent)] : v1Hierarchies().map((root) => join(root, parent));
+  for (const dir of dirs) {
+    try {
+      rmdirSync(dir);
+    } catch {
+      // Not empty (guests still run: they outlive the agent) or already gone.
+    }
+  }
+}
+
 export function cgroupProcesses(dir: string): number[] {
   try {
     return readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);

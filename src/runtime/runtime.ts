@@ -9,7 +9,7 @@ import { join, resolve, sep } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SharedAllocations } from './allocations.ts';
 import { backupMachine } from './backup.ts';
-import { createMachineCgroup, removeMachineCgroup } from './cgroup.ts';
+import { createMachineCgroup, removeEmptyCgroupParent, removeMachineCgroup } from './cgroup.ts';
 import { diskFilesInJail, interfaceDeviceSpec, kernelArgs } from './cmdline.ts';
 import { ConsoleFollower, summarizeConsole, type ConsoleSignal } from './console.ts';
 import { attachDisk, detachDisk } from './disks.ts';
@@ -840,5 +840,6 @@ export class UmlRuntime implements Runtime {
     this.closed = true;
     for (const m of this.machines.values()) this.forget(m);
     this.listeners.clear();
+    removeEmptyCgroupParent(this.settings.cgroupParent);
   }
 }

@@ -220,4 +220,13 @@ describe('runtime on a real UML kernel', () => {
     await rt.stop(pid2, { gracePeriodMs: 0 });
     await rt.remove(pid2);
   });
+
+  test('closing the runtime removes its cgroup parent once no machine is left in it', async () => {
+    const parent = defaultCgroupParent(stateDir);
+    assert.ok(existsSync(`/sys/fs/cgroup/memory/${parent}`), 'the parent exists while the runtime is open');
+    await rt.close();
+    for (const controller of ['memory', 'pids', 'devices', 'freezer', 'cpuset']) {
+      assert.equal(existsSync(`/sys/fs/cgroup/${controller}/${parent}`), false, `${controller} parent removed`);
+    }
+  });
 });
