@@ -2,13 +2,13 @@
 // machine keeps running undisturbed (it is asked over mconsole after every case).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createRuntime, RuntimeError } from '../../src/runtime/index.ts';
 import type { MachineConfig, Runtime } from '../../src/runtime/index.ts';
 import { TEST_IMAGE, testImageRoot, umlKernel } from '../support/uml.ts';
-import { MiB, uniqueId, waitFor } from '../support/runtime.ts';
+import { disposeRuntime, MiB, uniqueId, waitFor } from '../support/runtime.ts';
 
 function isRuntimeError(code: string, ...fragments: (string | RegExp)[]): (e: unknown) => boolean {
   return (e: unknown) => {
@@ -49,14 +49,7 @@ describe('bad input', () => {
     await booted;
   });
 
-  after(async () => {
-    for (const m of rt.list()) {
-      if (m.state !== 'exited') await rt.stop(m.id, { gracePeriodMs: 0 }).catch(() => undefined);
-      await rt.remove(m.id).catch(() => undefined);
-    }
-    await rt.close();
-    rmSync(stateDir, { recursive: true, force: true });
-  });
+  after(() => disposeRuntime(rt, stateDir));
 
   test('an image name with .. or an absolute path is refused', async () => {
     const id = uniqueId('bi');

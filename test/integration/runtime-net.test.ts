@@ -2,7 +2,7 @@
 // transport) and an mcast LAN, attached at start and hot-plugged, with stable pooled MACs.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createRuntime, RuntimeError } from '../../src/runtime/index.ts';
@@ -10,7 +10,7 @@ import type { Runtime } from '../../src/runtime/index.ts';
 import { kernelNetDrivers } from '../../src/runtime/kernel-features.ts';
 import { MconsoleClient } from '../../src/runtime/mconsole/index.ts';
 import { testImageRoot, umlKernel } from '../support/uml.ts';
-import { machineConfig, uniqueId, waitFor } from '../support/runtime.ts';
+import { disposeRuntime, machineConfig, uniqueId, waitFor } from '../support/runtime.ts';
 
 async function withClient<T>(rt: Runtime, id: string, fn: (c: MconsoleClient) => Promise<T>): Promise<T> {
   const client = new MconsoleClient(rt.get(id)!.mconsoleSocket!);
@@ -61,14 +61,7 @@ describe('runtime network interfaces', () => {
     await Promise.all([bootedA, bootedB]);
   });
 
-  after(async () => {
-    for (const m of rt.list()) {
-      if (m.state !== 'exited') await rt.stop(m.id, { gracePeriodMs: 0 }).catch(() => undefined);
-      await rt.remove(m.id).catch(() => undefined);
-    }
-    await rt.close();
-    rmSync(stateDir, { recursive: true, force: true });
-  });
+  after(() => disposeRuntime(rt, stateDir));
 
   test('an interface known at start is on the kernel command line with a pooled MAC', async () => {
     const status = rt.get(a)!;

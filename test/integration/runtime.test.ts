@@ -3,13 +3,13 @@
 // drive it, to keep CPU use low on a shared node.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createRuntime, defaultCgroupParent, RuntimeError } from '../../src/runtime/index.ts';
 import type { Runtime } from '../../src/runtime/index.ts';
 import { TEST_IMAGE, testImageRoot, umlKernel } from '../support/uml.ts';
-import { machineConfig, MiB, uniqueId, waitFor } from '../support/runtime.ts';
+import { disposeRuntime, machineConfig, MiB, uniqueId, waitFor } from '../support/runtime.ts';
 
 function processesInGroup(pgid: number): number[] {
   const pids: number[] = [];
@@ -49,14 +49,7 @@ describe('runtime on a real UML kernel', () => {
     rt = createRuntime({ stateDir, imageRoot, logger: process.env.RT_DEBUG ? { info: console.log, warn: console.log, error: console.log, debug: console.log } : undefined });
   });
 
-  after(async () => {
-    for (const m of rt.list()) {
-      if (m.state !== 'exited') await rt.stop(m.id, { gracePeriodMs: 0 }).catch(() => undefined);
-      await rt.remove(m.id).catch(() => undefined);
-    }
-    await rt.close();
-    rmSync(stateDir, { recursive: true, force: true });
-  });
+  after(() => disposeRuntime(rt, stateDir));
 
   test('boots jailed: mconsole up, then booted, guest message, unprivileged and unrandomized', async () => {
     const booted = waitFor(rt, (e) => e.type === 'booted' && e.id === id);

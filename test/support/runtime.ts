@@ -1,5 +1,6 @@
 // Shared by the runtime's integration tests: a machine config for the test image, unique ids,
 // and waiting for one runtime event.
+import { rmSync } from 'node:fs';
 import type { MachineConfig, Runtime, RuntimeEvent } from '../../src/runtime/index.ts';
 import { TEST_IMAGE, umlKernel } from './uml.ts';
 
@@ -39,4 +40,14 @@ export function waitFor(rt: Runtime, match: (e: RuntimeEvent) => boolean, timeou
       resolve(e);
     });
   });
+}
+
+/** Stops and removes every machine the runtime knows, closes it, and deletes its state dir. */
+export async function disposeRuntime(rt: Runtime, stateDir: string): Promise<void> {
+  for (const m of rt.list()) {
+    if (m.state !== 'exited') await rt.stop(m.id, { gracePeriodMs: 0 }).catch(() => undefined);
+    await rt.remove(m.id).catch(() => undefined);
+  }
+  await rt.close();
+  rmSync(stateDir, { recursive: true, force: true });
 }
