@@ -184,7 +184,15 @@ export function buildJailScript(input: JailScriptInput): string {
   const run = (name: string, path: string, command: string): void => {
     lines.push(`${command} || fail ${shellQuote(name)} ${shellQuote(path)}`);
   };
-  for (const dir of input.cgroupDirs) run('join cgroup', dir, `echo $$ > ${shellQuote(join(dir, 'cgroup.procs'))}`);
+  // On cgroup v2 a container runtime usually gives the agent a private cgroup namespace, and
+  // the kernel refuses to move a process into a cgroup outside it. The agent runs with hostPID,
+  // so when the plain write is refused the script writes its own pid from the host's cgroup
+  // namespace (pid 1's) instead. Where the plain write works (cgroup v1, a host cgroupns),
+  // nothing else runs.
+  for (const dir of input.cgroupDirs) {
+    const procs = shellQuote(join(dir, 'cgroup.procs'));
+    run('join cgroup', dir, `{ echo $$ > ${procs}; } 2>/dev/null || nsenter --target 1 --cgroup sh -c "echo $$ > ${procs}"`);
+  }
   run(
     'mount memory tmpfs',
     paths.tmpDir,

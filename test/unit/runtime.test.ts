@@ -2,7 +2,7 @@
 // choice, ldd and /proc parsing, the jail script, paths; plus the shared-directory lock and
 // allocations under concurrency (no kernel needed).
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -222,6 +222,33 @@ describe('jail', () => {
     assert.ok(script.includes(shellQuote("/img/it's.img")));
     assert.match(lines.at(-1)!, /^exec \/usr\/bin\/env -i TMPDIR=\/tmp PATH=\/ \/usr\/bin\/setarch x86_64 -R \/usr\/bin\/setpriv --no-new-privs \/usr\/sbin\/chroot --userspec=200001:200001 --groups=200001 '\/var\/lib\/umlmon\/machines\/abc\/jail' \/linux 'mem=64M' 'root=\/dev\/ubda'$/);
   });
+});
+
+test('joining a cgroup: the plain write when allowed, the host cgroup namespace when refused, the step named on failure', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'umlmon-cgjoin-'));
+  try {
+    const paths = machinePaths('/var/lib/umlmon', 'abc');
+    const joinLines = (cgroupDir: string): string => {
+      const script = buildJailScript({
+        paths, who: { uid: 200001, gid: 200001 }, tmpfsBytes: 80 * MiB, cgroupDirs: [cgroupDir], sharedDir: '/var/lib/umlmon/shared',
+        binds: [], kernelArgs: [], rlimits: { openFiles: 1024, processes: 512 },
+        tools: { env: '/usr/bin/env', setarch: '/usr/bin/setarch', setpriv: '/usr/bin/setpriv', chroot: '/usr/sbin/chroot' },
+      });
+      const lines = script.split('\n');
+      return [lines.find((l) => l.startsWith('fail()'))!, ...lines.filter((l) => l.includes("fail 'join cgroup'"))].join('\n');
+    };
+    assert.match(joinLines(dir), /\|\| nsenter --target 1 --cgroup sh -c "echo \$\$ > '[^']+\/cgroup\.procs'"/);
+    // Allowed: the shell writes its own pid (the pid that then execs the kernel).
+    const out = execFileSync('sh', ['-c', `${joinLines(dir)}\necho "pid $$"`], { encoding: 'utf8' });
+    assert.equal(readFileSync(join(dir, 'cgroup.procs'), 'utf8').trim(), /pid (\d+)/.exec(out)?.[1]);
+    // Refused everywhere (no such cgroup): the script stops and names the step and the cgroup.
+    const missing = join(dir, 'gone', 'umlmon', 'abc');
+    const result = spawnSync('sh', ['-c', joinLines(missing)], { encoding: 'utf8' });
+    assert.equal(result.status, 111);
+    assert.match(result.stderr, new RegExp(`step 'join cgroup' failed for ${missing}`));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 describe('kernel features', () => {
