@@ -14,6 +14,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, createWriteStream } f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startEmulator, type Emulator, type RequestRecord } from '../emulator/index.ts';
+import { describe as describeResult, kubectlFor, type Kubectl, type KubectlResult } from '../emulator/kubectl.ts';
 import { parseRendering, renderChart, REPO_ROOT } from '../../hack/render-chart.ts';
 import { testImageRoot, TEST_IMAGE, umlKernel } from '../support/uml.ts';
 
@@ -70,16 +71,14 @@ async function kubectlKubeconfigFor(kubeconfig: string, name: string): Promise<s
   return path;
 }
 
-async function kubectl(args: string[], input?: string, allowFailure = false, kubeconfig = adminKubeconfig): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn('kubectl', ['--kubeconfig', kubeconfig, '--cache-dir', join(work, 'kubectl-cache'), ...args], { stdio: ['pipe', 'pipe', 'pipe'], timeout: 60_000 });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-  child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
-  child.stdin.end(input ?? '');
-  const code = await new Promise<number | null>((resolve, reject) => { child.on('error', reject); child.on('close', resolve); });
-  if (!allowFailure) assert.equal(code, 0, `kubectl ${args.join(' ')} failed (${code}):\n${stderr}${stdout}`);
-  return { code, stdout, stderr };
+const kubectls = new Map<string, Kubectl>();
+
+async function kubectl(args: string[], input?: string, allowFailure = false, kubeconfig = adminKubeconfig): Promise<KubectlResult> {
+  let run = kubectls.get(kubeconfig);
+  if (!run) kubectls.set(kubeconfig, (run = kubectlFor(kubeconfig)));
+  const r = await run(args, { input });
+  if (!allowFailure) assert.equal(r.code, 0, `kubectl ${args.join(' ')} failed:\n${describeResult(r)}`);
+  return r;
 }
 
 function agentLogTail(): string {

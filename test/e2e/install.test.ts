@@ -4,12 +4,13 @@
 // After each, the API holds the objects as rendered and the CRD serves UmlMachines.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { startEmulator, type Emulator } from '../emulator/index.ts';
+import { describe as describeResult, kubectlFor, type Kubectl, type KubectlResult } from '../emulator/kubectl.ts';
 import { CHART_DIR, MANIFESTS_DIR, parseRendering, renderChart, type RenderOptions } from '../../hack/render-chart.ts';
 
 type Obj = Record<string, any>;
@@ -27,17 +28,15 @@ async function emulator(): Promise<Emulator> {
   return e;
 }
 
+const kubectls = new Map<string, Kubectl>();
+
 /** Runs the real kubectl against the emulator (asynchronously: the emulator runs in this process). */
-async function kubectl(e: Emulator, args: string[], input?: string): Promise<{ stdout: string; stderr: string }> {
-  const child = spawn('kubectl', ['--kubeconfig', e.kubeconfigPath, ...args], { stdio: ['pipe', 'pipe', 'pipe'], timeout: 60_000 });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-  child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
-  child.stdin.end(input ?? '');
-  const code = await new Promise<number | null>((resolve, reject) => { child.on('error', reject); child.on('close', resolve); });
-  assert.equal(code, 0, `kubectl ${args.join(' ')} failed (${code}):\n${stderr}${stdout}`);
-  return { stdout, stderr };
+async function kubectl(e: Emulator, args: string[], input?: string): Promise<KubectlResult> {
+  let run = kubectls.get(e.kubeconfigPath);
+  if (!run) kubectls.set(e.kubeconfigPath, (run = kubectlFor(e.kubeconfigPath)));
+  const r = await run(args, { input });
+  assert.equal(r.code, 0, `kubectl ${args.join(' ')} failed:\n${describeResult(r)}`);
+  return r;
 }
 
 async function getJson(e: Emulator, kind: string, name: string, namespace?: string): Promise<Obj> {
