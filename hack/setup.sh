@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # One-time (idempotent) set-up of a fresh Debian machine for umlmon development, tests and the
-# local quick start. Installs: Debian's UML kernel and the tools the tests build images and
-# networks with, Node.js 24 LTS when the machine's Node is older, and the npm dependencies.
-# Run as root (or with sudo). Safe to run again: it only installs what is missing.
+# local quick start. Installs: umlmon's own UML kernel (built from Debian's kernel source by
+# hack/build-kernel.sh, cached outside the checkout), Debian's packaged UML kernel (the tests'
+# kernel matrix), the tools the tests build images and networks with, Node.js 24 LTS when the
+# machine's Node is older, the npm dependencies, and `umlmon` on PATH.
+# Run as root. Safe to run again: it only installs or builds what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 NODE_MAJOR=24
 NODE_HOME=/opt/umlmon/node
 APT_PACKAGES=(
-  user-mode-linux     # the UML kernel: /usr/bin/linux.uml
+  gcc make libc6-dev flex bison bc xz-utils binutils  # hack/build-kernel.sh
+  user-mode-linux     # Debian's UML kernel, /usr/bin/linux.uml: the tests' kernel matrix
   busybox-static      # test and example root filesystems
   e2fsprogs           # mkfs.ext4 -d
   uml-utilities       # uml_switch (the daemon transport), uml_mconsole (benchmark baseline)
@@ -21,7 +24,7 @@ APT_PACKAGES=(
 log() { printf 'setup: %s\n' "$*" >&2; }
 
 if [ "$(id -u)" -ne 0 ]; then
-  log "run me as root (sudo $0): I install Debian packages"; exit 1
+  log "run me as root: I install Debian packages and the UML kernel under /usr/local"; exit 1
 fi
 
 missing=()
@@ -53,4 +56,11 @@ log "installing npm dependencies"
 # npm ci refuses this lock file: npm leaves the other platforms' optional node-unix-socket
 # binaries out of it; npm install honours the lock file all the same.
 npm install --no-audit --no-fund --loglevel=error
-log "ready: node $(node --version), $(linux.uml --version 2>/dev/null | head -1 | sed 's/^/UML kernel /')"
+
+# umlmon's kernel: built once per source version and config (minutes), then taken from the
+# machine-level cache (/var/cache/umlmon) by every checkout.
+hack/build-kernel.sh --install >/dev/null
+
+# `umlmon` on PATH: this checkout's CLI, run by Node 24 from its TypeScript sources.
+ln -sfn "$PWD/bin/umlmon" /usr/local/bin/umlmon
+log "ready: node $(node --version), umlmon's UML kernel $(/usr/local/lib/umlmon/linux --version 2>/dev/null | head -1), umlmon at /usr/local/bin/umlmon"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The local quick start (`sudo npm start` after `sudo hack/setup.sh`): builds the example root
+# The local quick start (`npm start` after `hack/setup.sh`, as root): builds the example root
 # filesystem, puts examples/basic.yaml into a machines directory and runs the agent on it, with
 # everything under .cache/local/. Ctrl-C stops the agent; the guest keeps running, as it would
 # on a node (`umlmon drain` shuts it down; start.sh prints the exact command).
@@ -16,11 +16,11 @@ say() { printf '\033[1mumlmon:\033[0m %s\n' "$*" >&2; }
 
 if [ "$(id -u)" -ne 0 ]; then
   say "the agent jails each UML kernel (mount namespace, chroot, its own uid), which needs root:"
-  say "  sudo npm start"
+  say "  run npm start as root (or with sudo)"
   exit 1
 fi
-if ! [ -x /usr/bin/linux.uml ] || ! [ -d node_modules/@kubernetes/client-node ]; then
-  say "the UML kernel or the npm dependencies are missing: run 'sudo hack/setup.sh' first"
+if ! [ -x /usr/local/lib/umlmon/linux ] || ! [ -d node_modules/@kubernetes/client-node ]; then
+  say "umlmon's UML kernel or the npm dependencies are missing: run hack/setup.sh (as root) first"
   exit 1
 fi
 
@@ -42,16 +42,16 @@ cat >&2 <<INFO
   status          ${machines#"$repo/"}/basic.status.yaml      (watch -n1 cat ...)
   events          ${machines#"$repo/"}/basic.events.log
   guest console   ${state#"$repo/"}/machines/<umid>/console.log   (umid is in the status file)
-  mconsole        sudo ${umlmon[*]#"$repo/"} mconsole --state-dir $state default/basic version
+  mconsole        umlmon mconsole --state-dir $state default/basic version
   health/metrics  curl http://127.0.0.1:9473/readyz  and  /metrics
 
   Ctrl-C stops the agent; the guest keeps running. To shut guests down:
-                  sudo ${umlmon[*]#"$repo/"} drain --state-dir $state
+                  umlmon drain --state-dir $state
 
 INFO
 
 status=0
 "${umlmon[@]}" run -f hack/local/config.yaml --machines-dir "$machines" --state-dir "$state" --image-root "$images" || status=$?
 say "agent stopped (exit $status); guests keep running. Stop them with:"
-say "  sudo node src/cli/main.ts drain --state-dir $state"
+say "  umlmon drain --state-dir $state"
 exit "$status"

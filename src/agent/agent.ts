@@ -19,7 +19,7 @@ export interface AgentOptions {
   backupDir: string;
   /** Kernels by name (spec.kernel); path of the UML binary and extra arguments. */
   kernels: Record<string, KernelTableEntry>;
-  /** Arguments added to every boot, e.g. ["initcall_blacklist=raid6_select_algo", "lpj=auto"]. */
+  /** Arguments added to every boot, e.g. ["lpj=auto"]. */
   defaultKernelArgs: string[];
   /** Bounds of spec.memory, and its value when a manifest has none. */
   memory: { minBytes: number; maxBytes: number; defaultBytes: number };

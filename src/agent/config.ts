@@ -11,7 +11,15 @@ import { parseQuantity as parseApiQuantity } from '../api/quantity.ts';
 
 export const DEFAULT_CONFIG_PATH = '/etc/umlmon/config.yaml';
 export const DEFAULT_LISTEN = ':9473';
-export const DEFAULT_KERNEL_ARGS: readonly string[] = ['initcall_blacklist=raid6_select_algo', 'lpj=auto'];
+/**
+ * Added to every boot. lpj=auto: the delay-loop calibration's result, measured on this node's
+ * first boot and reused. Arguments that only some kernels need go in that kernel's `args`
+ * (Debian's packaged kernels: initcall_blacklist=raid6_select_algo on 6.x, raid6_init on 7.x,
+ * to skip a ~0.85 s RAID6 benchmark that umlmon's own kernel does not have).
+ */
+export const DEFAULT_KERNEL_ARGS: readonly string[] = ['lpj=auto'];
+/** umlmon's own kernel, as hack/setup.sh and the image install it (hack/build-kernel.sh). */
+export const DEFAULT_KERNEL_PATH = '/usr/local/lib/umlmon/linux';
 
 export type SourceKind = 'directory' | 'kubernetes';
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
@@ -421,7 +429,7 @@ export function loadConfig(input: LoadConfigInput): LoadConfigResult {
   for (const [key, value] of Object.entries(paths)) {
     if (!isAbsolute(value)) errors.push(`${key}: '${value}' must be an absolute path`);
   }
-  const kernels = raw.kernels ?? { default: { path: '/usr/bin/linux.uml' } };
+  const kernels = raw.kernels ?? { default: { path: DEFAULT_KERNEL_PATH } };
   for (const [name, k] of Object.entries(kernels)) {
     if (!isAbsolute(k.path)) errors.push(`kernels.${name}.path: '${k.path}' must be an absolute path`);
   }

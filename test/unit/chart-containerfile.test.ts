@@ -31,6 +31,10 @@ function parseContainerfile(text: string): Instruction[] {
 }
 
 const containerfile = parseContainerfile(readFileSync(join(REPO_ROOT, 'Containerfile'), 'utf8'));
+/** Stages by index: the kernel build, the TypeScript build, the image itself. */
+const KERNEL = 0;
+const BUILD = 1;
+const FINAL = 2;
 const dockerignore = readFileSync(join(REPO_ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
 
 /** Whether .dockerignore's patterns (first path segment names and *.ext globs) exclude a path. */
@@ -48,22 +52,35 @@ function copies(stage: number): { from?: string; sources: string[]; dest: string
   });
 }
 
-test('two stages on node:24-bookworm-slim; the final one has Debian\'s UML kernel and the tools the runtime calls', () => {
+test('three stages on node:24-bookworm-slim; the final one has umlmon\'s kernel (no Debian UML kernel) and the tools the runtime calls', () => {
   const froms = containerfile.filter((i) => i.op === 'FROM').map((i) => i.args);
-  assert.deepEqual(froms, ['node:24-bookworm-slim AS build', 'node:24-bookworm-slim']);
-  const install = containerfile.find((i) => i.stage === 1 && i.op === 'RUN' && i.args.includes('apt-get install'));
+  assert.deepEqual(froms, ['node:24-bookworm-slim AS kernel', 'node:24-bookworm-slim AS build', 'node:24-bookworm-slim']);
+  const install = containerfile.find((i) => i.stage === FINAL && i.op === 'RUN' && i.args.includes('apt-get install'));
   assert.ok(install, 'the final stage installs Debian packages');
-  for (const pkg of ['user-mode-linux', 'util-linux', 'mount', 'iproute2', 'uml-utilities']) assert.match(install.args, new RegExp(`\\b${pkg}\\b`), pkg);
+  for (const pkg of ['util-linux', 'mount', 'iproute2', 'uml-utilities']) assert.match(install.args, new RegExp(`\\b${pkg}\\b`), pkg);
+  assert.doesNotMatch(install.args, /user-mode-linux/, "Debian's UML kernels cannot run on every host");
   assert.match(install.args, /--no-install-recommends/);
   assert.match(install.args, /rm -rf \/var\/lib\/apt\/lists/);
-  const build = containerfile.filter((i) => i.stage === 0 && i.op === 'RUN').map((i) => i.args).join(' && ');
+  const build = containerfile.filter((i) => i.stage === BUILD && i.op === 'RUN').map((i) => i.args).join(' && ');
   assert.match(build, /npm install/);
   assert.match(build, /npm run build/);
   assert.match(build, /npm prune --omit=dev/, 'production dependencies only');
 });
 
+test('the kernel stage builds with the same script and fragment as a node, and the image carries its result at the default kernel path', () => {
+  const kernelCopies = copies(KERNEL).flatMap((c) => c.sources.map((s) => s.replace(/\/$/, '')));
+  assert.deepEqual(kernelCopies.sort(), ['hack/build-kernel.sh', 'hack/kernel']);
+  const run = containerfile.filter((i) => i.stage === KERNEL && i.op === 'RUN').map((i) => i.args).join(' && ');
+  for (const tool of ['gcc', 'make', 'flex', 'bison', 'bc', 'xz-utils', 'binutils']) assert.match(run, new RegExp(`\\b${tool}\\b`), tool);
+  assert.match(run, /hack\/build-kernel\.sh --install/);
+  const fromKernel = copies(FINAL).filter((c) => c.from === 'kernel');
+  assert.deepEqual(fromKernel.map((c) => [c.sources, c.dest]), [[['/usr/local/lib/umlmon/'], '/usr/local/lib/umlmon/']]);
+  const script = readFileSync(join(REPO_ROOT, 'hack/build-kernel.sh'), 'utf8');
+  assert.match(script, /^INSTALL_DIR=\/usr\/local\/lib\/umlmon$/m, 'the script installs where the image copies from');
+});
+
 test('every file the build context must provide exists and is not excluded by .dockerignore', () => {
-  const fromContext = [...copies(0), ...copies(1)].filter((c) => c.from === undefined).flatMap((c) => c.sources);
+  const fromContext = [...copies(BUILD), ...copies(FINAL)].filter((c) => c.from === undefined).flatMap((c) => c.sources);
   assert.ok(fromContext.length >= 4);
   for (const src of fromContext) {
     const path = src.replace(/\/$/, '');
@@ -74,33 +91,35 @@ test('every file the build context must provide exists and is not excluded by .d
 });
 
 test('the build stage produces what the final stage copies: package.json, node_modules, dist/ from tsconfig.build.json', () => {
-  const workdir = containerfile.find((i) => i.stage === 0 && i.op === 'WORKDIR')?.args;
+  const workdir = containerfile.find((i) => i.stage === BUILD && i.op === 'WORKDIR')?.args;
   assert.equal(workdir, '/src');
   const buildConfig = JSON.parse(readFileSync(join(REPO_ROOT, 'tsconfig.build.json'), 'utf8')) as Obj;
   assert.equal(buildConfig.compilerOptions.outDir, 'dist');
   assert.equal(buildConfig.compilerOptions.rootDir, 'src');
   const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as Obj;
   assert.equal(pkg.scripts.build, 'tsc -p tsconfig.build.json');
-  assert.equal(pkg.bin.umlmon, 'dist/cli/main.js');
-  const copiedIntoBuild = copies(0).flatMap((c) => c.sources.map((s) => s.replace(/\/$/, '')));
+  // A checkout's `umlmon` (hack/setup.sh links it onto PATH) runs the sources; the image runs dist/.
+  assert.equal(pkg.bin.umlmon, 'bin/umlmon');
+  assert.match(readFileSync(join(REPO_ROOT, 'bin/umlmon'), 'utf8'), /^import '\.\.\/src\/cli\/main\.ts';$/m);
+  const copiedIntoBuild = copies(BUILD).flatMap((c) => c.sources.map((s) => s.replace(/\/$/, '')));
   for (const needed of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'src']) assert.ok(copiedIntoBuild.includes(needed), `build stage copies ${needed}`);
-  const fromBuild = copies(1).filter((c) => c.from === 'build');
+  const fromBuild = copies(FINAL).filter((c) => c.from === 'build');
   assert.deepEqual(fromBuild.map((c) => [c.sources.join(' '), c.dest]), [
     ['/src/package.json', './package.json'],
     ['/src/node_modules/', './node_modules/'],
     ['/src/dist/', './dist/'],
   ]);
-  assert.equal(containerfile.find((i) => i.stage === 1 && i.op === 'WORKDIR')?.args, '/app');
-  const crdCopy = copies(1).find((c) => c.sources.includes('crds/'));
+  assert.equal(containerfile.find((i) => i.stage === FINAL && i.op === 'WORKDIR')?.args, '/app');
+  const crdCopy = copies(FINAL).find((c) => c.sources.includes('crds/'));
   assert.equal(crdCopy?.dest, './crds/', 'the CRD lands in /app/crds, where dist/api/schema.js looks (../../crds)');
 });
 
 test('entrypoint is the agent\'s main and the default command is what the chart runs', () => {
-  const entrypoint = containerfile.find((i) => i.stage === 1 && i.op === 'ENTRYPOINT');
-  const cmd = containerfile.find((i) => i.stage === 1 && i.op === 'CMD');
+  const entrypoint = containerfile.find((i) => i.stage === FINAL && i.op === 'ENTRYPOINT');
+  const cmd = containerfile.find((i) => i.stage === FINAL && i.op === 'CMD');
   assert.deepEqual(JSON.parse(entrypoint?.args ?? 'null'), ['node', '/app/dist/cli/main.js']);
   assert.deepEqual(JSON.parse(cmd?.args ?? 'null'), ['run', '-f', '/etc/umlmon/config.yaml']);
-  const onPath = containerfile.find((i) => i.stage === 1 && i.op === 'RUN' && i.args.includes('/usr/local/bin/umlmon'));
+  const onPath = containerfile.find((i) => i.stage === FINAL && i.op === 'RUN' && i.args.includes('/usr/local/bin/umlmon'));
   assert.match(onPath?.args ?? '', /exec node \/app\/dist\/cli\/main\.js "\$@"/, 'umlmon on PATH runs the same main, for kubectl exec');
   assert.match(onPath?.args ?? '', /chmod 0755 \/usr\/local\/bin\/umlmon/);
   const ds = parseRendering(renderChart()).map((r) => r.object as Obj).find((o) => o.kind === 'DaemonSet');

@@ -26,8 +26,8 @@ test('defaults with no file, no environment and no flags', () => {
   assert.equal(c.backupDir, '/var/lib/umlmon/backups');
   assert.deepEqual(c.listenAddress, { host: '0.0.0.0', port: 9473 });
   assert.deepEqual(c.controlAddress, { kind: 'unix', path: '/var/lib/umlmon/control.sock' });
-  assert.deepEqual(c.kernels, { default: { path: '/usr/bin/linux.uml' } });
-  assert.deepEqual(c.defaultKernelArgs, ['initcall_blacklist=raid6_select_algo', 'lpj=auto']);
+  assert.deepEqual(c.kernels, { default: { path: '/usr/local/lib/umlmon/linux' } });
+  assert.deepEqual(c.defaultKernelArgs, ['lpj=auto']);
   assert.deepEqual(c.memory, { minBytes: 40 * 2 ** 20, maxBytes: 16 * 2 ** 30, defaultBytes: 128 * 2 ** 20 });
   assert.equal(c.workers, 4);
   assert.equal(c.resyncPeriodSeconds, 600);
@@ -165,6 +165,8 @@ test('the quick start config (hack/local/config.yaml) loads as start.sh runs it'
   });
   assert.ok(r.ok, JSON.stringify(r));
   assert.equal(r.config.nodeName, 'worker-1', 'matches examples/basic.yaml');
-  assert.deepEqual(r.config.defaultKernelArgs, ['initcall_blacklist=raid6_select_algo', 'lpj=auto'], 'the fast-boot defaults');
+  assert.deepEqual(r.config.defaultKernelArgs, ['lpj=auto'], 'the calibration default');
+  assert.deepEqual(r.config.kernels.default, { path: '/usr/local/lib/umlmon/linux' }, "umlmon's own kernel is the default");
+  assert.deepEqual(r.config.kernels.debian, { path: '/usr/bin/linux.uml', args: ['initcall_blacklist=raid6_select_algo'] }, "Debian's skips its RAID6 benchmark");
   assert.equal(r.config.control, 'unix:///x/state/control.sock');
 });
