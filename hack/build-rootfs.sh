@@ -3,7 +3,13 @@
 #   hack/build-rootfs.sh OUT.img [SIZE_MB]
 # The guest's init mounts /proc, reports "umlmon-guest: booted" through /proc/mconsole (UML's
 # notify socket relays it to the agent as a guest message), and turns ctrl-alt-del (mconsole
-# `cad`) into a clean power-off so graceful shutdown ends the kernel.
+# `cad`) into a clean power-off at once (sync, read-only root, poweroff -f: busybox's own
+# shutdown path would sleep 2-3 s between its steps), so graceful shutdown ends the kernel.
+# Kernel command line options it reads (the tests use them; /proc/cmdline keeps them):
+#   guest.ip=IFACE,ADDR/PREFIX   bring IFACE up with that address (repeatable)
+#   guest.cmd                    run commands from a disk: whenever a disk appears as ubd15
+#                                (/dev/ubdp), its text (up to 4 KiB, NUL-padded) is run with sh and
+#                                the output reported as "umlmon-guest: ran: <output>"
 # The output is rebuilt only when this script changed since it was made (cache key beside it).
 set -euo pipefail
 out=${1:?usage: build-rootfs.sh OUT.img [SIZE_MB]}
@@ -29,10 +35,20 @@ ln -sf /bin/busybox "$root/init"
 
 cat > "$root/etc/inittab" <<'INITTAB'
 ::sysinit:/etc/rc
-::ctrlaltdel:/bin/poweroff
+::ctrlaltdel:/etc/powerdown
 ::shutdown:/bin/sync
 ::shutdown:/bin/umount -a -r
 INITTAB
+cat > "$root/etc/powerdown" <<'POWERDOWN'
+#!/bin/sh
+# ctrl-alt-del: power off now, with the disks consistent.
+sync
+umount -a -r 2>/dev/null
+mount -o remount,ro / 2>/dev/null
+sync
+poweroff -f
+POWERDOWN
+chmod +x "$root/etc/powerdown"
 cat > "$root/etc/rc" <<'RC'
 #!/bin/sh
 mount -t proc proc /proc
@@ -41,6 +57,29 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mount -t tmpfs tmpfs /tmp
 hostname umlguest
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in
+    guest.ip=*,*)
+      spec=${arg#guest.ip=}; ifc=${spec%%,*}; addr=${spec#*,}
+      ip link set "$ifc" up && ip addr add "$addr" dev "$ifc" ;;
+    guest.cmd)
+      ( last=""
+        while :; do
+          if [ -b /dev/ubdp ]; then
+            script=$(head -c 4096 /dev/ubdp | tr -d '\000')
+            if [ -n "$script" ] && [ "$script" != "$last" ]; then
+              last=$script
+              out=$(sh -c "$script" 2>&1 | tr '\n' ' ')
+              echo "umlmon-guest: ran: $out" > /proc/mconsole
+            fi
+          else
+            last=""
+          fi
+          sleep 0.2
+        done ) &
+      ;;
+  esac
+done
 echo "umlmon-guest: booted" > /proc/mconsole
 RC
 chmod +x "$root/etc/rc"

@@ -53,7 +53,7 @@ const MAX_LINE_BYTES = 64 * 1024;
 /**
  * The mconsole commands the control socket passes on: they read, or flush (sysrq s), and
  * never change what runs. Everything else (halt, reboot, cad, stop, go, config with '=',
- * remove, other sysrq keys, log, stack — which crashes Debian's 6.1 build) is refused: the
+ * remove, other sysrq keys, log, stack — which crashes Debian's 6.1 build and overflows the reply queue on 7.x) is refused: the
  * agent owns those, and a guest must not be changed behind its back.
  */
 export function mconsoleCommandProblem(command: string): string | undefined {

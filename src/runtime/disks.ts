@@ -11,6 +11,9 @@ import { operationError, type OperationContext } from './machine.ts';
 import { MconsoleError, type MconsoleClient } from './mconsole/index.ts';
 import type { AttachedDisk, DiskConfig } from './types.ts';
 
+/** How long `remove` is retried while the kernel answers "Device is currently open". */
+export const REMOVE_BUSY_RETRY_MS = 2500;
+
 /** Device names in the guest's /proc/partitions (ubda, ubdb, ...). */
 export function parsePartitions(text: string): string[] {
   return text.split('\n').map((line) => line.trim().split(/\s+/)[3]).filter((name): name is string => !!name && name !== 'name');
@@ -71,13 +74,26 @@ export async function detachDisk(ctx: OperationContext, attached: AttachedDisk):
     // kernel (uml-facts.md, hot-plug timing). Leave it and say so.
     throw new RuntimeError('device-failed', m.record, `disk ${name} does not appear in the guest's /proc/partitions; not removing it (that can panic the kernel)`);
   }
-  try {
-    await client.remove(name);
-  } catch (error) {
-    if (error instanceof MconsoleError && error.code === -16) {
-      throw new RuntimeError('disk-in-use', m.record, `disk ${name} is in use (mounted) in the guest; unmount it in the guest first`, { cause: error });
+  // -16 "Device is currently open": the guest holds the device open. Right after a hot-plug
+  // that is the guest's own partition scan, for about a second on 7.x: retried for a while.
+  // After that someone in the guest has it open (mounted, or a process reading it).
+  const deadline = Date.now() + REMOVE_BUSY_RETRY_MS;
+  for (;;) {
+    try {
+      await client.remove(name);
+      break;
+    } catch (error) {
+      if (error instanceof MconsoleError && error.code === -16) {
+        if (Date.now() < deadline) {
+          await sleep(100);
+          continue;
+        }
+        throw new RuntimeError('disk-in-use', m.record,
+          `disk ${name} is open in the guest (mounted, or held open by a process: the kernel said "${error.reply}"); unmount or close it in the guest first`, { cause: error });
+      }
+      if (error instanceof MconsoleError && error.code === -19) break; // already gone
+      throw operationError(m, `detach disk ${name}`, error);
     }
-    if (!(error instanceof MconsoleError && error.code === -19)) throw operationError(m, `detach disk ${name}`, error);
   }
   unbind(ctx, join(m.paths.jailDir, diskFilesInJail(attached).image));
 }

@@ -40,12 +40,30 @@ export function parseLdd(output: string): string[] {
   return [...libs];
 }
 
+/**
+ * Libraries glibc loads at run time without ldd seeing them. A UML kernel with I/O threads
+ * (7.x: ubd runs in a thread) calls pthread_cancel when it powers off, and glibc dlopens
+ * libgcc_s.so.1 for it: missing from the jail, the kernel aborts ("libgcc_s.so.1 must be
+ * installed for pthread_cancel to work", SIGABRT) instead of exiting 0.
+ */
+export function dlopenedLibraries(linked: string[], exists: (path: string) => boolean): string[] {
+  const extra: string[] = [];
+  for (const lib of linked) {
+    if (!lib.endsWith('/libc.so.6')) continue;
+    const candidate = join(dirname(lib), 'libgcc_s.so.1');
+    if (exists(candidate)) extra.push(candidate);
+  }
+  return extra;
+}
+
 function kernelLibraries(kernel: string): string[] {
+  let linked: string[];
   try {
-    return parseLdd(execFileSync('ldd', [kernel], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }));
+    linked = parseLdd(execFileSync('ldd', [kernel], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }));
   } catch {
     return []; // "not a dynamic executable"
   }
+  return [...linked, ...dlopenedLibraries(linked, existsSync)];
 }
 
 export interface JailIdentity {

@@ -1,7 +1,7 @@
-// Every mconsole command against a real UML kernel (Debian's linux.uml booting the busybox test
+// Every mconsole command against a real UML kernel (umlmon's own, booting the busybox test
 // image), the notify socket's messages, and `umlmon mconsole` end to end. Each kernel runs in
 // its own temp dir on its own copy of the image, un-jailed (test/support/plain-uml.ts).
-// Not tested here: `stack`, which crashes Debian's 6.1 build (uml-facts.md).
+// `stack` is tried on umlmon's kernel only: it crashes Debian's 6.1 build (uml-facts.md).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -9,7 +9,7 @@ import { mkdirSync, mkdtempSync, rmSync, statSync, truncateSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { MconsoleClient, MconsoleError } from '../../src/runtime/mconsole/index.ts';
+import { MconsoleClient, MconsoleError, MconsoleIncompleteReplyError, REPLY_PART_GAP_MS } from '../../src/runtime/mconsole/index.ts';
 import { KERNEL_BOOTED, bootPlainUml } from '../support/plain-uml.ts';
 import type { PlainUml } from '../support/plain-uml.ts';
 import { REPO_ROOT } from '../support/uml.ts';
@@ -62,7 +62,7 @@ describe('mconsole on a running kernel', () => {
   });
 
   it('version', async () => {
-    assert.match(await client.version(), /^Linux \S+ 6\.\d+\.\d+ #\d+ .* x86_64$/);
+    assert.match(await client.version(), /^Linux \S+ \d+\.\d+\.\d+ #\d+ .* x86_64$/);
   });
 
   it('help (a multi-part reply)', async () => {
@@ -97,9 +97,35 @@ describe('mconsole on a running kernel', () => {
     await rejectsWith(client.config('ubd1', disk), -16, 'Device is already configured');
     await rejectsWith(client.config('ubd0', disk), -16, 'Device is already configured');
     await rejectsWith(client.config('ubd2', join(uml.dir, 'missing.img')), -2, /Couldn't determine size/);
-    assert.equal(await client.remove('ubd1'), '');
+    // Right after a hot-plug the guest's partition scan holds the new device open for about a
+    // second on 7.x: until then the kernel answers -16 "Device is currently open" (which is why
+    // the runtime retries a detach for a while).
+    const deadline = Date.now() + 3000;
+    for (;;) {
+      try {
+        assert.equal(await client.remove('ubd1'), '');
+        break;
+      } catch (error) {
+        if (!(error instanceof MconsoleError && error.code === -16 && error.reply === 'Device is currently open' && Date.now() < deadline)) throw error;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
     assert.doesNotMatch(await client.proc('partitions'), /\bubdb\n/);
     await rejectsWith(client.remove('ubd1'), -19, "Device doesn't exist");
+  });
+
+  it('stack: a reply longer than the receive queue ends with what arrived, never hangs, and the next request works', async () => {
+    const started = performance.now();
+    const outcome = await client.stack(1).then((text) => ({ complete: text }), (error: unknown) => ({ error }));
+    const took = performance.now() - started;
+    if ('error' in outcome) {
+      assert.ok(outcome.error instanceof MconsoleIncompleteReplyError, `got ${String(outcome.error)}`);
+      assert.ok(outcome.error.partial.length > 0, 'the parts that arrived are kept');
+      assert.ok(took < REPLY_PART_GAP_MS + 3000, `gave up after the gap, not the 10 s timeout (${Math.round(took)} ms)`);
+    } else {
+      assert.ok(outcome.complete.length > 0); // a short stack fits the queue
+    }
+    assert.match(await client.version(), /^Linux /);
   });
 
   it('sysrq s', async () => {
@@ -126,7 +152,7 @@ describe('mconsole on a running kernel', () => {
   it('umlmon mconsole prints OK/ERR like uml_mconsole and exits 0/1', async () => {
     const ok = await cli([socketPath, 'version']);
     assert.equal(ok.code, 0, ok.stderr);
-    assert.match(ok.stdout, /^OK Linux \S+ 6\.\d+\.\d+ .*\n$/);
+    assert.match(ok.stdout, /^OK Linux \S+ \d+\.\d+\.\d+ .*\n$/);
     const err = await cli([socketPath, 'remove', 'ubd7']);
     assert.equal(err.code, 1, err.stderr);
     assert.equal(err.stdout, "ERR Device doesn't exist\n");
@@ -161,7 +187,7 @@ describe('mconsole on a running kernel', () => {
         if (error) reject(new Error(`${error.message}\n${err}`)); else resolve(out);
       });
     });
-    assert.match(stdout, /^Linux \S+ 6\./);
+    assert.match(stdout, /^Linux \S+ \d+\.\d+/);
   });
 
   it('reboot restarts the kernel: a second socket notify, and the guest boots again', async () => {

@@ -4,15 +4,15 @@
 // lives in src/runtime; this one exists so mconsole can be tested on its own.
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { listenNotify } from '../../src/runtime/mconsole/index.ts';
 import type { NotifyListener, NotifyMessage } from '../../src/runtime/mconsole/index.ts';
 import { TEST_IMAGE, testImageRoot, umlKernel } from './uml.ts';
 
-/** The fast-boot line from uml-facts.md; ubd0, umid, uml_dir and notify are added per boot. */
-export const FAST_BOOT_ARGS = ['root=/dev/ubda', 'con0=null,fd:1', 'con=null', 'initcall_blacklist=raid6_select_algo', 'lpj=42123264'];
+/** The fast-boot line (lpj fixed, no delay-loop calibration); ubd0, umid, uml_dir and notify are added per boot. */
+export const FAST_BOOT_ARGS = ['root=/dev/ubda', 'con0=null,fd:1', 'con=null', 'lpj=42123264'];
 /** The kernel prints this right before it execs init: it has finished booting (hot-plug is safe). */
 export const KERNEL_BOOTED = /Run \/sbin\/init as init process/;
 
@@ -20,12 +20,17 @@ export interface PlainUmlOptions {
   mem?: string;
   /** Replaces FAST_BOOT_ARGS (e.g. to measure a boot without them). */
   bootArgs?: string[];
+  /** The kernel binary (default: umlmon's own) and arguments only it needs. */
+  kernel?: string;
+  kernelArgs?: string[];
 }
 
 export interface ExitStatus { code: number | null; signal: NodeJS.Signals | null }
 
 export class PlainUml {
   readonly dir: string;
+  /** Where the guest's memory file lives (TMPDIR): tmpfs where the host has /dev/shm. */
+  readonly memoryDir: string;
   readonly umid: string;
   readonly notifyPath: string;
   readonly image: string;
@@ -41,7 +46,7 @@ export class PlainUml {
   #waiters = new Set<() => void>();
 
   constructor(options: PlainUmlOptions = {}) {
-    const kernel = umlKernel();
+    const kernel = options.kernel ?? umlKernel();
     const imageRoot = testImageRoot();
     this.dir = mkdtempSync(join(tmpdir(), 'umlmon-mc-'));
     this.umid = `mc${process.pid}${Math.random().toString(36).slice(2, 8)}`;
@@ -50,8 +55,11 @@ export class PlainUml {
     copyFileSync(join(imageRoot, TEST_IMAGE), this.image);
     this.#listener = listenNotify(this.notifyPath, (m) => { this.notifications.push(m); this.#wake(); }, (e) => { this.notifyErrors.push(e); });
     const args = ['x86_64', '-R', kernel, `ubd0=${this.image}`, `mem=${options.mem ?? '48M'}`, `umid=${this.umid}`,
-      `uml_dir=${this.dir}`, `mconsole=notify:${this.notifyPath}`, ...(options.bootArgs ?? FAST_BOOT_ARGS)];
-    this.process = spawn('setarch', args, { cwd: this.dir, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TMPDIR: this.dir } });
+      `uml_dir=${this.dir}`, `mconsole=notify:${this.notifyPath}`, ...(options.bootArgs ?? FAST_BOOT_ARGS), ...(options.kernelArgs ?? [])];
+    // The guest's memory file goes to TMPDIR: on tmpfs, as the runtime's jail has it (a file on
+    // a disk-backed /tmp would make every page fault slower than a real machine's).
+    this.memoryDir = existsSync('/dev/shm') ? mkdtempSync('/dev/shm/umlmon-mc-') : this.dir;
+    this.process = spawn('setarch', args, { cwd: this.dir, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TMPDIR: this.memoryDir } });
     const collect = (chunk: Buffer) => { this.#console += chunk.toString('utf8'); this.#wake(); };
     this.process.stdout?.on('data', collect);
     this.process.stderr?.on('data', collect);
@@ -115,6 +123,7 @@ export class PlainUml {
     }
     this.#listener.close();
     rmSync(this.dir, { recursive: true, force: true });
+    rmSync(this.memoryDir, { recursive: true, force: true });
   }
 }
 

@@ -4,7 +4,7 @@
 // asked (usage, unknown machine, no answer in time, socket unreachable).
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
-import { MconsoleClient, MconsoleError } from '../../runtime/mconsole/index.ts';
+import { MconsoleClient, MconsoleError, MconsoleIncompleteReplyError } from '../../runtime/mconsole/index.ts';
 
 export const DEFAULT_STATE_DIR = '/var/lib/umlmon';
 const DEFAULT_TIMEOUT_SECONDS = 5;
@@ -25,7 +25,7 @@ options:
 
 commands (the kernel's own 'help' lists them): version, help, halt, reboot, cad,
 stop, go, config <dev>[=<value>], remove <dev>, sysrq <key>, log <text>,
-proc <file>, stack <pid> (crashes Debian's 6.1 UML build)
+proc <file>, stack <pid> (crashes Debian's 6.1 UML build; on 7.x its long reply is cut short)
 
 examples:
   umlmon mconsole default/web-1 version
@@ -154,6 +154,12 @@ export async function main(argv: string[]): Promise<number> {
     if (error instanceof MconsoleError) {
       console.log(`ERR ${error.reply}`);
       return 1;
+    }
+    if (error instanceof MconsoleIncompleteReplyError) {
+      // What arrived is still worth showing (a long `stack`); say that it is cut short.
+      console.log(`OK ${error.partial}`);
+      console.error(`umlmon mconsole: ${error.message}`);
+      return 2;
     }
     console.error(`umlmon mconsole: ${(error as Error).message}`);
     return 2;

@@ -14,13 +14,19 @@
 import { randomBytes } from 'node:crypto';
 import { DgramSocket } from 'node-unix-socket';
 import {
-  InvalidMconsoleCommandError, MconsoleClosedError, MconsoleError, MconsoleProtocolError,
+  InvalidMconsoleCommandError, MconsoleClosedError, MconsoleError, MconsoleIncompleteReplyError, MconsoleProtocolError,
   MconsoleTimeoutError, MconsoleUnreachableError, describeTarget,
 } from './errors.ts';
 import { decodeReply, encodeRequest } from './protocol.ts';
 
 export const DEFAULT_MCONSOLE_TIMEOUT_MS = 5000;
 export const DEFAULT_MCONSOLE_IDLE_CLOSE_MS = 1000;
+/**
+ * The kernel sends the parts of a reply back to back. A gap this long after a part that
+ * promised more means the rest was lost (the receive queue overflowed): the request ends with
+ * what arrived instead of waiting out its whole timeout.
+ */
+export const REPLY_PART_GAP_MS = 1000;
 
 export interface MconsoleClientOptions {
   /**
@@ -52,6 +58,8 @@ interface InFlightRequest extends QueuedRequest {
   /** The kernel sets err on the first part only. */
   err: number | undefined;
   timer: NodeJS.Timeout;
+  /** Armed after each part that promised more (REPLY_PART_GAP_MS). */
+  gapTimer?: NodeJS.Timeout;
 }
 
 let socketsOpened = 0;
@@ -170,8 +178,9 @@ export class MconsoleClient {
   }
 
   /**
-   * Stack trace of a guest process, written to the kernel log. Warning: it crashes Debian's
-   * 6.1 UML build (user-mode-linux in bookworm); use it only on kernels where it is known to work.
+   * Stack trace of a guest process. Warning: it crashes Debian's 6.1 UML build (user-mode-linux
+   * in bookworm). On 7.x the reply is one datagram per line and overflows the client's receive
+   * queue: it rejects with MconsoleIncompleteReplyError, whose `partial` holds what arrived.
    */
   stack(pid: number): Promise<string> {
     if (!Number.isSafeInteger(pid) || pid < 0) return rejection(new InvalidMconsoleCommandError(`stack ${pid}`, 'the pid must be a non-negative integer'));
@@ -272,7 +281,16 @@ export class MconsoleClient {
     }
     request.err ??= part.err;
     request.parts.push(part.text);
-    if (part.more) return;
+    clearTimeout(request.gapTimer);
+    if (part.more) {
+      request.gapTimer = setTimeout(() => {
+        if (this.#inFlight !== request) return;
+        // The socket may still receive the lost reply's stragglers: start over on a fresh one.
+        this.#dropSocket();
+        this.#settle(request, new MconsoleIncompleteReplyError(request.command, request.parts.join(''), request.parts.length, this.#target));
+      }, REPLY_PART_GAP_MS);
+      return;
+    }
     const text = request.parts.join('');
     this.#settle(request, request.err === 0 ? text : new MconsoleError(request.command, request.err, text, this.#target));
   }
@@ -293,6 +311,7 @@ export class MconsoleClient {
   #settle(request: InFlightRequest, outcome: string | Error): void {
     if (this.#inFlight !== request) return;
     clearTimeout(request.timer);
+    clearTimeout(request.gapTimer);
     this.#inFlight = undefined;
     if (typeof outcome === 'string') request.resolve(outcome);
     else request.reject(outcome);

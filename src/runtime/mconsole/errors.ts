@@ -41,6 +41,23 @@ export class MconsoleTimeoutError extends Error {
   }
 }
 
+/**
+ * A multi-part reply stopped before its last part. The kernel sends one datagram per part
+ * without waiting; a reply longer than the client's receive queue (net.unix.max_dgram_qlen, 10
+ * by default; `stack` on 7.x) loses parts, and the last one never comes. `partial` is what did.
+ */
+export class MconsoleIncompleteReplyError extends Error {
+  readonly command: string;
+  readonly partial: string;
+  constructor(command: string, partial: string, parts: number, target?: string) {
+    super(`${target ?? 'mconsole'}: the reply to '${command}' stopped after ${parts} part(s) without its last one ` +
+      "(a long reply overflows the socket's receive queue, net.unix.max_dgram_qlen); what arrived is kept in .partial");
+    this.name = 'MconsoleIncompleteReplyError';
+    this.command = command;
+    this.partial = partial;
+  }
+}
+
 /** The request could not be sent: no socket at the path, or nothing listening on it (kernel gone). */
 export class MconsoleUnreachableError extends Error {
   readonly command: string;

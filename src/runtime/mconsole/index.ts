@@ -1,9 +1,9 @@
 // UML's management console, natively: the request/reply client, the notify socket, and the
 // wire format underneath both.
-export { MconsoleClient, DEFAULT_MCONSOLE_TIMEOUT_MS, DEFAULT_MCONSOLE_IDLE_CLOSE_MS } from './client.ts';
+export { MconsoleClient, DEFAULT_MCONSOLE_TIMEOUT_MS, DEFAULT_MCONSOLE_IDLE_CLOSE_MS, REPLY_PART_GAP_MS } from './client.ts';
 export type { MconsoleClientOptions } from './client.ts';
 export {
-  MconsoleError, MconsoleTimeoutError, MconsoleUnreachableError, InvalidMconsoleCommandError,
+  MconsoleError, MconsoleTimeoutError, MconsoleUnreachableError, InvalidMconsoleCommandError, MconsoleIncompleteReplyError,
   MconsoleProtocolError, MconsoleClosedError,
 } from './errors.ts';
 export { listenNotify } from './notify.ts';
