@@ -62,6 +62,12 @@ export interface PlanInput {
   backupDue: boolean;
   /** Grace period for machines whose object is gone (their own, from labels, when known). */
   orphanGracePeriodMs: number;
+  /**
+   * The kernel file that `actual` ran is the same file now (not replaced since that run
+   * started). With an exit that showed the kernel cannot run here, nothing is retried until the
+   * spec or the node's kernel changes.
+   */
+  kernelUnchanged?: boolean;
 }
 
 export type StopReason = 'desired' | 'deleting' | 'orphan';
@@ -85,7 +91,8 @@ export type Waiting =
   | { reason: 'BackOff'; message: string }
   | { reason: 'Draining'; message: string }
   | { reason: 'Completed'; message: string }
-  | { reason: 'Failed'; message: string };
+  | { reason: 'Failed'; message: string }
+  | { reason: 'KernelIncompatible'; message: string };
 
 export interface Plan {
   actions: Action[];
@@ -125,6 +132,7 @@ export function exitedCleanly(exit: ExitInfo | undefined): boolean {
 
 export function describeExit(exit: ExitInfo | undefined): string {
   if (!exit) return 'the kernel exited';
+  if (exit.kernelIncompatible !== undefined) return exit.kernelIncompatible;
   if (exit.panic !== undefined) return `the guest panicked: ${exit.panic}`;
   if (exit.signal !== null) return `the kernel was killed by ${exit.signal}`;
   return `the kernel exited with code ${exit.code ?? 'unknown'}`;
@@ -286,6 +294,13 @@ function planStart(input: PlanInput, spec: ValidSpec, result: Plan, addFinalizer
     return;
   }
   const exit = actual.exit;
+  if (exit?.kernelIncompatible !== undefined && input.kernelUnchanged === true && stableJson(spec.config) === stableJson(actual.config)) {
+    // Not a crash of the guest: this kernel cannot run userspace on this host. A restart loop
+    // would fail the same way; wait for the spec or the kernel to change.
+    result.waiting = { reason: 'KernelIncompatible', message: exit.kernelIncompatible };
+    result.clearBackoff = true;
+    return;
+  }
   if (!shouldRestart(spec.restartPolicy, exit)) {
     result.waiting = exitedCleanly(exit)
       ? { reason: 'Completed', message: `the guest powered off and restartPolicy is ${spec.restartPolicy}` }

@@ -69,6 +69,8 @@ interface KeyMemory {
   invalidSpecReported?: string;
   /** The crash already reported as BackOff. */
   backoffReportedFor?: number;
+  /** The exit already reported as KernelIncompatible. */
+  incompatibleReportedFor?: number;
   /**
    * The uid whose finalizer this agent already added. Sources without finalizers (a directory)
    * never show it; remembering it keeps every pass from asking again.
@@ -239,6 +241,7 @@ export class Reconciler {
       exitAcknowledged,
       backupDue,
       orphanGracePeriodMs: gracePeriodMsFromLabels((orphan ?? strays[0])?.config.labels),
+      kernelUnchanged: actual?.state === 'exited' && actual.exit?.kernelIncompatible !== undefined ? kernelUnchangedSince(actual) : undefined,
     });
     if (decided.backoff) memory.backoff = decided.backoff;
     if (decided.clearBackoff) memory.backoff = undefined;
@@ -288,7 +291,7 @@ export class Reconciler {
         ...(failure ? { error: { message: errorText(failure.error), devices: DEVICE_ACTIONS.has(failure.action.type) } } : {}),
       });
       memory.phase = status.phase;
-      this.#reportTransitions(machine, desired, decided, memory, status);
+      this.#reportTransitions(machine, desired, decided, memory, status, after);
       if (!statusEqual(machine.status, status)) {
         try {
           await this.#source.patchStatus(machine, statusPatch(machine.status, status));
@@ -365,6 +368,9 @@ export class Reconciler {
           await rt.start(c);
         } catch (error) {
           this.#startRequested.delete(c.id);
+          // Not a failure to retry: the exit is recorded, and the status (KernelIncompatible)
+          // and its Event come from it.
+          if (error instanceof RuntimeError && error.code === 'kernel-incompatible') return;
           throw error;
         }
         if (action.restart) memory.restartCount = (memory.restartCount ?? 0) + 1;
@@ -440,7 +446,7 @@ export class Reconciler {
   }
 
   /** Events that come from comparing this pass with what was reported before. */
-  #reportTransitions(machine: UmlMachine, desired: DesiredMachine, decided: Plan, memory: KeyMemory, status: UmlMachineStatus): void {
+  #reportTransitions(machine: UmlMachine, desired: DesiredMachine, decided: Plan, memory: KeyMemory, status: UmlMachineStatus, actual: MachineStatus | undefined): void {
     if (!desired.spec.valid) {
       const message = describeSpecErrors(desired.spec.errors);
       const previous = conditionOf(machine.status, 'SpecValid');
@@ -450,6 +456,13 @@ export class Reconciler {
       memory.invalidSpecReported = message;
     } else {
       memory.invalidSpecReported = undefined;
+    }
+    if (decided.waiting?.reason === 'KernelIncompatible') {
+      const exitAt = actual?.exit?.at.getTime();
+      if (exitAt !== undefined && memory.incompatibleReportedFor !== exitAt) {
+        memory.incompatibleReportedFor = exitAt;
+        this.#event(machine, 'Warning', 'KernelIncompatible', decided.waiting.message);
+      }
     }
     if (decided.waiting?.reason === 'BackOff' && memory.backoff && memory.backoffReportedFor !== memory.backoff.exitAt) {
       memory.backoffReportedFor = memory.backoff.exitAt;
@@ -479,6 +492,16 @@ function objectFingerprint(machine: UmlMachine | undefined): string {
   if (!machine) return 'none';
   const { uid, generation, deletionTimestamp, finalizers, labels, annotations } = machine.metadata;
   return stableJson({ spec: machine.spec, uid, generation, deletionTimestamp, finalizers, labels, annotations });
+}
+
+/** The kernel file a machine ran has not been replaced since that run started. */
+function kernelUnchangedSince(actual: MachineStatus): boolean {
+  try {
+    const st = statSync(actual.config.kernel);
+    return actual.startTime === undefined || Math.max(st.mtimeMs, st.ctimeMs) <= actual.startTime.getTime();
+  } catch {
+    return false;
+  }
 }
 
 function isFile(path: string): boolean {

@@ -1,12 +1,15 @@
 // Reads the kernel's console log as it grows (fs.watch, no polling) and recognises the few lines
 // the runtime acts on. classifyConsoleLine is pure; ConsoleFollower is the thin effectful shell.
 import { closeSync, fstatSync, openSync, readSync, watch, type FSWatcher } from 'node:fs';
+import { FP_REGS_FAILURE } from './kernel-compat.ts';
 
 export type ConsoleSignal =
   | { type: 'booted' }
   | { type: 'lpj'; value: number }
   | { type: 'panic'; message: string }
   | { type: 'memory-file-full'; message: string }
+  /** The kernel cannot run userspace on this host (kernel-compat.ts): a fact about the node. */
+  | { type: 'kernel-incompatible'; line: string }
   | { type: 'sync-complete' };
 
 /** Strips the "<6>" log-level prefix the kernel sometimes writes. */
@@ -24,6 +27,7 @@ export function classifyConsoleLine(raw: string): ConsoleSignal | undefined {
   if (panic) return { type: 'panic', message: panic[1]! };
   if (/^Bus error - the host .* ran out of space/.test(line)) return { type: 'memory-file-full', message: line };
   if (/Emergency Sync complete/.test(line)) return { type: 'sync-complete' };
+  if (FP_REGS_FAILURE.test(line)) return { type: 'kernel-incompatible', line };
   return undefined;
 }
 
@@ -33,6 +37,7 @@ export interface ConsoleSummary {
   lpj?: number;
   panic?: string;
   memoryFileFull?: string;
+  kernelIncompatible?: string;
 }
 
 export function summarizeConsole(text: string): ConsoleSummary {
@@ -44,6 +49,7 @@ export function summarizeConsole(text: string): ConsoleSummary {
     else if (signal.type === 'lpj') summary.lpj = signal.value;
     else if (signal.type === 'panic') summary.panic ??= signal.message;
     else if (signal.type === 'memory-file-full') summary.memoryFileFull ??= signal.message;
+    else if (signal.type === 'kernel-incompatible') summary.kernelIncompatible ??= signal.line;
   }
   return summary;
 }

@@ -13,7 +13,9 @@ export type RuntimeErrorCode =
   | 'start-failed'
   | 'jail-failed'
   | 'device-failed'
-  | 'backup-failed';
+  | 'backup-failed'
+  /** The kernel cannot run userspace on this host (kernel-compat.ts). */
+  | 'kernel-incompatible';
 
 export class RuntimeError extends Error {
   readonly code: RuntimeErrorCode;

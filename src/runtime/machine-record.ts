@@ -31,7 +31,7 @@ export interface MachineRecord {
   bootTime?: string;
   /** Paused with mconsole `stop` by the runtime. */
   paused?: boolean;
-  exit?: { code: number | null; signal: string | null; panic?: string; at: string };
+  exit?: { code: number | null; signal: string | null; panic?: string; kernelIncompatible?: string; at: string };
 }
 
 export function writeMachineRecord(path: string, record: MachineRecord): void {

@@ -49,6 +49,8 @@ export interface Machine {
   lastPanic?: string;
   panicReported?: boolean;
   memoryFileFull?: string;
+  /** The console line that shows the kernel cannot run userspace on this host. */
+  kernelIncompatible?: string;
   tmpfsBytes?: number;
   mconsoleUp: Signal<string>;
   exited: Signal<ExitInfo>;

@@ -383,3 +383,28 @@ describe('plan: backups', () => {
     assert.match(plan(input({ backupDue: true, actual: actual('running', { bootTime: undefined }) })).backupSkipped ?? '', /booting/);
   });
 });
+
+describe('plan: a kernel that cannot run userspace on this host', () => {
+  const incompatible = { code: null, signal: 'SIGABRT', panic: 'Attempted to kill init! exitcode=0x0000000b', kernelIncompatible: 'kernel /usr/bin/linux.uml cannot run userspace on this node' };
+
+  for (const policy of ['Always', 'OnFailure', 'Never'] as RestartPolicy[]) {
+    it(`${policy}: waits with reason KernelIncompatible, no restart, no crash-loop entry`, () => {
+      const p = plan(input({ desired: desired({ restartPolicy: policy }), actual: exited(incompatible), kernelUnchanged: true }));
+      assert.deepEqual(p.actions, []);
+      assert.deepEqual(p.waiting, { reason: 'KernelIncompatible', message: incompatible.kernelIncompatible });
+      assert.equal(p.backoff, undefined);
+      assert.equal(p.requeueAfterMs, undefined, 'nothing to look at until the spec or the kernel changes');
+    });
+  }
+
+  it('the kernel file replaced since that run: starts again', () => {
+    const p = plan(input({ actual: exited(incompatible), kernelUnchanged: false }));
+    assert.deepEqual(types(p), ['start']);
+  });
+
+  it('the spec changed (another kernel, or anything else): starts with the new spec', () => {
+    const other = config({ kernel: '/usr/local/lib/umlmon/linux' });
+    const p = plan(input({ desired: desired({ config: other }), actual: exited(incompatible), kernelUnchanged: true }));
+    assert.deepEqual(p.actions, [{ type: 'start', config: other, restart: true }]);
+  });
+});

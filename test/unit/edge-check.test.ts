@@ -48,15 +48,15 @@ test('valid manifests pass; each problem names file, machine and field', async (
 test('umlmon check exits 0 with "configuration OK", 1 listing problems', () => {
   const { dir, configFile } = setup();
   writeFileSync(join(dir, 'machines', 'ok.yaml'), machine('ok', '64Mi'));
-  const good = spawnSync(process.execPath, ['src/cli/main.ts', 'check', '-f', configFile], { encoding: 'utf8' });
+  const good = spawnSync(process.execPath, ['src/cli/main.ts', 'check', '--skip-kernel-probe', '-f', configFile], { encoding: 'utf8' });
   assert.equal(good.status, 0, good.stdout + good.stderr);
   assert.match(good.stdout, /configuration OK .*1 machine in 1 file/);
   writeFileSync(join(dir, 'machines', 'typo.yaml'), 'apiVersion: [\n');
-  const bad = spawnSync(process.execPath, ['src/cli/main.ts', 'check', '-f', configFile], { encoding: 'utf8' });
+  const bad = spawnSync(process.execPath, ['src/cli/main.ts', 'check', '--skip-kernel-probe', '-f', configFile], { encoding: 'utf8' });
   assert.equal(bad.status, 1);
   assert.match(bad.stdout, /typo\.yaml: not valid YAML/);
   writeFileSync(configFile, 'workerz: 3\n');
-  const badConfig = spawnSync(process.execPath, ['src/cli/main.ts', 'check', '-f', configFile], { encoding: 'utf8' });
+  const badConfig = spawnSync(process.execPath, ['src/cli/main.ts', 'check', '--skip-kernel-probe', '-f', configFile], { encoding: 'utf8' });
   assert.equal(badConfig.status, 1);
   assert.match(badConfig.stdout, /workerz: unknown key/);
 });

@@ -1,7 +1,8 @@
 // `umlmon check [-f config] [flags] [manifests or directories...]` (vmd's -n): validates the
 // configuration and every UmlMachine manifest given (default: the config's machinesDir) the
-// way the running agent would, prints each problem as "file: machine: field: message", and exits
-// 1 on any problem, 0 with "configuration OK" otherwise.
+// way the running agent would, prints each problem as "file: machine: field: message", probes
+// every configured kernel (does it boot and run userspace on this host?), and exits 1 on any
+// problem, 0 with "configuration OK" otherwise.
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +10,30 @@ import { CONFIG_FLAGS_HELP, loadConfig, type AgentConfig } from '../../agent/con
 import { parseManifest, readManifestDirectory, type ParsedManifest } from '../../agent/sources/directory.ts';
 import { validateMachine } from '../../api/validate.ts';
 import { keyOf } from '../../agent/source.ts';
+import { probeKernel, type ProbeResult } from '../../runtime/kernel-probe.ts';
+
+/** One line per configured kernel; a default kernel that cannot run is a problem, others warn. */
+export async function checkKernels(config: AgentConfig, probe: (path: string) => Promise<ProbeResult> = probeKernel): Promise<{ lines: string[]; problems: string[]; warnings: string[] }> {
+  const out = { lines: [] as string[], problems: [] as string[], warnings: [] as string[] };
+  for (const [name, kernel] of Object.entries(config.kernels)) {
+    if (!existsSync(kernel.path)) {
+      const message = `kernels.${name}: ${kernel.path} does not exist on this node`;
+      (name === 'default' ? out.problems : out.warnings).push(message);
+      out.lines.push(`kernel ${name}: ${kernel.path}: missing`);
+      continue;
+    }
+    const result = await probe(kernel.path);
+    const version = result.version || 'version unknown';
+    if (result.outcome === 'runs') {
+      out.lines.push(`kernel ${name}: ${kernel.path}: ${version}: runs here (booted to userspace in ${result.bootMs} ms)`);
+      continue;
+    }
+    out.lines.push(`kernel ${name}: ${kernel.path}: ${version}: ${result.outcome === 'incompatible' ? 'cannot run here' : 'probe failed'}`);
+    const message = `kernels.${name}: ${result.message}`;
+    (name === 'default' ? out.problems : out.warnings).push(message);
+  }
+  return out;
+}
 
 const USAGE = `usage: umlmon check [-f config] [options] [manifest.yaml | directory ...]
 
@@ -18,6 +43,12 @@ Validates the agent's configuration and UmlMachine manifests, then exits: 0 and
 (directory source only).
 
   --skip-image-check    do not require disk images to exist under imageRoot
+  --skip-kernel-probe   do not boot the configured kernels to see whether they run here
+
+Each configured kernel is booted once on a tiny initramfs of umlmon's own (no image
+needed) and printed with its version and whether it runs userspace on this host. A
+default kernel that cannot is a problem; another kernel that cannot is a warning
+(specs naming it get Ready=False, reason KernelIncompatible).
 
 ${CONFIG_FLAGS_HELP}`;
 
@@ -81,13 +112,19 @@ export async function main(argv: string[]): Promise<number> {
   }
   const loaded = loadConfig({
     argv, env: process.env, readFile: (p) => readFileSync(p, 'utf8'), hostname: hostname(), cwd: process.cwd(),
-    extraOptions: { 'skip-image-check': { type: 'boolean' } }, allowPositionals: true,
+    extraOptions: { 'skip-image-check': { type: 'boolean' }, 'skip-kernel-probe': { type: 'boolean' } }, allowPositionals: true,
   });
   if (!loaded.ok) {
     for (const e of loaded.errors) console.log(`config: ${e}`);
     return 1;
   }
   const report = await checkManifests(loaded.config, loaded.positionals, { imageCheck: loaded.extra['skip-image-check'] !== true });
+  if (loaded.extra['skip-kernel-probe'] !== true) {
+    const kernels = await checkKernels(loaded.config);
+    for (const line of kernels.lines) console.log(line);
+    report.problems.push(...kernels.problems);
+    report.warnings.push(...kernels.warnings);
+  }
   for (const w of report.warnings) console.log(`warning: ${w}`);
   for (const p of report.problems) console.log(p);
   if (report.problems.length > 0) {
