@@ -25,7 +25,8 @@ export interface InterfaceSpec {
   transport: Transport;
   mac?: string;
   /** Exactly the settings block of `transport` is present (none for slirp). */
-  tap?: { ifname: string };
+  /** A host tap device (ifname), a node LAN (switch), or both. */
+  tap?: { ifname?: string; switch?: string };
   raw?: { ifname: string };
   hybrid?: { ifname: string };
   tuntap?: { ifname: string };

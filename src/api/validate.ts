@@ -34,7 +34,7 @@ const VECTOR_TRANSPORTS = ['tap', 'raw', 'hybrid', 'gre', 'l2tpv3'];
 /** Transports that carry a settings block of their own name (slirp has none). */
 const SETTINGS_BLOCKS = ['tap', 'raw', 'hybrid', 'tuntap', 'mcast', 'daemon', 'vde', 'gre', 'l2tpv3'];
 const SETTINGS_EXAMPLE: Record<string, string> = {
-  tap: 'tap: {ifname: umltap0}',
+  tap: 'tap: {switch: lan0}',
   raw: 'raw: {ifname: eth0}',
   hybrid: 'hybrid: {ifname: umltap0}',
   tuntap: 'tuntap: {ifname: umltap0}',
@@ -176,9 +176,18 @@ function show(value: unknown): string {
   return typeof value === 'string' ? `"${value}"` : JSON.stringify(value);
 }
 
+/** What an anyOf of required keys wants, by the field it is on (list indexes removed). */
+const ANY_OF_HINTS: Record<string, string> = {
+  'spec.interfaces[].tap': 'needs ifname (a host tap device), switch (a node LAN), or both, e.g. tap: {switch: lan0}',
+};
+
 function schemaErrors(errors: ErrorObject[], machine: unknown): FieldError[] {
   const out: FieldError[] = [];
+  // An anyOf of "required" branches reports each branch's missing key and then the anyOf: one
+  // sentence for the anyOf says it better than "ifname is required" next to "switch is required".
+  const anyOfAt = new Set(errors.filter((e) => e.keyword === 'anyOf').map((e) => e.schemaPath.replace(/\/anyOf$/, '')));
   for (const e of errors) {
+    if (e.keyword === 'required' && [...anyOfAt].some((p) => e.schemaPath.startsWith(`${p}/anyOf/`))) continue;
     const field = fieldPath(e.instancePath);
     const value = valueAt(machine, e.instancePath);
     const child = (name: string) => (field === '' ? name : `${field}.${name}`);
@@ -215,6 +224,9 @@ function schemaErrors(errors: ErrorObject[], machine: unknown): FieldError[] {
         break;
       case 'format':
         out.push({ field, message: `${show(value)} is not ${describeFormat(String(params.format))}` });
+        break;
+      case 'anyOf':
+        out.push({ field, message: ANY_OF_HINTS[field.replace(/\[[0-9]+\]/g, '[]')] ?? 'does not match any of the allowed forms' });
         break;
       default:
         out.push({ field, message: e.message ?? `fails the schema's ${e.keyword} check` });

@@ -2,7 +2,8 @@
 // capabilities, so the device must exist and be owned by the machine's uid before the kernel
 // attaches to it: the runtime creates it (and later deletes it) unless it already exists.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 
 function sysNet(ifname: string, file?: string): string {
   return file ? `/sys/class/net/${ifname}/${file}` : `/sys/class/net/${ifname}`;
@@ -39,4 +40,84 @@ export function ensureTapDevice(ifname: string, uid: number, gid: number): boole
 export function deleteTapDevice(ifname: string): void {
   if (!existsSync(sysNet(ifname))) return;
   execFileSync('ip', ['link', 'del', ifname], { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+// ---- node LANs for the vector driver ------------------------------------------------------
+// Kernels >= 6.16 have no uml_switch transport. A LAN that guests share by name (`tap:
+// {switch: lan0}`) is a Linux bridge on the host, one per LAN name and state directory, with
+// each guest's vector tap device as a port. The bridge has no address: the host does not take
+// part in the LAN, and nothing is routed or forwarded (ip_forward stays as it is). The agent
+// creates the bridge on first use and deletes it when its last port goes.
+
+/** Interface names are at most 15 bytes: a short hash keeps them unique and within that. */
+function shortHash(...parts: string[]): string {
+  return createHash('sha256').update(parts.join('\0')).digest('hex').slice(0, 10);
+}
+
+/** The host bridge of a node LAN: "umlbr" + a hash of the state directory and the LAN name. */
+export function lanBridgeName(stateDir: string, lan: string): string {
+  return `umlbr${shortHash(stateDir, lan)}`;
+}
+
+/**
+ * The tap device the runtime names for a guest interface that gives no ifname of its own:
+ * "umltap" + a hash of the state directory, the machine and the interface (machine ids are
+ * unique within one state directory, tap names on the whole host).
+ */
+export function generatedTapName(stateDir: string, machineId: string, ifaceName: string): string {
+  return `umltap${shortHash(stateDir, machineId, ifaceName).slice(0, 9)}`;
+}
+
+function ip(args: string[]): void {
+  try {
+    execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  } catch (error) {
+    const stderr = (error as { stderr?: Buffer }).stderr?.toString().trim();
+    throw new Error(`ip ${args.join(' ')}: ${stderr || (error as Error).message} (needs CAP_NET_ADMIN on the host)`);
+  }
+}
+
+/** The host keeps out of a LAN it only bridges: no IPv6 autoconfiguration on the bridge. */
+function keepHostOff(ifname: string): void {
+  try {
+    writeFileSync(`/proc/sys/net/ipv6/conf/${ifname}/disable_ipv6`, '1');
+  } catch {
+    /* no IPv6 on this host */
+  }
+}
+
+/** Creates the LAN's bridge unless it exists. */
+export function ensureLanBridge(bridge: string): void {
+  if (existsSync(sysNet(bridge))) {
+    if (!existsSync(sysNet(bridge, 'bridge'))) throw new Error(`host interface ${bridge} exists and is not a bridge`);
+    return;
+  }
+  ip(['link', 'add', 'name', bridge, 'type', 'bridge']);
+  keepHostOff(bridge);
+  ip(['link', 'set', bridge, 'up']);
+}
+
+/** Makes the tap device a port of the bridge. */
+export function joinBridge(tap: string, bridge: string): void {
+  keepHostOff(tap);
+  ip(['link', 'set', tap, 'master', bridge]);
+}
+
+/** Takes a tap device out of whatever bridge it is a port of. */
+export function leaveBridge(tap: string): void {
+  if (existsSync(sysNet(tap, 'master'))) ip(['link', 'set', tap, 'nomaster']);
+}
+
+/** Deletes the bridge once no port is left in it; true when it was deleted. */
+export function deleteLanBridgeIfEmpty(bridge: string): boolean {
+  if (!existsSync(sysNet(bridge, 'bridge'))) return false;
+  let ports: string[];
+  try {
+    ports = readdirSync(sysNet(bridge, 'brif'));
+  } catch {
+    return false;
+  }
+  if (ports.length > 0) return false;
+  ip(['link', 'del', bridge]);
+  return true;
 }

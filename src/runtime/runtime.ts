@@ -15,13 +15,15 @@ import { ConsoleFollower, summarizeConsole, type ConsoleSignal } from './console
 import { attachDisk, detachDisk } from './disks.ts';
 import { RuntimeError, describeMachine, errorText } from './errors.ts';
 import { buildJailScript, diskBindMounts, findJailTools, prepareDiskImage, prepareJail, type JailIdentity, type JailTools } from './jail.ts';
+import { kernelIncompatibleMessage, largeXsaveFeatures } from './kernel-compat.ts';
 import { driverFor, kernelNetDrivers } from './kernel-features.ts';
 import { readMeasuredLpj, recordMeasuredLpj } from './lpj.ts';
 import { Signal, operationError, within, type Machine } from './machine.ts';
 import { readAllMachineRecords, readMachineRecord, writeMachineRecord, type MachineRecord } from './machine-record.ts';
 import { MconsoleClient, MconsoleError, listenNotify, type NotifyMessage } from './mconsole/index.ts';
 import { unmountAllUnder } from './mounts.ts';
-import { deleteTapDevice, ensureTapDevice } from './netdev.ts';
+import { deleteLanBridgeIfEmpty, deleteTapDevice, ensureLanBridge, ensureTapDevice, generatedTapName, joinBridge, lanBridgeName, leaveBridge } from './netdev.ts';
+import { withLock } from './lock.ts';
 import { DEFAULT_STATE_DIR, checkStateDirLength, hostPathFromJail, machinePaths, machinesDir, sharedDir, type MachinePaths } from './paths.ts';
 import { ExitWatcher, groupAlive, isSameProcessAlive, killGroup, readStartTicks, startTimeFromTicks, waitGroupGone } from './proc.ts';
 import { ensureSwitch, stopSwitch } from './switch.ts';
@@ -48,6 +50,17 @@ interface Settings {
   startTimeoutMs: number;
   umlSwitch: string;
   log: RuntimeLogger;
+}
+
+/** The KernelIncompatible message for a kernel whose console showed `line`, with the host's CPU features. */
+function describeIncompatibleKernel(kernel: string, line: string): string {
+  let cpuinfo = '';
+  try {
+    cpuinfo = readFileSync('/proc/cpuinfo', 'utf8');
+  } catch {
+    /* features unknown: the message says less */
+  }
+  return kernelIncompatibleMessage(kernel, line, largeXsaveFeatures(cpuinfo));
 }
 
 export function createRuntime(options: RuntimeOptions): Runtime {
@@ -299,7 +312,7 @@ export class UmlRuntime implements Runtime {
         closeSync(consoleFd);
       }
     } catch (error) {
-      for (const attached of interfaces) this.releaseHostInterface(config.id, attached);
+      for (const attached of interfaces) await this.releaseHostInterface(config.id, attached);
       removeMachineCgroup(this.settings.cgroupParent, config.id);
       throw error;
     }
@@ -325,6 +338,7 @@ export class UmlRuntime implements Runtime {
     timer.abort();
     if (outcome.kind === 'cancelled') throw new Error('unreachable: start timer cancelled before the race ended');
     if (outcome.kind === 'exited') {
+      if (outcome.exit.kernelIncompatible) throw new RuntimeError('kernel-incompatible', config, outcome.exit.kernelIncompatible);
       throw new RuntimeError('start-failed', config, `the kernel exited before its mconsole came up: ${this.describeEarlyExit(m, outcome.exit)}`);
     }
     if (outcome.kind === 'timeout') {
@@ -433,6 +447,9 @@ export class UmlRuntime implements Runtime {
       case 'memory-file-full':
         m.memoryFileFull = signal.message;
         return;
+      case 'kernel-incompatible':
+        m.kernelIncompatible ??= signal.line;
+        return;
       case 'sync-complete':
         for (const waiter of m.syncWaiters) waiter();
         m.syncWaiters.clear();
@@ -462,8 +479,12 @@ export class UmlRuntime implements Runtime {
     }
     const exit: ExitInfo = { code, signal, at: new Date() };
     if (panic) exit.panic = panic;
+    if (m.kernelIncompatible) exit.kernelIncompatible = describeIncompatibleKernel(m.record.config.kernel, m.kernelIncompatible);
     m.state = 'exited';
-    m.record.exit = { code, signal, at: exit.at.toISOString(), ...(panic ? { panic } : {}) };
+    m.record.exit = {
+      code, signal, at: exit.at.toISOString(), ...(panic ? { panic } : {}),
+      ...(exit.kernelIncompatible ? { kernelIncompatible: exit.kernelIncompatible } : {}),
+    };
     this.release(m);
     this.persist(m);
     this.settings.log.info({ machine: m.record.id, code, signal, panic }, 'kernel exited');
@@ -524,13 +545,18 @@ export class UmlRuntime implements Runtime {
     if (!record.pid || !isSameProcessAlive(record.pid, record.startTicks)) {
       m.state = 'exited';
       if (!record.exit) {
-        let panic: string | undefined;
+        let summary: ReturnType<typeof summarizeConsole> = { booted: false };
         try {
-          panic = summarizeConsole(readFileSync(paths.consoleLog, 'utf8')).panic;
+          summary = summarizeConsole(readFileSync(paths.consoleLog, 'utf8'));
         } catch {
           /* no console log */
         }
-        record.exit = { code: null, signal: null, at: new Date().toISOString(), ...(panic ? { panic } : {}) };
+        const { panic } = summary;
+        const kernelIncompatible = summary.kernelIncompatible ? describeIncompatibleKernel(record.config.kernel, summary.kernelIncompatible) : undefined;
+        record.exit = {
+          code: null, signal: null, at: new Date().toISOString(), ...(panic ? { panic } : {}),
+          ...(kernelIncompatible ? { kernelIncompatible } : {}),
+        };
         this.persist(m);
       }
       m.exited.resolve({ ...record.exit, at: new Date(record.exit.at) });
@@ -689,7 +715,14 @@ export class UmlRuntime implements Runtime {
     const problems = interfaceProblems(iface);
     if (problems.length) throw new RuntimeError('invalid-config', machine, problems.join('; '));
     const driver = driverFor(iface.name, iface.transport);
-    if (driver && kernelNetDrivers(kernel)?.[driver] === false) {
+    const drivers = kernelNetDrivers(kernel);
+    if (driver && drivers?.[driver] === false) {
+      const legacy = driver !== 'vector';
+      if (legacy && !drivers.mcast && !drivers.daemon && !drivers.tuntap) {
+        throw new RuntimeError('unsupported', machine,
+          `interface ${iface.name}: the kernel ${kernel} has no legacy ethN driver (Linux 6.16 removed it); ` +
+            'use a vecN interface: transport tap with tap: {switch: NAME} for a LAN shared by guests on this node, or tap: {ifname: NAME} for a host tap device');
+      }
       throw new RuntimeError('unsupported', machine,
         `interface ${iface.name}: the kernel ${kernel} was built without the ${driver} network driver` +
           (driver === 'vector' ? ' (vecN); use an ethN interface' : ` (${iface.transport} transport)`));
@@ -710,25 +743,62 @@ export class UmlRuntime implements Runtime {
     }
     const attached: AttachedInterface = { name: iface.name, transport: iface.transport, mac };
     if (iface.transport === 'daemon') attached.switch = iface.daemon!.switch;
-    const tapName = iface.transport === 'tuntap' ? iface.tuntap!.ifname : iface.transport === 'tap' ? iface.tap!.ifname : undefined;
+    const lan = iface.transport === 'tap' ? iface.tap!.switch : undefined;
+    const tapName = iface.transport === 'tuntap' ? iface.tuntap!.ifname
+      : iface.transport === 'tap' ? iface.tap!.ifname ?? generatedTapName(this.settings.stateDir, machine.id, iface.name) : undefined;
     if (tapName) {
       try {
         attached.hostInterface = tapName;
         attached.hostInterfaceCreated = ensureTapDevice(tapName, uid, uid);
+        if (lan !== undefined) {
+          const bridge = lanBridgeName(this.settings.stateDir, lan);
+          attached.switch = lan;
+          attached.lanBridge = bridge;
+          await withLock(this.lanLock(), () => {
+            ensureLanBridge(bridge);
+            joinBridge(tapName, bridge);
+          });
+        }
       } catch (error) {
+        await this.releaseHostInterface(machine.id, attached);
         throw new RuntimeError('device-failed', machine, `interface ${iface.name}: ${errorText(error)}`, { cause: error });
       }
     }
-    return { attached, spec: interfaceDeviceSpec(iface, mac, switchSocket) };
+    const spec = interfaceDeviceSpec(tapName && iface.transport === 'tap' ? { ...iface, tap: { ...iface.tap, ifname: tapName } } : iface, mac, switchSocket);
+    return { attached, spec };
   }
 
   /** Deletes a tap device the runtime created for the interface; a user's own device is kept. */
-  private releaseHostInterface(id: string, attached: AttachedInterface): void {
-    if (!attached.hostInterface || !attached.hostInterfaceCreated) return;
-    try {
-      deleteTapDevice(attached.hostInterface);
-    } catch (error) {
-      this.settings.log.warn({ machine: id, device: attached.hostInterface, err: errorText(error) }, 'could not delete a tap device');
+  private lanLock(): string {
+    return join(this.sharedDir, 'lans.lock');
+  }
+
+  /** Deletes the tap device the runtime made, and the LAN's bridge once its last port is gone. */
+  private async releaseHostInterface(id: string, attached: AttachedInterface): Promise<void> {
+    if (attached.hostInterface && attached.hostInterfaceCreated) {
+      try {
+        deleteTapDevice(attached.hostInterface);
+      } catch (error) {
+        this.settings.log.warn({ machine: id, device: attached.hostInterface, err: errorText(error) }, 'could not delete a tap device');
+      }
+    }
+    const bridge = attached.lanBridge;
+    if (bridge && attached.hostInterface && !attached.hostInterfaceCreated) {
+      // A tap device of the user's: it stays, but leaves the LAN.
+      try {
+        leaveBridge(attached.hostInterface);
+      } catch (error) {
+        this.settings.log.warn({ machine: id, device: attached.hostInterface, err: errorText(error) }, 'could not take a tap device off its LAN');
+      }
+    }
+    if (bridge) {
+      try {
+        if (await withLock(this.lanLock(), () => deleteLanBridgeIfEmpty(bridge))) {
+          this.settings.log.info({ machine: id, lan: attached.switch, bridge }, 'deleted the bridge of a LAN nobody is on any more');
+        }
+      } catch (error) {
+        this.settings.log.warn({ machine: id, bridge, err: errorText(error) }, 'could not delete a LAN bridge');
+      }
     }
   }
 
@@ -743,7 +813,7 @@ export class UmlRuntime implements Runtime {
       try {
         await client.request(`config ${spec}`);
       } catch (error) {
-        this.releaseHostInterface(m.record.id, attached);
+        await this.releaseHostInterface(m.record.id, attached);
         if (error instanceof MconsoleError && /Bad configuration option/i.test(error.reply)) {
           // The kernel has no driver for this device name.
           throw new RuntimeError('unsupported', m.record, `interface ${iface.name}: the running kernel has no driver for ${iface.name.replace(/\d+$/, 'N')} devices ("${error.reply}")`, { cause: error });
@@ -771,7 +841,7 @@ export class UmlRuntime implements Runtime {
         if (!(error instanceof MconsoleError && error.code === -19)) throw operationError(m, `detach interface ${name}`, error);
       }
       const detached = m.record.interfaces.find((i) => i.name === name)!;
-      this.releaseHostInterface(id, detached);
+      await this.releaseHostInterface(id, detached);
       m.record.interfaces = m.record.interfaces.filter((i) => i.name !== name);
       m.record.config = { ...m.record.config, interfaces: m.record.config.interfaces.filter((i) => i.name !== name) };
       this.persist(m);
@@ -821,13 +891,13 @@ export class UmlRuntime implements Runtime {
     // the directory does, or rm would reach through a bind mount into an image.
     const left = unmountAllUnder(paths.dir);
     if (left.length) throw new RuntimeError('jail-failed', who, `cannot remove: still mounted under ${paths.dir}: ${left.join(', ')}`);
-    for (const attached of record?.interfaces ?? []) this.releaseHostInterface(id, attached);
+    for (const attached of record?.interfaces ?? []) await this.releaseHostInterface(id, attached);
     rmSync(paths.dir, { recursive: true, force: true });
     removeMachineCgroup(this.settings.cgroupParent, id);
     await this.allocations.releaseUid(id);
     await this.allocations.releaseMacs(id);
     // A switch nobody on the node is plugged into any more goes too.
-    const switchesOf = (r: MachineRecord): string[] => r.interfaces.flatMap((i) => (i.switch ? [i.switch] : []));
+    const switchesOf = (r: MachineRecord): string[] => r.interfaces.flatMap((i) => (i.transport === 'daemon' && i.switch ? [i.switch] : []));
     const switches = new Set(record ? switchesOf(record) : []);
     if (switches.size) {
       const users = new Set(readAllMachineRecords(this.settings.stateDir).records.flatMap(switchesOf));

@@ -20,7 +20,8 @@ export interface InterfaceConfig {
   transport: Transport;
   /** Fixed MAC; when absent the runtime allocates a stable one from the node's MAC pool. */
   mac?: string;
-  tap?: { ifname: string };
+  /** ifname: the host tap device (made by the runtime unless it exists); switch: a node LAN to join. */
+  tap?: { ifname?: string; switch?: string };
   raw?: { ifname: string };
   tuntap?: { ifname: string };
   mcast?: { group: string; port: number; ttl?: number };
@@ -70,8 +71,10 @@ export interface AttachedInterface {
   name: string;
   transport: Transport;
   mac: string;
-  /** The node switch a `daemon` interface is plugged into. */
+  /** The node LAN the interface is on: a `daemon` interface's uml_switch, or a `tap` interface's bridge. */
   switch?: string;
+  /** The host bridge that makes the LAN of a vector `tap: {switch}` interface. */
+  lanBridge?: string;
   /** The host tap device of a `tuntap`/`tap` interface. */
   hostInterface?: string;
   /** True when the runtime created that tap device (and deletes it with the machine). */
@@ -83,6 +86,11 @@ export interface ExitInfo {
   signal: string | null;
   /** The last panic message seen on the notify socket, if any. */
   panic?: string;
+  /**
+   * Set when the kernel cannot run userspace on this host (its FP state does not fit the
+   * host's XSAVE area): why, in words naming the kernel and the fix. Restarting cannot help.
+   */
+  kernelIncompatible?: string;
   at: Date;
 }
 

@@ -93,7 +93,12 @@ export function interfaceProblems(iface: InterfaceConfig): string[] {
     }
   } else if (VEC_NAME_PATTERN.test(iface.name)) {
     if (iface.transport !== 'tap') problems.push(`${where}: transport "${iface.transport}" is not supported on vecN here (use tap)`);
-    else if (!iface.tap || !IFNAME_PATTERN.test(iface.tap.ifname)) problems.push(`${where}: tap needs {ifname: a host interface name}`);
+    else if (!iface.tap || (iface.tap.ifname === undefined && iface.tap.switch === undefined)) {
+      problems.push(`${where}: tap needs {ifname: a host tap device} or {switch: a node LAN name}, or both`);
+    } else {
+      if (iface.tap.ifname !== undefined && !IFNAME_PATTERN.test(iface.tap.ifname)) problems.push(`${where}: tap.ifname "${iface.tap.ifname}" is not a host interface name`);
+      if (iface.tap.switch !== undefined && !SWITCH_NAME_PATTERN.test(iface.tap.switch)) problems.push(`${where}: tap.switch needs a name of [a-z0-9-], at most 32 characters`);
+    }
   } else {
     problems.push(`interface name "${iface.name}" must be ethN (legacy driver) or vecN (vector driver)`);
   }

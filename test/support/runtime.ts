@@ -1,6 +1,7 @@
 // Shared by the runtime's integration tests: a machine config for the test image, unique ids,
 // and waiting for one runtime event.
-import { rmSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { MachineConfig, Runtime, RuntimeEvent } from '../../src/runtime/index.ts';
 import { TEST_IMAGE, umlKernel } from './uml.ts';
 
@@ -11,7 +12,7 @@ export function uniqueId(prefix: string): string {
   return `${prefix}${Math.random().toString(36).slice(2, 9)}`.slice(0, 12);
 }
 
-/** A 48 MiB machine booting the test image from ubd0 (cow) with the fast-boot arguments. */
+/** A 48 MiB machine booting the test image from ubd0 (cow) on umlmon's kernel, with lpj=auto. */
 export function machineConfig(id: string, overrides: Partial<MachineConfig> = {}): MachineConfig {
   return {
     id,
@@ -19,7 +20,7 @@ export function machineConfig(id: string, overrides: Partial<MachineConfig> = {}
     kernel: umlKernel(),
     memoryBytes: 48 * MiB,
     cmdline: [],
-    defaultArgs: ['initcall_blacklist=raid6_select_algo', 'lpj=auto'],
+    defaultArgs: ['lpj=auto'],
     disks: [{ name: 'ubd0', image: TEST_IMAGE, mode: 'cow' }],
     interfaces: [],
     ...overrides,
@@ -40,6 +41,34 @@ export function waitFor(rt: Runtime, match: (e: RuntimeEvent) => boolean, timeou
       resolve(e);
     });
   });
+}
+
+let guestCommands = 0;
+
+/**
+ * Runs a shell script in a guest booted with `guest.cmd` on its kernel command line (the test
+ * image's command disk, hack/build-rootfs.sh): the script is written to an image under
+ * imageRoot, hot-plugged as ubd15, and what the guest reports back is returned. The disk is
+ * detached again unless `keepDisk` (a script that kills the guest cannot wait for that).
+ */
+export async function runInGuest(rt: Runtime, imageRoot: string, id: string, script: string, options: { timeoutMs?: number; expectExit?: boolean } = {}): Promise<string> {
+  guestCommands += 1;
+  const image = `cmd-${process.pid}-${guestCommands}.img`;
+  const body = Buffer.alloc(4096);
+  // A number of its own: the guest runs a disk's text once, and the same command twice in a row
+  // must still run twice.
+  body.write(`: ${guestCommands}; ${script}`);
+  writeFileSync(join(imageRoot, image), body);
+  const ran = waitFor(rt, (e) => e.type === 'guest-message' && e.id === id && e.message.startsWith('umlmon-guest: ran:'), options.timeoutMs ?? 30_000);
+  await rt.attachDisk(id, { name: 'ubd15', image, mode: 'readOnly' });
+  if (options.expectExit) {
+    ran.catch(() => undefined);
+    return '';
+  }
+  const event = await ran;
+  await rt.detachDisk(id, 'ubd15');
+  rmSync(join(imageRoot, image), { force: true });
+  return event.type === 'guest-message' ? event.message.slice('umlmon-guest: ran:'.length).trim() : '';
 }
 
 /** Stops and removes every machine the runtime knows, closes it, and deletes its state dir. */

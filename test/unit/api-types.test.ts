@@ -35,7 +35,7 @@ const FIELDS: Record<string, readonly string[]> = {
   spec: names<keyof UmlMachineSpec>()(['nodeName', 'state', 'kernel', 'memory', 'cmdline', 'disks', 'interfaces', 'restartPolicy', 'shutdownGracePeriodSeconds', 'backup']),
   'spec.disks[]': names<keyof DiskSpec>()(['name', 'image', 'mode']),
   'spec.interfaces[]': names<keyof InterfaceSpec>()(['name', 'transport', 'mac', 'tap', 'raw', 'hybrid', 'tuntap', 'mcast', 'daemon', 'vde', 'gre', 'l2tpv3']),
-  'spec.interfaces[].tap': names<keyof NonNullable<InterfaceSpec['tap']>>()(['ifname']),
+  'spec.interfaces[].tap': names<keyof NonNullable<InterfaceSpec['tap']>>()(['ifname', 'switch']),
   'spec.interfaces[].raw': names<keyof NonNullable<InterfaceSpec['raw']>>()(['ifname']),
   'spec.interfaces[].hybrid': names<keyof NonNullable<InterfaceSpec['hybrid']>>()(['ifname']),
   'spec.interfaces[].tuntap': names<keyof NonNullable<InterfaceSpec['tuntap']>>()(['ifname']),
