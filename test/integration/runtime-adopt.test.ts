@@ -10,6 +10,7 @@ import { createRuntime } from '../../src/runtime/index.ts';
 import type { Runtime, RuntimeEvent } from '../../src/runtime/index.ts';
 import { TEST_IMAGE, testImageRoot, umlKernel } from '../support/uml.ts';
 import { waitFor } from '../support/runtime.ts';
+import { kernelVersion } from '../../src/runtime/kernel-probe.ts';
 
 const RUNTIME_MODULE = new URL('../../src/runtime/index.ts', import.meta.url).pathname;
 
@@ -20,7 +21,7 @@ function startInDoomedAgent(stateDir: string, imageRoot: string, id: string): Pr
     const rt = createRuntime({ stateDir: ${JSON.stringify(stateDir)}, imageRoot: ${JSON.stringify(imageRoot)} });
     const booted = new Promise((ok) => rt.onEvent((e) => { if (e.type === 'booted') ok(e); }));
     const status = await rt.start({ id: ${JSON.stringify(id)}, name: 'test/adopted', kernel: ${JSON.stringify(umlKernel())},
-      memoryBytes: 48 * 1024 * 1024, cmdline: [], defaultArgs: ['initcall_blacklist=raid6_select_algo', 'lpj=auto'],
+      memoryBytes: 48 * 1024 * 1024, cmdline: [], defaultArgs: ['lpj=auto'],
       disks: [{ name: 'ubd0', image: ${JSON.stringify(TEST_IMAGE)}, mode: 'cow' }], interfaces: [] });
     await booted;
     process.stdout.write(JSON.stringify({ kernelPid: status.pid }) + '\\n');
@@ -76,7 +77,8 @@ describe('adoption after the agent was SIGKILLed', () => {
     assert.equal(m.pid, kernelPid);
     assert.equal(m.state, 'running');
     assert.ok(m.bootTime instanceof Date);
-    assert.match(m.kernelVersion ?? '', /6\.1\./);
+    const release = await kernelVersion(umlKernel());
+    assert.ok(release !== '' && (m.kernelVersion ?? '').includes(` ${release} `), `${m.kernelVersion} is the uname of ${release}`);
     assert.deepEqual(events, [], 'adoption emits no start events');
     // Driven as if this runtime had started it; adoptAll again is a no-op.
     await rt.pause(id);

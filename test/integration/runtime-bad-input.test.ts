@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { createRuntime, RuntimeError } from '../../src/runtime/index.ts';
 import type { MachineConfig, Runtime } from '../../src/runtime/index.ts';
 import { TEST_IMAGE, testImageRoot, umlKernel } from '../support/uml.ts';
-import { disposeRuntime, MiB, uniqueId, waitFor } from '../support/runtime.ts';
+import { disposeRuntime, MiB, runInGuest, uniqueId, waitFor } from '../support/runtime.ts';
 
 function isRuntimeError(code: string, ...fragments: (string | RegExp)[]): (e: unknown) => boolean {
   return (e: unknown) => {
@@ -28,7 +28,7 @@ describe('bad input', () => {
   function config(id: string, overrides: Partial<MachineConfig> = {}): MachineConfig {
     return {
       id, name: `test/${id}`, kernel: umlKernel(), memoryBytes: 48 * MiB, cmdline: [],
-      defaultArgs: ['initcall_blacklist=raid6_select_algo', 'lpj=auto'],
+      defaultArgs: ['lpj=auto'],
       disks: [{ name: 'ubd0', image: TEST_IMAGE, mode: 'cow' }], interfaces: [], ...overrides,
     };
   }
@@ -141,13 +141,18 @@ describe('bad input', () => {
 
   test('a tmpfs too small for the guest memory is reported clearly', async () => {
     const id = uniqueId('bt');
-    const small = createRuntime({ stateDir, imageRoot, tmpfsSlackBytes: -36 * MiB });
+    // 16 MiB of memory file for 48 MiB of RAM: the guest boots (it touches little), then fills
+    // its RAM with a file on its own tmpfs.
+    const small = createRuntime({ stateDir, imageRoot, tmpfsSlackBytes: -32 * MiB });
     try {
+      const booted = waitFor(small, (e) => e.type === 'guest-message' && e.id === id && e.message === 'umlmon-guest: booted');
       const exited = waitFor(small, (e) => e.type === 'exited' && e.id === id);
-      await small.start(config(id)).catch(() => undefined);
+      await small.start(config(id, { cmdline: ['guest.cmd'] }));
+      await booted;
+      await runInGuest(small, imageRoot, id, 'dd if=/dev/zero of=/tmp/fill bs=1M count=40; echo filled', { expectExit: true });
       const e = await exited;
       assert.ok(e.type === 'exited');
-      assert.match(e.exit.panic ?? '', /memory file's tmpfs \(12 MiB\) ran out of space/);
+      assert.match(e.exit.panic ?? '', /memory file's tmpfs \(16 MiB\) ran out of space/);
       await small.stop(id, { gracePeriodMs: 0 });
       await small.remove(id);
     } finally {
