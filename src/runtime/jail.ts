@@ -173,6 +173,7 @@ export interface JailTools {
   setarch: string;
   setpriv: string;
   chroot: string;
+  setsid: string;
 }
 
 export function findJailTools(): JailTools {
@@ -188,7 +189,7 @@ export function findJailTools(): JailTools {
     }
     throw new Error(`${name} is not installed (util-linux / coreutils): the jail needs it`);
   };
-  return { env: find('env'), setarch: find('setarch'), setpriv: find('setpriv'), chroot: find('chroot') };
+  return { env: find('env'), setarch: find('setarch'), setpriv: find('setpriv'), chroot: find('chroot'), setsid: find('setsid') };
 }
 
 /** The in-namespace steps, each failing with the step's name and path on the console log. */
@@ -233,14 +234,30 @@ export function buildJailScript(input: JailScriptInput): string {
   // setarch -R: ADDR_NO_RANDOMIZE is mandatory (uml-facts.md). chroot --userspec drops to the
   // machine's uid/gid after the chroot; no-new-privs keeps it there.
   const { tools } = input;
-  const exec = [
-    `exec ${tools.env} -i TMPDIR=/tmp PATH=/`,
+  const kernel = [
+    `${tools.setsid} ${tools.env} -i TMPDIR=/tmp PATH=/`,
     `${tools.setarch} x86_64 -R`,
     `${tools.setpriv} --no-new-privs`,
     `${tools.chroot} --userspec=${who.uid}:${who.gid} --groups=${who.gid} ${shellQuote(paths.jailDir)} ${IN_JAIL.kernel}`,
     ...input.kernelArgs.map(shellQuote),
   ].join(' ');
-  lines.push(exec);
+  // The monitor, as container runtimes have one (conmon, containerd-shim): this shell stays
+  // the kernel's parent, waits for it and writes its wait status where any agent, restarted or
+  // not, reads how the guest ended (an adopted kernel's exit code is otherwise unknowable). The
+  // kernel gets a session and process group of its own (setsid; a background job of this
+  // shell is no group leader, so setsid does not fork and $! is the kernel's pid): signals to
+  // its group never reach the monitor, and the monitor never signals anything. Status: the
+  // shell's $? (128+N when a signal N ended the kernel).
+  const pidFile = shellQuote(paths.kernelPidFile);
+  const statusFile = shellQuote(paths.exitStatusFile);
+  lines.push(
+    `${kernel} &`,
+    'kernel=$!',
+    `echo "$kernel" > ${pidFile}.tmp && mv -f ${pidFile}.tmp ${pidFile}`,
+    // wait returns early if a trapped signal arrives; none is trapped, but loop until the kernel is gone.
+    'while :; do wait "$kernel"; status=$?; kill -0 "$kernel" 2>/dev/null || break; done',
+    `echo "$status" > ${statusFile}.tmp && mv -f ${statusFile}.tmp ${statusFile}`,
+  );
   return `${lines.join('\n')}\n`;
 }
 

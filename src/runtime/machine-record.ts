@@ -15,6 +15,12 @@ export interface MachineRecord {
   startTime: string;
   /** Raw starttime field of /proc/<pid>/stat: pid + this identify the process across restarts. */
   startTicks: string;
+  /**
+   * The jail's monitor: the kernel's parent, which writes its wait status to exit-status when
+   * it exits (jail.ts). Absent in records of runtimes before it, and when it failed to start.
+   */
+  monitorPid?: number;
+  monitorStartTicks?: string;
   config: MachineConfig;
   /** Host path of the mconsole socket, as the kernel reported it (translated out of the jail). */
   mconsoleSocket?: string;

@@ -9,6 +9,7 @@ import type { MachineRecord } from './machine-record.ts';
 import { MconsoleError, type MconsoleClient, type NotifyListener } from './mconsole/index.ts';
 import type { MachinePaths } from './paths.ts';
 import type { ExitWatcher } from './proc.ts';
+import type { ExitStatusWatcher } from './monitor.ts';
 import type { ExitInfo, MachineState, RuntimeLogger } from './types.ts';
 
 /** One-shot signal that several callers may await. */
@@ -45,6 +46,8 @@ export interface Machine {
   notify?: NotifyListener;
   console?: ConsoleFollower;
   exitWatcher?: ExitWatcher;
+  /** An adopted kernel's exit, from its monitor's status file. */
+  statusWatcher?: ExitStatusWatcher;
   child?: ChildProcess;
   lastPanic?: string;
   panicReported?: boolean;

@@ -33,6 +33,12 @@ export interface MachinePaths {
   sharedMount: string;
   devDir: string;
   notifySocket: string;
+  /** The jail's monitor writes here (and nothing else does: the agent watches it for the exit). */
+  monitorDir: string;
+  /** Written by the monitor as soon as it has started the kernel: the kernel's pid. */
+  kernelPidFile: string;
+  /** Written by the monitor when the kernel has exited: its wait status (exit-status.ts). */
+  exitStatusFile: string;
   /** Where the kernel puts its mconsole socket unless it picks another umid. */
   expectedMconsoleSocket: string;
 }
@@ -61,6 +67,9 @@ export function machinePaths(stateDir: string, id: string): MachinePaths {
     sharedMount: join(jailDir, IN_JAIL.shared),
     devDir: join(jailDir, 'dev'),
     notifySocket: join(jailDir, IN_JAIL.notify),
+    monitorDir: join(dir, 'monitor'),
+    kernelPidFile: join(dir, 'monitor', 'kernel.pid'),
+    exitStatusFile: join(dir, 'monitor', 'exit-status'),
     expectedMconsoleSocket: join(jailDir, IN_JAIL.umlDir, id, 'mconsole'),
   };
 }

@@ -18,6 +18,7 @@ import { buildJailScript, diskBindMounts, findJailTools, prepareDiskImage, prepa
 import { kernelIncompatibleMessage, largeXsaveFeatures } from './kernel-compat.ts';
 import { driverFor, kernelNetDrivers } from './kernel-features.ts';
 import { readMeasuredLpj, recordMeasuredLpj } from './lpj.ts';
+import { ExitStatusWatcher, readKernelPid, readWaitStatus, waitForKernelPid } from './monitor.ts';
 import { Signal, operationError, within, type Machine } from './machine.ts';
 import { readAllMachineRecords, readMachineRecord, writeMachineRecord, type MachineRecord } from './machine-record.ts';
 import { MconsoleClient, MconsoleError, listenNotify, type NotifyMessage } from './mconsole/index.ts';
@@ -296,11 +297,14 @@ export class UmlRuntime implements Runtime {
 
       const consoleFd = openSync(paths.consoleLog, 'w', 0o640);
       try {
-        // detached: a session and process group of its own, so the kernel outlives the agent and
-        // the whole group can be signalled. unshare execs (no fork): the pid is the kernel's.
+        mkdirSync(paths.monitorDir, { recursive: true, mode: 0o755 });
+        // detached: a session of its own, so nothing of the agent's reaches it. unshare execs
+        // the jail script (no fork): this pid is the monitor's, which then starts the kernel in
+        // a session and process group of the kernel's own (jail.ts).
         child = spawn('unshare', ['--mount', '--propagation', 'private', '/bin/sh', paths.jailScript], {
           detached: true, stdio: ['ignore', consoleFd, consoleFd], env: { PATH: SYSTEM_PATH }, cwd: paths.dir,
         });
+        child.once('exit', (code, signal) => this.onMonitorExit(m, code, signal));
         await new Promise<void>((ok, fail) => {
           child.once('spawn', ok);
           child.once('error', fail);
@@ -317,17 +321,21 @@ export class UmlRuntime implements Runtime {
       throw error;
     }
     child.unref();
-    const pid = child.pid!;
-    const startTicks = readStartTicks(pid) ?? '';
+    const monitorPid = child.pid!;
     m.child = child;
+    m.record.pid = monitorPid; // until the monitor says which pid the kernel has
+    m.record.monitorPid = monitorPid;
+    m.record.monitorStartTicks = readStartTicks(monitorPid) ?? '';
+    this.machines.set(config.id, m);
+    m.console = new ConsoleFollower(paths.consoleLog, 0, (signal) => this.onConsole(m, signal));
+    const kernelPid = await waitForKernelPid(paths.kernelPidFile, () => child.exitCode !== null || child.signalCode !== null, this.settings.startTimeoutMs);
+    const pid = kernelPid ?? monitorPid;
+    const startTicks = readStartTicks(pid) ?? '';
     m.record.pid = pid;
     m.record.startTicks = startTicks;
     m.record.startTime = (startTicks ? startTimeFromTicks(startTicks) : new Date()).toISOString();
-    this.machines.set(config.id, m);
     this.persist(m);
-    child.once('exit', (code, signal) => this.onExit(m, code, signal));
-    m.console = new ConsoleFollower(paths.consoleLog, 0, (signal) => this.onConsole(m, signal));
-    this.settings.log.info({ machine: config.id, name: config.name, pid }, 'kernel started');
+    this.settings.log.info({ machine: config.id, name: config.name, pid, monitor: monitorPid }, 'kernel started');
 
     const timer = new AbortController();
     const outcome = await Promise.race([
@@ -361,7 +369,7 @@ export class UmlRuntime implements Runtime {
     if (!existsSync(paths.dir)) return;
     const left = unmountAllUnder(paths.dir);
     if (left.length) throw new RuntimeError('jail-failed', machine, `stale mounts under ${paths.dir} could not be unmounted: ${left.join(', ')}`);
-    for (const path of [paths.umlDir, paths.tmpDir, paths.notifySocket, paths.devDir, paths.sharedMount, paths.jailScript]) {
+    for (const path of [paths.umlDir, paths.tmpDir, paths.notifySocket, paths.devDir, paths.sharedMount, paths.jailScript, paths.monitorDir]) {
       rmSync(path, { recursive: true, force: true });
     }
     if (existsSync(paths.consoleLog)) renameSync(paths.consoleLog, `${paths.consoleLog}.previous`);
@@ -457,6 +465,35 @@ export class UmlRuntime implements Runtime {
     }
   }
 
+  /**
+   * The monitor exits right after the kernel, having written its wait status. A monitor that
+   * exits without a kernel pid never started one (a jail step failed: its own code, 111, and
+   * the step on the console). One killed before the kernel ended leaves the kernel running:
+   * it is watched directly from then on.
+   */
+  private onMonitorExit(m: Machine, code: number | null, signal: string | null): void {
+    if (readKernelPid(m.paths.kernelPidFile) === undefined) {
+      this.onExit(m, code, signal);
+      return;
+    }
+    const status = readWaitStatus(m.paths.exitStatusFile);
+    if (status !== undefined) {
+      this.onExit(m, status.code, status.signal);
+      return;
+    }
+    this.settings.log.warn({ machine: m.record.id, monitor: m.record.monitorPid, code, signal }, 'the machine\'s monitor ended before its kernel; watching the kernel directly');
+    this.watchKernelExit(m);
+  }
+
+  /** Exit detection without the monitor: the kernel's pid, checked once a second (proc.ts). */
+  private watchKernelExit(m: Machine): void {
+    m.exitWatcher?.close();
+    m.exitWatcher = new ExitWatcher(m.record.pid, () => {
+      const status = readWaitStatus(m.paths.exitStatusFile);
+      this.onExit(m, status?.code ?? null, status?.signal ?? null);
+    });
+  }
+
   private onExit(m: Machine, code: number | null, signal: string | null): void {
     // The kernel's last datagrams (a panic notify) may still sit unread in the notify socket
     // when the exit is seen: give them a moment before the socket is closed.
@@ -508,6 +545,8 @@ export class UmlRuntime implements Runtime {
     m.console = undefined;
     m.exitWatcher?.close();
     m.exitWatcher = undefined;
+    m.statusWatcher?.close();
+    m.statusWatcher = undefined;
   }
 
   private forget(m: Machine): void {
@@ -553,8 +592,10 @@ export class UmlRuntime implements Runtime {
         }
         const { panic } = summary;
         const kernelIncompatible = summary.kernelIncompatible ? describeIncompatibleKernel(record.config.kernel, summary.kernelIncompatible) : undefined;
+        // How it ended, as its monitor saw it (unknown for a kernel without one).
+        const status = readWaitStatus(paths.exitStatusFile);
         record.exit = {
-          code: null, signal: null, at: new Date().toISOString(), ...(panic ? { panic } : {}),
+          code: status?.code ?? null, signal: status?.signal ?? null, at: new Date().toISOString(), ...(panic ? { panic } : {}),
           ...(kernelIncompatible ? { kernelIncompatible } : {}),
         };
         this.persist(m);
@@ -571,7 +612,12 @@ export class UmlRuntime implements Runtime {
     } catch (error) {
       m.message = `cannot listen on its notify socket: ${errorText(error)}`;
     }
-    m.exitWatcher = new ExitWatcher(record.pid, () => this.onExit(m, null, null));
+    if (record.monitorPid && record.monitorStartTicks && isSameProcessAlive(record.monitorPid, record.monitorStartTicks)) {
+      // Its monitor writes the wait status when the kernel exits: heard through inotify.
+      m.statusWatcher = new ExitStatusWatcher(paths.monitorDir, paths.exitStatusFile, (status) => this.onExit(m, status.code, status.signal));
+    } else {
+      this.watchKernelExit(m);
+    }
     let offset = 0;
     try {
       // Already booted: only new lines matter. Not yet: read from the start to see the boot line.
@@ -885,6 +931,10 @@ export class UmlRuntime implements Runtime {
     }
     if (record?.pid && groupAlive(record.pid) && !(await waitGroupGone(record.pid, 3000))) {
       throw new RuntimeError('already-running', who, `cannot remove: processes of group ${record.pid} are still alive`);
+    }
+    // The monitor writes the exit status into the machine directory just after the kernel ends.
+    if (record?.monitorPid && record.monitorStartTicks && isSameProcessAlive(record.monitorPid, record.monitorStartTicks) && !(await waitGroupGone(record.monitorPid, 3000))) {
+      throw new RuntimeError('already-running', who, `cannot remove: its monitor (pid ${record.monitorPid}) is still alive`);
     }
     if (m) this.forget(m);
     // Mounts in the kernel's namespace went with it; anything on the host side must go before

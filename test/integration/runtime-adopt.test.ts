@@ -10,6 +10,7 @@ import { createRuntime } from '../../src/runtime/index.ts';
 import type { Runtime, RuntimeEvent } from '../../src/runtime/index.ts';
 import { TEST_IMAGE, testImageRoot, umlKernel } from '../support/uml.ts';
 import { waitFor } from '../support/runtime.ts';
+import { MconsoleClient } from '../../src/runtime/mconsole/index.ts';
 import { kernelVersion } from '../../src/runtime/kernel-probe.ts';
 
 const RUNTIME_MODULE = new URL('../../src/runtime/index.ts', import.meta.url).pathname;
@@ -105,14 +106,21 @@ describe('adoption after the agent was SIGKILLed', () => {
     process.kill(kernelPid, 0);
   });
 
-  test('exit of an adopted kernel is detected; a later adoption reports it exited', async () => {
+  test('exit of an adopted kernel is detected with its exit code (from its monitor); a later adoption reports it the same', async () => {
     const rt = createRuntime({ stateDir, imageRoot });
     runtimes.push(rt);
     await rt.adoptAll();
     assert.equal(rt.get(id)!.state, 'running');
+    const record = JSON.parse(readFileSync(join(stateDir, 'machines', id, 'machine.json'), 'utf8')) as { monitorPid?: number };
+    assert.ok(record.monitorPid && record.monitorPid !== kernelPid, 'the kernel has a monitor of its own');
+    process.kill(record.monitorPid, 0);
     const exited = waitFor(rt, (e) => e.type === 'exited' && e.id === id);
     await rt.stop(id, { gracePeriodMs: 20000 });
-    await exited;
+    const event = await exited;
+    // The guest powered off on ctrl-alt-del: a clean exit, known although this runtime did not
+    // start the kernel (restartPolicy OnFailure depends on it).
+    assert.ok(event.type === 'exited');
+    assert.deepEqual({ code: event.exit.code, signal: event.exit.signal }, { code: 0, signal: null });
     assert.equal(rt.get(id)!.state, 'exited');
     assert.throws(() => process.kill(-kernelPid, 0), /ESRCH/);
     await rt.close();
@@ -121,6 +129,56 @@ describe('adoption after the agent was SIGKILLed', () => {
     runtimes.push(later);
     const [m] = await later.adoptAll();
     assert.equal(m!.state, 'exited');
-    assert.ok(m!.exit);
+    assert.equal(m!.exit?.code, 0);
   });
 });
+
+describe('a guest that ended while no agent ran', () => {
+  let stateDir: string;
+  let imageRoot: string;
+  const id = `ae${Math.random().toString(36).slice(2, 9)}`;
+
+  before(() => {
+    imageRoot = testImageRoot();
+    stateDir = mkdtempSync('/tmp/umlrt-');
+  });
+
+  after(async () => {
+    const rt = createRuntime({ stateDir, imageRoot });
+    await rt.adoptAll();
+    for (const m of rt.list()) {
+      if (m.state !== 'exited') await rt.stop(m.id, { gracePeriodMs: 0 }).catch(() => undefined);
+      await rt.remove(m.id).catch(() => undefined);
+    }
+    await rt.close();
+    rmSync(stateDir, { recursive: true, force: true });
+  });
+
+  test('is adopted as exited with the status its monitor recorded, not "unknown"', async () => {
+    const first = await startInDoomedAgent(stateDir, imageRoot, id);
+    process.kill(first.agentPid, 'SIGKILL');
+    const socket = JSON.parse(readFileSync(join(stateDir, 'machines', id, 'machine.json'), 'utf8')).mconsoleSocket as string;
+    const client = new MconsoleClient(socket);
+    await client.halt().catch(() => undefined); // the kernel exits; nobody of ours is listening
+    client.close();
+    for (let i = 0; i < 100 && alive(first.kernelPid); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(alive(first.kernelPid), false, 'the kernel is gone');
+    const rt = createRuntime({ stateDir, imageRoot });
+    try {
+      const [m] = await rt.adoptAll();
+      assert.equal(m!.state, 'exited');
+      assert.deepEqual({ code: m!.exit?.code, signal: m!.exit?.signal }, { code: 0, signal: null });
+    } finally {
+      await rt.close();
+    }
+  });
+});
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

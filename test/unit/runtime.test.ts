@@ -17,6 +17,7 @@ import { withLock } from '../../src/runtime/lock.ts';
 import { mountsUnder } from '../../src/runtime/mounts.ts';
 import { checkStateDirLength, hostPathFromJail, machinePaths } from '../../src/runtime/paths.ts';
 import { parseStatStartTicks } from '../../src/runtime/proc.ts';
+import { parseExitStatus } from '../../src/runtime/exit-status.ts';
 import type { MachineConfig } from '../../src/runtime/types.ts';
 import { configProblems, imageNameProblem, interfaceProblems } from '../../src/runtime/validate.ts';
 
@@ -207,7 +208,7 @@ describe('jail', () => {
       paths, who: { uid: 200001, gid: 200001 }, tmpfsBytes: 80 * MiB, cgroupDirs: ['/sys/fs/cgroup/memory/umlmon/abc'],
       sharedDir: '/var/lib/umlmon/shared', binds: [{ source: "/img/it's.img", target: `${paths.disksDir}/ubd0.base`, readOnly: true }],
       kernelArgs: ['mem=64M', 'root=/dev/ubda'], rlimits: { openFiles: 1024, processes: 512 },
-      tools: { env: '/usr/bin/env', setarch: '/usr/bin/setarch', setpriv: '/usr/bin/setpriv', chroot: '/usr/sbin/chroot' },
+      tools: { env: '/usr/bin/env', setarch: '/usr/bin/setarch', setpriv: '/usr/bin/setpriv', chroot: '/usr/sbin/chroot', setsid: '/usr/bin/setsid' },
     });
     const lines = script.trim().split('\n');
     const order = ['join cgroup', 'mount memory tmpfs', 'mount /dev tmpfs', 'make device nodes', 'bind shared directory read-only', 'bind disk image read-only', 'set rlimits'];
@@ -220,7 +221,44 @@ describe('jail', () => {
     assert.match(script, /size=83886080,uid=200001,gid=200001,mode=0700/);
     assert.match(script, /mount -o remount,bind,ro '\/var\/lib\/umlmon\/machines\/abc\/jail\/disks\/ubd0.base'/);
     assert.ok(script.includes(shellQuote("/img/it's.img")));
-    assert.match(lines.at(-1)!, /^exec \/usr\/bin\/env -i TMPDIR=\/tmp PATH=\/ \/usr\/bin\/setarch x86_64 -R \/usr\/bin\/setpriv --no-new-privs \/usr\/sbin\/chroot --userspec=200001:200001 --groups=200001 '\/var\/lib\/umlmon\/machines\/abc\/jail' \/linux 'mem=64M' 'root=\/dev\/ubda'$/);
+    const kernelLine = lines.findIndex((l) => l.includes(' /linux '));
+    assert.match(lines[kernelLine]!, /^\/usr\/bin\/setsid \/usr\/bin\/env -i TMPDIR=\/tmp PATH=\/ \/usr\/bin\/setarch x86_64 -R \/usr\/bin\/setpriv --no-new-privs \/usr\/sbin\/chroot --userspec=200001:200001 --groups=200001 '\/var\/lib\/umlmon\/machines\/abc\/jail' \/linux 'mem=64M' 'root=\/dev\/ubda' &$/);
+    assert.ok(kernelLine > last, 'the kernel starts after every step');
+    assert.ok(lines.slice(kernelLine).some((l) => l.includes("'/var/lib/umlmon/machines/abc/monitor/exit-status'")), 'the monitor writes the wait status');
+  });
+
+  test('the monitor: writes the kernel\'s pid, waits, and writes its wait status (exit code, or 128+signal)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'umlmon-monitor-'));
+    try {
+      const paths = { ...machinePaths('/var/lib/umlmon', 'abc'), kernelPidFile: join(dir, 'kernel.pid'), exitStatusFile: join(dir, 'exit-status') };
+      const script = buildJailScript({
+        paths, who: { uid: 200001, gid: 200001 }, tmpfsBytes: 80 * MiB, cgroupDirs: [], sharedDir: '/var/lib/umlmon/shared',
+        binds: [], kernelArgs: [], rlimits: { openFiles: 1024, processes: 512 },
+        tools: { env: '/usr/bin/env', setarch: '/usr/bin/setarch', setpriv: '/usr/bin/setpriv', chroot: '/usr/sbin/chroot', setsid: '/usr/bin/setsid' },
+      });
+      const lines = script.trim().split('\n');
+      const monitor = lines.slice(lines.findIndex((l) => l.includes(' /linux ')) + 1).join('\n');
+      for (const [kernel, status] of [['sh -c "exit 3"', { code: 3, signal: null }], ['sh -c \'kill -ABRT $$\'', { code: null, signal: 'SIGABRT' }], ['true', { code: 0, signal: null }]] as const) {
+        // The kernel's own line needs root and a jail; a stand-in process shows what the monitor does.
+        const out = execFileSync('sh', ['-c', `/usr/bin/setsid ${kernel} &\n${monitor}\necho "monitor $$"`], { encoding: 'utf8' });
+        assert.match(readFileSync(paths.kernelPidFile, 'utf8'), /^\d+\n$/);
+        assert.notEqual(readFileSync(paths.kernelPidFile, 'utf8').trim(), /monitor (\d+)/.exec(out)?.[1], 'the kernel is a child, not the monitor');
+        assert.deepEqual(parseExitStatus(readFileSync(paths.exitStatusFile, 'utf8')), status, kernel);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('wait statuses: exit codes, signals by name, and garbage refused', () => {
+    assert.deepEqual(parseExitStatus('0\n'), { code: 0, signal: null });
+    assert.deepEqual(parseExitStatus('1'), { code: 1, signal: null });
+    assert.deepEqual(parseExitStatus('137\n'), { code: null, signal: 'SIGKILL' });
+    assert.deepEqual(parseExitStatus('134\n'), { code: null, signal: 'SIGABRT' });
+    assert.deepEqual(parseExitStatus('128\n'), { code: 128, signal: null });
+    assert.equal(parseExitStatus(''), undefined);
+    assert.equal(parseExitStatus('x'), undefined);
+    assert.equal(parseExitStatus('999'), undefined);
   });
 });
 
@@ -232,7 +270,7 @@ test('joining a cgroup: the plain write when allowed, the host cgroup namespace 
       const script = buildJailScript({
         paths, who: { uid: 200001, gid: 200001 }, tmpfsBytes: 80 * MiB, cgroupDirs: [cgroupDir], sharedDir: '/var/lib/umlmon/shared',
         binds: [], kernelArgs: [], rlimits: { openFiles: 1024, processes: 512 },
-        tools: { env: '/usr/bin/env', setarch: '/usr/bin/setarch', setpriv: '/usr/bin/setpriv', chroot: '/usr/sbin/chroot' },
+        tools: { env: '/usr/bin/env', setarch: '/usr/bin/setarch', setpriv: '/usr/bin/setpriv', chroot: '/usr/sbin/chroot', setsid: '/usr/bin/setsid' },
       });
       const lines = script.split('\n');
       return [lines.find((l) => l.startsWith('fail()'))!, ...lines.filter((l) => l.includes("fail 'join cgroup'"))].join('\n');
