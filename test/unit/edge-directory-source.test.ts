@@ -1,12 +1,13 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync, rmSync, readFileSync, existsSync, unlinkSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, writeFileSync, rmSync, readFileSync, existsSync, symlinkSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { parse } from 'yaml';
 import { pino } from 'pino';
-import { createDirectorySource, derivedUid, mergePatch, parseManifest } from '../../src/agent/sources/directory.ts';
+import { createDirectorySource, derivedUid, MANIFEST_LIMITS, mergePatch, parseManifest } from '../../src/agent/sources/directory.ts';
 import type { MachineSource } from '../../src/agent/source.ts';
 
 const dirs: string[] = [];
@@ -169,4 +170,70 @@ test('a missing directory is created and watched', async () => {
   const next = c.next();
   writeFileSync(join(dir, 'a.yaml'), manifest('a'));
   assert.equal(await next, 'default/a');
+});
+
+/** Nine levels of nine aliases: the yaml library refuses to expand it (a resource exhaustion attack). */
+function aliasBomb(): string {
+  const lines = ['a0: &a0 [x, x, x, x, x, x, x, x, x]'];
+  for (let i = 1; i < 9; i++) lines.push(`a${i}: &a${i} [${Array.from({ length: 9 }, () => `*a${i - 1}`).join(', ')}]`);
+  return `apiVersion: umlmon.io/v1alpha1\nkind: UmlMachine\nmetadata:\n  name: bomb\nspec:\n  nodeName: worker-1\n  cmdline: *a8\n${lines.map((l) => `x-${l}`).join('\n')}\n`.replace('cmdline: *a8\n', '') + 'y: *a8\n';
+}
+
+test('one bad file never blocks the others: bomb, FIFO, directory, symlink loop, too large, too many documents', async () => {
+  const dir = tempDir();
+  writeFileSync(join(dir, 'good.yaml'), manifest('good'));
+  writeFileSync(join(dir, 'bomb.yaml'), aliasBomb());
+  execFileSync('mkfifo', [join(dir, 'pipe.yaml')]);
+  mkdirSync(join(dir, 'adir.yaml'));
+  symlinkSync(join(dir, 'loop-b.yaml'), join(dir, 'loop-a.yaml'));
+  symlinkSync(join(dir, 'loop-a.yaml'), join(dir, 'loop-b.yaml'));
+  writeFileSync(join(dir, 'huge.yaml'), `# ${'x'.repeat(MANIFEST_LIMITS.bytes)}\n${manifest('huge')}`);
+  writeFileSync(join(dir, 'many.yaml'), Array.from({ length: MANIFEST_LIMITS.documents + 1 }, (_, i) => manifest(`m${i}`)).join('---\n'));
+  const { logger, lines } = memoryLogger();
+  const c = changes();
+  const src = createDirectorySource({ dir, nodeName: 'node-a', logger, debounceMs: 20, rescanIntervalMs: 60_000 });
+  sources.push(src);
+  await src.start(c.onChange);
+  assert.deepEqual(src.list().map((m) => m.metadata.name), ['good'], 'the good file is read; nothing of the bad ones');
+  const warnings = lines().filter((l) => l.level === 40).map((l) => String(l.msg));
+  const about = (name: string) => warnings.find((w) => w.startsWith(join(dir, name)));
+  assert.match(about('bomb.yaml') ?? '', /cannot be read as YAML: .*alias/i);
+  assert.match(about('pipe.yaml') ?? '', /is a FIFO, not a regular file/);
+  assert.match(about('adir.yaml') ?? '', /is a directory, not a regular file/);
+  assert.match(about('loop-a.yaml') ?? '', /symbolic link loop/);
+  assert.match(about('huge.yaml') ?? '', /larger than 1048576/);
+  assert.match(about('many.yaml') ?? '', /101 documents, more than 100/);
+  assert.ok(!lines().some((l) => String(l.msg).includes('rescan failed')), 'the scan itself never fails');
+
+  // A file that defined a machine and then turns into a bomb keeps the machine, with the reason.
+  writeFileSync(join(dir, 'good.yaml'), aliasBomb().replace('name: bomb', 'name: good'));
+  for (let i = 0; i < 100 && !lines().some((l) => String(l.msg).startsWith(`${join(dir, 'good.yaml')}: cannot be read as YAML`)); i++) await new Promise((r) => setTimeout(r, 20));
+  assert.ok(lines().some((l) => String(l.msg).includes('keeping default/good as last read')), 'the change is reported');
+  assert.deepEqual(src.list().map((m) => m.metadata.name), ['good'], 'kept as last read');
+});
+
+test('parseManifest never throws: a parser failure is the file\'s problem', () => {
+  const parsed = parseManifest(aliasBomb(), 'f.yaml');
+  assert.equal(parsed.unreadable, true);
+  assert.deepEqual(parsed.machines, []);
+  assert.match(parsed.problems[0] ?? '', /^f\.yaml: cannot be read as YAML/);
+});
+
+test('a status file is written only when its content changes', async () => {
+  const { statSync } = await import('node:fs');
+  const dir = tempDir();
+  writeFileSync(join(dir, 'web.yaml'), manifest('web'));
+  const { logger } = memoryLogger();
+  const src = createDirectorySource({ dir, nodeName: 'node-a', logger, debounceMs: 20, rescanIntervalMs: 60_000 });
+  sources.push(src);
+  await src.start(() => {});
+  const statusFile = join(dir, 'web.status.yaml');
+  await src.patchStatus(src.get('default/web')!, { phase: 'Running', restartCount: 0 });
+  const first = statSync(statusFile);
+  await src.patchStatus(src.get('default/web')!, { phase: 'Running', restartCount: 0 });
+  await src.patchStatus(src.get('default/web')!, { restartCount: 0 });
+  assert.equal(statSync(statusFile).ino, first.ino, 'the same content is not written again (a write replaces the file)');
+  await src.patchStatus(src.get('default/web')!, { phase: 'Paused' });
+  assert.notEqual(statSync(statusFile).ino, first.ino, 'a change is written');
+  assert.match(readFileSync(statusFile, 'utf8'), /phase: Paused/);
 });

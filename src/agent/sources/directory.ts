@@ -18,9 +18,15 @@
 // machines keep their last good definition and a Warning Event `InvalidManifest` says why,
 // because a guest belongs to its user and must not be stopped by a syntax error. A document
 // that parses but is not a usable UmlMachine (no name, wrong kind) is reported and skipped.
+//
+// One file never blocks the others: whatever goes wrong reading one file (unreadable, a FIFO
+// or a directory, a symlink loop, too large, too many documents, an alias bomb, a parser
+// exception) is that file's problem, reported as such, and the scan goes on. Limits: a file is
+// at most MANIFEST_LIMITS.bytes, holds at most MANIFEST_LIMITS.documents documents, and
+// resolves at most MANIFEST_LIMITS.aliases aliases per document.
 import { createHash } from 'node:crypto';
-import { appendFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { watch, type FSWatcher } from 'node:fs';
+import { appendFile, mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { constants, watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments, stringify } from 'yaml';
 import type { Logger } from 'pino';
@@ -92,11 +98,35 @@ export interface ParsedManifest {
   unreadable: boolean;
 }
 
-/** Pure: the UmlMachines in one file's text. */
+/** What one manifest file may be, so that no file can stall or exhaust the agent. */
+export const MANIFEST_LIMITS = {
+  /** Bytes in one file (1 MiB: a UmlMachine is a few hundred bytes). */
+  bytes: 1024 * 1024,
+  /** Documents (---) in one file. */
+  documents: 100,
+  /** Aliases resolved in one document (the yaml library's guard against alias bombs). */
+  aliases: 100,
+} as const;
+
+function unreadableManifest(file: string, reason: string): ParsedManifest {
+  return { machines: [], problems: [`${file}: ${reason}`], unreadable: true };
+}
+
+/** Pure: the UmlMachines in one file's text. Never throws: a failure is the file's problem. */
 export function parseManifest(text: string, file: string): ParsedManifest {
+  try {
+    return parseManifestText(text, file);
+  } catch (error) {
+    return unreadableManifest(file, `cannot be read as YAML: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}
+
+function parseManifestText(text: string, file: string): ParsedManifest {
   const result: ParsedManifest = { machines: [], problems: [], unreadable: false };
+  if (Buffer.byteLength(text) > MANIFEST_LIMITS.bytes) return unreadableManifest(file, `is larger than ${MANIFEST_LIMITS.bytes} bytes; not read`);
   const docs = parseAllDocuments(text);
   const list = Array.isArray(docs) ? docs : [docs];
+  if (list.length > MANIFEST_LIMITS.documents) return unreadableManifest(file, `holds ${list.length} documents, more than ${MANIFEST_LIMITS.documents}; not read`);
   list.forEach((doc, i) => {
     const where = list.length > 1 ? `${file} (document ${i + 1})` : file;
     if (doc.errors.length > 0) {
@@ -104,7 +134,15 @@ export function parseManifest(text: string, file: string): ParsedManifest {
       result.problems.push(`${where}: not valid YAML: ${doc.errors[0]?.message.split('\n')[0]}`);
       return;
     }
-    const obj = doc.toJS() as unknown;
+    let obj: unknown;
+    try {
+      obj = doc.toJS({ maxAliasCount: MANIFEST_LIMITS.aliases });
+    } catch (error) {
+      // An alias bomb ("Excessive alias count ..."), or any other failure to build the data.
+      result.unreadable = true;
+      result.problems.push(`${where}: cannot be read as YAML: ${error instanceof Error ? error.message : String(error)}`);
+      return;
+    }
     if (obj === null || obj === undefined) return;
     if (typeof obj !== 'object' || Array.isArray(obj)) {
       result.problems.push(`${where}: not a UmlMachine (a YAML mapping is expected)`);
@@ -142,6 +180,8 @@ export function createDirectorySource(opts: DirectorySourceOptions): MachineSour
   const reportedProblems = new Map<string, string>();
   const warnedNodeName = new Set<MachineKey>();
   const writeChains = new Map<MachineKey, Promise<void>>();
+  /** What each status file was last written with. */
+  const writtenStatus = new Map<string, string>();
   let resourceVersion = 0;
   let isSynced = false;
   let stopped = false;
@@ -237,52 +277,50 @@ export function createDirectorySource(opts: DirectorySourceOptions): MachineSour
 
     for (const name of files) {
       const file = join(dir, name);
-      let text: string;
       try {
-        text = await readFile(file, 'utf8');
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue; // removed while scanning
-        // Unreadable for another reason: keep what it defined before.
-        for (const key of keysByFile.get(file) ?? []) seen.add(key);
-        reportOnce(file, `cannot read ${file}: ${String(err)}; keeping its machines as they were`);
-        continue;
-      }
-      const parsed = parseManifest(text, file);
-      if (parsed.unreadable) {
-        const kept = keysByFile.get(file) ?? [];
-        for (const key of kept) seen.add(key);
-        const message = `${parsed.problems.join('; ')}; ${kept.length > 0 ? `keeping ${kept.join(', ')} as last read` : 'no machines from it'}`;
-        if (reportedProblems.get(file) !== message) {
-          reportOnce(file, message);
-          for (const key of kept) {
-            const e = entries.get(key);
-            if (e) event(e.machine, 'Warning', 'InvalidManifest', `${file} does not parse; the machine keeps its last good definition: ${parsed.problems[0] ?? ''}`);
+        const read = await readManifestFile(file);
+        if (read.kind === 'gone') continue; // removed while scanning
+        const parsed = read.kind === 'text' ? parseManifest(read.text, file) : unreadableManifest(file, read.reason);
+        if (parsed.unreadable) {
+          const kept = keysByFile.get(file) ?? [];
+          for (const key of kept) seen.add(key);
+          const message = `${parsed.problems.join('; ')}; ${kept.length > 0 ? `keeping ${kept.join(', ')} as last read` : 'no machines from it'}`;
+          if (reportedProblems.get(file) !== message) {
+            reportOnce(file, message);
+            for (const key of kept) {
+              const e = entries.get(key);
+              if (e) event(e.machine, 'Warning', 'InvalidManifest', `${file} cannot be used; the machine keeps its last good definition: ${parsed.problems[0] ?? ''}`);
+            }
           }
-        }
-        continue;
-      }
-      if (parsed.problems.length > 0) reportOnce(file, parsed.problems.join('; '));
-      else reportedProblems.delete(file);
-
-      const keys: MachineKey[] = [];
-      for (const { machine, documentHash } of parsed.machines) {
-        const key = keyOf(machine);
-        const owner = owners.get(key);
-        if (owner !== undefined) {
-          reportOnce(`${file}#${key}`, `${file}: machine ${key} is already defined in ${owner}; this definition is ignored`);
           continue;
         }
-        owners.set(key, file);
-        keys.push(key);
-        seen.add(key);
-        const previous = entries.get(key);
-        if (previous && previous.documentHash === documentHash && previous.file === file) continue;
-        const admitted = await admit(machine, documentHash, file);
-        entries.set(key, admitted);
-        changed.add(key);
-        log.debug({ machine: key, file, generation: admitted.machine.metadata.generation }, previous ? 'manifest changed' : 'manifest added');
+        if (parsed.problems.length > 0) reportOnce(file, parsed.problems.join('; '));
+        else reportedProblems.delete(file);
+
+        const keys: MachineKey[] = [];
+        for (const { machine, documentHash } of parsed.machines) {
+          const key = keyOf(machine);
+          const owner = owners.get(key);
+          if (owner !== undefined) {
+            reportOnce(`${file}#${key}`, `${file}: machine ${key} is already defined in ${owner}; this definition is ignored`);
+            continue;
+          }
+          owners.set(key, file);
+          keys.push(key);
+          seen.add(key);
+          const previous = entries.get(key);
+          if (previous && previous.documentHash === documentHash && previous.file === file) continue;
+          const admitted = await admit(machine, documentHash, file);
+          entries.set(key, admitted);
+          changed.add(key);
+          log.debug({ machine: key, file, generation: admitted.machine.metadata.generation }, previous ? 'manifest changed' : 'manifest added');
+        }
+        keysByFile.set(file, keys);
+      } catch (error) {
+        // Whatever else goes wrong with one file stays that file's problem.
+        for (const key of keysByFile.get(file) ?? []) seen.add(key);
+        reportOnce(file, `${file}: ${error instanceof Error ? error.message : String(error)}; keeping its machines as they were`);
       }
-      keysByFile.set(file, keys);
     }
     for (const file of [...keysByFile.keys()]) {
       if (!files.includes(file.slice(dir.length + 1))) keysByFile.delete(file);
@@ -295,7 +333,12 @@ export function createDirectorySource(opts: DirectorySourceOptions): MachineSour
       changed.add(key);
       log.info({ machine: key }, `machine ${key} removed from ${dir}`);
       // Its status describes a machine that no longer exists; the events log stays as history.
-      if (gone) await rm(statusPath(gone.machine), { force: true }).catch(() => {});
+      if (gone) {
+        // A status write already under way would put the file back after the rm.
+        await writeChains.get(key)?.catch(() => {});
+        writtenStatus.delete(statusPath(gone.machine));
+        await rm(statusPath(gone.machine), { force: true }).catch(() => {});
+      }
     }
     for (const key of changed) notify(key);
   }
@@ -372,9 +415,13 @@ export function createDirectorySource(opts: DirectorySourceOptions): MachineSour
     const path = statusPath(entry.machine);
     const tmp = join(dir, `.${statusBaseName(m.namespace ?? 'default', m.name)}.status.tmp-${process.pid}`);
     const text = `# Written by umlmon for ${key} (manifest ${entry.file}); edits here are overwritten.\n${stringify(body)}`;
+    // A file whose content would not change is not written again (no needless disk writes, no
+    // inotify wakeups for whoever watches the directory).
+    if (writtenStatus.get(path) === text) return;
     try {
       await writeFile(tmp, text, { mode: 0o644 });
       await rename(tmp, path);
+      writtenStatus.set(path, text);
     } catch (err) {
       await rm(tmp, { force: true }).catch(() => {});
       throw new Error(`machine ${key}: cannot write status file ${path}: ${String(err)}`);
@@ -439,8 +486,50 @@ export async function readManifestDirectory(dir: string): Promise<{ file: string
   const out: { file: string; parsed: ParsedManifest }[] = [];
   for (const name of names) {
     const file = join(dir, name);
-    if (!(await stat(file)).isFile()) continue;
-    out.push({ file, parsed: parseManifest(await readFile(file, 'utf8'), file) });
+    const read = await readManifestFile(file);
+    if (read.kind === 'gone') continue;
+    out.push({ file, parsed: read.kind === 'text' ? parseManifest(read.text, file) : unreadableManifest(file, read.reason) });
   }
   return out;
+}
+
+export type ManifestRead = { kind: 'text'; text: string } | { kind: 'gone' } | { kind: 'unreadable'; reason: string };
+
+/**
+ * One manifest file's text, or why it has none. Opened without blocking and checked on the
+ * open descriptor (a FIFO would block a plain read forever; a file swapped between a stat and
+ * the open is still caught), read up to the size limit. Never throws.
+ */
+export async function readManifestFile(file: string): Promise<ManifestRead> {
+  let handle;
+  try {
+    handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return { kind: 'gone' };
+    if (code === 'ELOOP') return { kind: 'unreadable', reason: 'is a symbolic link loop; not read' };
+    if (code === 'EACCES' || code === 'EPERM') return { kind: 'unreadable', reason: 'cannot be read (permission denied)' };
+    return { kind: 'unreadable', reason: `cannot be opened: ${(error as Error).message}` };
+  }
+  try {
+    const st = await handle.stat();
+    if (!st.isFile()) {
+      const what = st.isFIFO() ? 'a FIFO' : st.isDirectory() ? 'a directory' : st.isSocket() ? 'a socket' : 'a device';
+      return { kind: 'unreadable', reason: `is ${what}, not a regular file; not read` };
+    }
+    if (st.size > MANIFEST_LIMITS.bytes) return { kind: 'unreadable', reason: `is ${st.size} bytes, larger than ${MANIFEST_LIMITS.bytes}; not read` };
+    const buffer = Buffer.alloc(MANIFEST_LIMITS.bytes + 1);
+    let length = 0;
+    for (;;) {
+      const { bytesRead } = await handle.read(buffer, length, buffer.length - length, length);
+      if (bytesRead === 0) break;
+      length += bytesRead;
+      if (length > MANIFEST_LIMITS.bytes) return { kind: 'unreadable', reason: `grew past ${MANIFEST_LIMITS.bytes} bytes while being read; not read` };
+    }
+    return { kind: 'text', text: buffer.subarray(0, length).toString('utf8') };
+  } catch (error) {
+    return { kind: 'unreadable', reason: `cannot be read: ${(error as Error).message}` };
+  } finally {
+    await handle.close().catch(() => undefined);
+  }
 }
