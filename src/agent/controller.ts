@@ -14,7 +14,7 @@ import { gracePeriodMsFromLabels, keyFromLabels } from './machine-config.ts';
 import { describeExit, isAlive } from './plan.ts';
 import { TerminalError, type Reconciler } from './reconcile.ts';
 import { keyOf, type EventType, type MachineKey, type MachineSource } from './source.ts';
-import { WorkQueue, runWorkers } from './workqueue.ts';
+import { WorkQueue, runWorkers, type Clock } from './workqueue.ts';
 
 export interface ControllerOptions {
   workers: number;
@@ -28,6 +28,7 @@ export interface ControllerDeps {
   reconciler: Reconciler;
   logger: Logger;
   metrics?: CoreMetrics;
+  clock?: Clock;
 }
 
 /** How often a failed source start is tried again. */
@@ -57,7 +58,10 @@ export class Controller {
     this.#reconciler = deps.reconciler;
     this.#logger = deps.logger;
     this.#metrics = deps.metrics;
-    this.queue = new WorkQueue({ onDepth: (d) => this.#metrics?.workqueueDepth.set(undefined, d) });
+    // A machine waiting for a readWrite image another one has is looked at again whenever a
+    // machine lets go of disks (the holder's own exit comes as a runtime event, below).
+    this.#reconciler.onDisksReleased(() => this.#wakeDiskWaiters());
+    this.queue = new WorkQueue({ onDepth: (d) => this.#metrics?.workqueueDepth.set(undefined, d), ...(deps.clock ? { clock: deps.clock } : {}) });
     this.#backups = new BackupScheduler((key) => {
       this.#reconciler.markBackupDue(key);
       this.queue.add(key);
@@ -192,6 +196,11 @@ export class Controller {
         this.#event(key, 'Normal', 'Booted', seconds !== undefined ? `the guest kernel booted in ${seconds.toFixed(2)} s` : 'the guest kernel booted');
         break;
       }
+      case 'init-fallback':
+        this.#event(key, 'Warning', 'InitFallback', e.init === '/bin/sh'
+          ? `the guest's init ${e.failed} could not run, and the kernel fell back to a shell (/bin/sh) as init: the root image has no working init`
+          : `the guest's init ${e.failed} could not run; the kernel is trying ${e.init} instead`);
+        return; // the same boot: nothing to reconcile
       case 'panic':
         this.#event(key, 'Warning', 'GuestPanic', `the guest kernel panicked: ${e.message.trim()}`);
         break;
@@ -205,9 +214,16 @@ export class Controller {
         if (!this.#reconciler.isStoppingByAgent(e.id) && !this.#reconciler.isDraining()) {
           this.#logger.info({ machine: key, exit: e.exit }, `the kernel exited: ${describeExit(e.exit)}`);
         }
+        this.#wakeDiskWaiters();
         break;
+      case 'devices-checked':
+        break; // what the kernel has may differ from what it was told: status says so
     }
     this.queue.add(key);
+  }
+
+  #wakeDiskWaiters(): void {
+    for (const key of this.#reconciler.keysWaitingForDisks()) this.queue.add(key);
   }
 
   #event(key: MachineKey, type: EventType, reason: string, message: string): void {

@@ -11,6 +11,7 @@
 // - changes that cannot be applied live (memory, kernel, cmdline, root disk) are reported as
 //   pending until the guest restarts, never applied by killing it.
 import type { DesiredState, RestartPolicy } from '../api/types.ts';
+import { imageConflict, imageInUseMessage, type ImageHolder } from '../runtime/image-use.ts';
 import type { DiskConfig, ExitInfo, InterfaceConfig, MachineConfig, MachineStatus } from '../runtime/types.ts';
 
 export interface SpecError {
@@ -68,6 +69,11 @@ export interface PlanInput {
    * spec or the node's kernel changes.
    */
   kernelUnchanged?: boolean;
+  /**
+   * The disks of the node's other live machines: a readWrite image is one machine's at a time
+   * (src/runtime/image-use.ts), so a start or hot-plug that needs one in use waits for it.
+   */
+  imageHolders?: ImageHolder[];
 }
 
 export type StopReason = 'desired' | 'deleting' | 'orphan';
@@ -92,7 +98,8 @@ export type Waiting =
   | { reason: 'Draining'; message: string }
   | { reason: 'Completed'; message: string }
   | { reason: 'Failed'; message: string }
-  | { reason: 'KernelIncompatible'; message: string };
+  | { reason: 'KernelIncompatible'; message: string }
+  | { reason: 'DiskInUse'; message: string };
 
 export interface Plan {
   actions: Action[];
@@ -102,6 +109,8 @@ export interface Plan {
   pendingRestart: string[];
   /** Device changes not applied yet, and why (condition DevicesSynced). */
   devicesPending?: string;
+  /** The DevicesSynced reason for devicesPending (default Pending). */
+  devicesPendingReason?: 'Pending' | 'DiskInUse';
   /** A new crash-loop entry for the reconciler to keep (undefined: keep the old one). */
   backoff?: RestartBackoff;
   /** Forget the crash-loop entry (the guest ran long enough, or the user stopped it). */
@@ -266,7 +275,7 @@ function planValid(input: PlanInput, desired: DesiredMachine, spec: ValidSpec, r
         if (input.backupDue) result.backupSkipped = 'the guest is being paused';
         return;
       }
-      planDevices(spec.config, actual, result);
+      planDevices(spec.config, actual, result, input.imageHolders);
       if (input.backupDue) {
         if (actual.bootTime !== undefined) result.actions.push({ type: 'backup', id: actual.id });
         else result.backupSkipped = 'the guest has not finished booting';
@@ -285,6 +294,15 @@ function planStart(input: PlanInput, spec: ValidSpec, result: Plan, addFinalizer
   if (input.backupDue) result.backupSkipped = 'the guest is not running';
   if (input.draining) {
     result.waiting = { reason: 'Draining', message: 'the node is being drained: no machine is started' };
+    return;
+  }
+  const inUse = diskInUse(spec.config.disks, input.imageHolders);
+  if (inUse !== undefined) {
+    // Not started now, nor counted as a crash: it starts when the other machine lets go (the
+    // controller requeues waiting machines whenever a machine stops or a disk is detached).
+    result.waiting = { reason: 'DiskInUse', message: inUse };
+    result.devicesPending = inUse;
+    result.devicesPendingReason = 'DiskInUse';
     return;
   }
   const exited = actual?.state === 'exited' && !input.exitAcknowledged;
@@ -323,8 +341,17 @@ function planStart(input: PlanInput, spec: ValidSpec, result: Plan, addFinalizer
   result.actions.push({ type: 'start', config: spec.config, restart: true });
 }
 
+/** Why these disks cannot be had now (the first in use by another machine), or undefined. */
+function diskInUse(disks: DiskConfig[], holders: ImageHolder[] | undefined): string | undefined {
+  for (const disk of disks) {
+    const holder = imageConflict(disk, holders ?? []);
+    if (holder) return imageInUseMessage(disk, holder);
+  }
+  return undefined;
+}
+
 /** Live changes of disks and interfaces, only once the kernel has booted (see uml-facts.md). */
-function planDevices(config: MachineConfig, actual: MachineStatus, result: Plan): void {
+function planDevices(config: MachineConfig, actual: MachineStatus, result: Plan, holders: ImageHolder[] | undefined): void {
   const diff = deviceDiff(config, actual);
   if (diff.detachDisks.length + diff.attachDisks.length + diff.detachInterfaces.length + diff.attachInterfaces.length === 0) return;
   if (actual.bootTime === undefined) {
@@ -336,7 +363,16 @@ function planDevices(config: MachineConfig, actual: MachineStatus, result: Plan)
   }
   for (const name of diff.detachDisks) result.actions.push({ type: 'detachDisk', id: actual.id, name });
   for (const name of diff.detachInterfaces) result.actions.push({ type: 'detachInterface', id: actual.id, name });
-  for (const disk of diff.attachDisks) result.actions.push({ type: 'attachDisk', id: actual.id, disk });
+  const waiting: string[] = [];
+  for (const disk of diff.attachDisks) {
+    const inUse = diskInUse([disk], holders);
+    if (inUse !== undefined) waiting.push(inUse);
+    else result.actions.push({ type: 'attachDisk', id: actual.id, disk });
+  }
+  if (waiting.length > 0) {
+    result.devicesPending = waiting.join('; ');
+    result.devicesPendingReason = 'DiskInUse';
+  }
   for (const iface of diff.attachInterfaces) result.actions.push({ type: 'attachInterface', id: actual.id, iface });
 }
 

@@ -13,6 +13,7 @@ import type { Logger } from 'pino';
 import { FINALIZER, type Phase, type UmlMachine, type UmlMachineStatus } from '../api/types.ts';
 import { validateMachine, type ValidationLimits } from '../api/validate.ts';
 import { RuntimeError, errorText } from '../runtime/errors.ts';
+import { imageHoldersOf } from '../runtime/image-use.ts';
 import type { GuestInfo, MachineStatus, Runtime } from '../runtime/types.ts';
 import { DEFAULT_RETAIN, runBackup } from './backups.ts';
 import type { CoreMetrics } from './core-metrics.ts';
@@ -25,7 +26,7 @@ import {
   type KernelTableEntry,
 } from './machine-config.ts';
 import { describeExit, plan, stableJson, type Action, type DesiredMachine, type Plan, type RestartBackoff } from './plan.ts';
-import type { EventType, MachineKey, MachineSource } from './source.ts';
+import { ObjectGoneError, type EventType, type MachineKey, type MachineSource } from './source.ts';
 import { buildStatus, conditionOf, describeSpecErrors, statusEqual, statusPatch } from './status.ts';
 
 export type ReconcileResult = { kind: 'done' } | { kind: 'requeueAfter'; ms: number };
@@ -71,6 +72,8 @@ interface KeyMemory {
   backoffReportedFor?: number;
   /** The exit already reported as KernelIncompatible. */
   incompatibleReportedFor?: number;
+  /** The DiskInUse message already reported; set while the machine waits for a disk. */
+  diskInUseReported?: string;
   /**
    * The uid whose finalizer this agent already added. Sources without finalizers (a directory)
    * never show it; remembering it keeps every pass from asking again.
@@ -90,6 +93,15 @@ interface KeyMemory {
 
 const DEVICE_ACTIONS = new Set<Action['type']>(['attachDisk', 'detachDisk', 'attachInterface', 'detachInterface']);
 
+/** What ended a pass early: an action of the plan, or writing the status. */
+interface Failure {
+  error: unknown;
+  /** The action's type, or "writing status". */
+  what: string;
+  /** A device action: the error belongs to DevicesSynced, not Ready. */
+  devices?: boolean;
+}
+
 export class Reconciler {
   readonly #options: ReconcilerOptions;
   readonly #source: MachineSource;
@@ -103,6 +115,7 @@ export class Reconciler {
   /** Ids the agent is stopping: their exit is not news. */
   readonly #stopping = new Set<string>();
   #draining = false;
+  #disksReleased: () => void = () => {};
 
   constructor(options: ReconcilerOptions, deps: ReconcilerDeps) {
     this.#options = options;
@@ -111,6 +124,16 @@ export class Reconciler {
     this.#logger = deps.logger;
     this.#metrics = deps.metrics;
     this.#now = deps.now ?? (() => new Date());
+  }
+
+  /** Called when a machine lets go of its disks (stopped, removed, a disk detached). */
+  onDisksReleased(listener: () => void): void {
+    this.#disksReleased = listener;
+  }
+
+  /** Keys whose machine waits for a disk another machine has (condition DevicesSynced, DiskInUse). */
+  keysWaitingForDisks(): MachineKey[] {
+    return [...this.#memory.entries()].filter(([, m]) => m.diskInUseReported !== undefined).map(([key]) => key);
   }
 
   setDraining(draining: boolean): void {
@@ -242,27 +265,28 @@ export class Reconciler {
       backupDue,
       orphanGracePeriodMs: gracePeriodMsFromLabels((orphan ?? strays[0])?.config.labels),
       kernelUnchanged: actual?.state === 'exited' && actual.exit?.kernelIncompatible !== undefined ? kernelUnchangedSince(actual) : undefined,
+      imageHolders: imageHoldersOf(this.#runtime.list().filter((m) => !machines.some((own) => own.id === m.id))),
     });
     if (decided.backoff) memory.backoff = decided.backoff;
     if (decided.clearBackoff) memory.backoff = undefined;
     if (decided.actions.length > 0) log.debug({ actions: decided.actions.map((a) => a.type) }, 'plan');
     if (decided.backupSkipped && machine) this.#event(machine, 'Warning', 'BackupFailed', `scheduled backup skipped: ${decided.backupSkipped}`);
 
-    let failure: { error: unknown; action: Action } | undefined;
+    let failure: Failure | undefined;
     let finalizerRemoved = false;
     for (const action of decided.actions) {
       try {
         await this.#execute(action, key, machine, memory, log);
         if (action.type === 'removeFinalizer') finalizerRemoved = true;
       } catch (error) {
-        failure = { error, action };
+        failure = { error, what: action.type, devices: DEVICE_ACTIONS.has(action.type) };
         break;
       }
     }
 
     if (failure && machine) {
       const message = errorText(failure.error);
-      if (memory.failureReported !== message) this.#event(machine, 'Warning', 'Failed', `${failure.action.type} failed: ${message}`);
+      if (memory.failureReported !== message) this.#event(machine, 'Warning', 'Failed', `${failure.what} failed: ${message}`);
       memory.failureReported = message;
     } else if (!failure) {
       memory.failureReported = undefined;
@@ -288,7 +312,7 @@ export class Reconciler {
         restartCount: memory.restartCount ?? 0,
         ...(memory.guest ? { guest: memory.guest } : {}),
         ...(memory.lastBackup ? { lastBackup: memory.lastBackup } : {}),
-        ...(failure ? { error: { message: errorText(failure.error), devices: DEVICE_ACTIONS.has(failure.action.type) } } : {}),
+        ...(failure ? { error: { message: errorText(failure.error), devices: failure.devices === true } } : {}),
       });
       memory.phase = status.phase;
       this.#reportTransitions(machine, desired, decided, memory, status, after);
@@ -296,7 +320,12 @@ export class Reconciler {
         try {
           await this.#source.patchStatus(machine, statusPatch(machine.status, status));
         } catch (error) {
-          if (!failure) failure = { error: new Error(`machine ${key}: writing status failed: ${errorText(error)}`, { cause: error }), action: { type: 'addFinalizer' } };
+          if (error instanceof ObjectGoneError) {
+            // Deleted while this pass ran: the deletion itself is the next pass's business.
+            log.debug({ err: errorText(error) }, 'the object is gone; status not written');
+          } else if (!failure) {
+            failure = { error: new Error(`machine ${key}: writing status failed: ${errorText(error)}`, { cause: error }), what: 'writing status' };
+          }
         }
       }
     } else {
@@ -325,7 +354,7 @@ export class Reconciler {
     });
   }
 
-  #finish(key: MachineKey, decided: Plan, failure: { error: unknown; action: Action } | undefined, memory: KeyMemory, id: string | undefined): ReconcileResult {
+  #finish(key: MachineKey, decided: Plan, failure: Failure | undefined, memory: KeyMemory, id: string | undefined): ReconcileResult {
     this.#metrics?.setPhases(this.phases());
     memory.objectSeen = objectFingerprint(this.#source.get(key));
     if (failure) {
@@ -403,11 +432,13 @@ export class Reconciler {
         }
         const exit = rt.get(action.id)?.exit;
         if (action.reason === 'desired' && exit) memory.acknowledgedExitAt = exit.at.getTime();
+        this.#disksReleased();
         event('Normal', 'Stopped', exit ? `the guest is down: ${describeExit(exit)}` : 'the guest is down');
         return;
       }
       case 'remove':
         await rt.remove(action.id);
+        this.#disksReleased();
         log.info({ id: action.id }, 'removed the machine\'s jail and private files (readWrite disks kept)');
         return;
       case 'attachDisk': {
@@ -417,6 +448,7 @@ export class Reconciler {
       }
       case 'detachDisk':
         await rt.detachDisk(action.id, action.name);
+        this.#disksReleased();
         event('Normal', 'DiskDetached', `${action.name} detached`);
         return;
       case 'attachInterface': {
@@ -456,6 +488,12 @@ export class Reconciler {
       memory.invalidSpecReported = message;
     } else {
       memory.invalidSpecReported = undefined;
+    }
+    if (decided.devicesPendingReason === 'DiskInUse' && decided.devicesPending !== undefined) {
+      if (memory.diskInUseReported !== decided.devicesPending) this.#event(machine, 'Warning', 'DiskInUse', decided.devicesPending);
+      memory.diskInUseReported = decided.devicesPending;
+    } else {
+      memory.diskInUseReported = undefined;
     }
     if (decided.waiting?.reason === 'KernelIncompatible') {
       const exitAt = actual?.exit?.at.getTime();

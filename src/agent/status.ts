@@ -79,10 +79,15 @@ function conditionsOf(input: StatusInput, phase: Phase): Omit<Condition, 'lastTr
       : { type: 'Paused', status: 'False', reason: 'NotPaused', message: '' },
   );
 
+  const refused = alive(actual) ? refusedDevices(actual) : [];
   if (input.error?.devices) {
     conditions.push({ type: 'DevicesSynced', status: 'False', reason: 'HotplugFailed', message: input.error.message });
+  } else if (plan.devicesPendingReason === 'DiskInUse' && plan.devicesPending !== undefined) {
+    conditions.push({ type: 'DevicesSynced', status: 'False', reason: 'DiskInUse', message: plan.devicesPending });
   } else if (actual === undefined || actual.state === 'exited') {
     conditions.push({ type: 'DevicesSynced', status: 'Unknown', reason: 'NotRunning', message: 'the guest is not running' });
+  } else if (refused.length > 0) {
+    conditions.push({ type: 'DevicesSynced', status: 'False', reason: 'DeviceRefused', message: `the kernel does not have ${refused.join('; ')}` });
   } else if (plan.devicesPending !== undefined) {
     conditions.push({ type: 'DevicesSynced', status: 'False', reason: 'Pending', message: plan.devicesPending });
   } else {
@@ -126,6 +131,18 @@ function notReady(input: StatusInput, phase: Phase): { reason: string; message: 
 
 export function describeSpecErrors(errors: { field: string; message: string }[]): string {
   return errors.map((e) => `${e.field}: ${e.message}`).join('; ');
+}
+
+function alive(actual: MachineStatus | undefined): actual is MachineStatus {
+  return actual !== undefined && actual.state !== 'exited';
+}
+
+/** "ubd1 (<the kernel's words>)" for each device the kernel was given but does not have. */
+function refusedDevices(actual: MachineStatus): string[] {
+  return [
+    ...actual.disks.flatMap((d) => (d.refused !== undefined ? [`${d.name} (${d.refused})`] : [])),
+    ...actual.interfaces.flatMap((i) => (i.refused !== undefined ? [`${i.name} (${i.refused})`] : [])),
+  ];
 }
 
 /** Keeps lastTransitionTime from the previous condition of the same type while its status is the same. */
@@ -179,7 +196,9 @@ function disksOf(desired: DesiredMachine, actual: MachineStatus | undefined): No
   const wanted = desired.spec.valid ? desired.spec.config.disks : [];
   for (const d of wanted) {
     const a = attached.find((x) => x.name === d.name);
-    result.push({ name: d.name, image: d.image, mode: d.mode, attached: a !== undefined && a.image === d.image && a.mode === d.mode });
+    const same = a !== undefined && a.image === d.image && a.mode === d.mode;
+    // What the kernel has: a disk it was given but could not open is not attached.
+    result.push({ name: d.name, image: d.image, mode: d.mode, attached: same && a.refused === undefined, ...(same && a.refused !== undefined ? { message: a.refused } : {}) });
   }
   // Still attached, no longer (or not as such) in the spec: shown until detached.
   for (const a of attached) {
@@ -194,7 +213,7 @@ function interfacesOf(desired: DesiredMachine, actual: MachineStatus | undefined
   const wanted = desired.spec.valid ? desired.spec.config.interfaces : [];
   for (const i of wanted) {
     const a = attached.find((x) => x.name === i.name && x.transport === i.transport);
-    result.push({ name: i.name, transport: i.transport, mac: a?.mac ?? i.mac ?? '', attached: a !== undefined });
+    result.push({ name: i.name, transport: i.transport, mac: a?.mac ?? i.mac ?? '', attached: a !== undefined && a.refused === undefined, ...(a?.refused !== undefined ? { message: a.refused } : {}) });
   }
   for (const a of attached) {
     if (!wanted.some((i) => i.name === a.name && i.transport === a.transport)) result.push({ name: a.name, transport: a.transport, mac: a.mac, attached: true });

@@ -76,8 +76,9 @@ export interface UmlMachineStatus {
   kernelVersion?: string;
   restartCount?: number;
   memory?: string;
-  disks?: { name: string; image: string; mode: DiskMode; attached: boolean }[];
-  interfaces?: { name: string; transport: Transport; mac: string; attached: boolean }[];
+  /** message: why the kernel does not have a device it was given (attached false). */
+  disks?: { name: string; image: string; mode: DiskMode; attached: boolean; message?: string }[];
+  interfaces?: { name: string; transport: Transport; mac: string; attached: boolean; message?: string }[];
   consoles?: { name: string; hostDevice: string }[];
   guest?: { uptimeSeconds?: number; loadAverage?: string };
   lastBackup?: { time: string; result: 'Succeeded' | 'Failed'; location?: string; message?: string };

@@ -4,7 +4,8 @@ import { closeSync, fstatSync, openSync, readSync, watch, type FSWatcher } from 
 import { FP_REGS_FAILURE } from './kernel-compat.ts';
 
 export type ConsoleSignal =
-  | { type: 'booted' }
+  /** "Run <init> as init process": printed before each init the kernel tries, in its order. */
+  | { type: 'booted'; init: string }
   | { type: 'lpj'; value: number }
   | { type: 'panic'; message: string }
   | { type: 'memory-file-full'; message: string }
@@ -20,7 +21,8 @@ function stripLevel(line: string): string {
 export function classifyConsoleLine(raw: string): ConsoleSignal | undefined {
   const line = stripLevel(raw);
   // Printed right before the kernel execs init: it has finished its initcalls (uml-facts.md).
-  if (/^Run \S+ as init process/.test(line)) return { type: 'booted' };
+  const run = /^Run (\S+) as init process/.exec(line);
+  if (run) return { type: 'booted', init: run[1]! };
   const lpj = /^Calibrating delay loop\.\.\. [\d.]+ BogoMIPS \(lpj=(\d+)\)/.exec(line);
   if (lpj) return { type: 'lpj', value: Number(lpj[1]) };
   const panic = /Kernel panic - not syncing: (.*)$/.exec(line);

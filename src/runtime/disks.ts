@@ -1,15 +1,33 @@
 // Hot-plugging ubd disks into a running, booted kernel. The image is bind-mounted into the
 // kernel's own mount namespace (nsenter), then the kernel is told with mconsole `config`; detach
 // checks the guest's /proc/partitions first and maps "Device is currently open" to "in use".
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { diskDeviceNode, diskDeviceSpec, diskFilesInJail } from './cmdline.ts';
+import { diskFailureReason } from './device-check.ts';
 import { RuntimeError, errorText } from './errors.ts';
 import { bindMountScript, diskBindMounts, inMachineNamespace, prepareDiskImage, shellQuote } from './jail.ts';
 import { operationError, type OperationContext } from './machine.ts';
 import { MconsoleError, type MconsoleClient } from './mconsole/index.ts';
 import type { AttachedDisk, DiskConfig } from './types.ts';
+
+function fileSize(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch {
+    return 0;
+  }
+}
+
+/** The text of a file from an offset (the console since an operation began). */
+function readFrom(path: string, offset: number): string {
+  try {
+    return readFileSync(path).subarray(offset).toString('utf8');
+  } catch {
+    return '';
+  }
+}
 
 /** How long `remove` is retried while the kernel answers "Device is currently open". */
 export const REMOVE_BUSY_RETRY_MS = 2500;
@@ -43,6 +61,7 @@ export async function attachDisk(ctx: OperationContext, disk: DiskConfig, imageP
   } catch (error) {
     throw new RuntimeError('device-failed', m.record, `cannot attach disk ${disk.name} (${disk.image}): ${errorText(error)}`, { cause: error });
   }
+  const consoleOffset = fileSize(m.paths.consoleLog);
   try {
     await client.request(`config ${diskDeviceSpec(disk)}`);
   } catch (error) {
@@ -52,8 +71,19 @@ export async function attachDisk(ctx: OperationContext, disk: DiskConfig, imageP
   // The kernel adds the disk asynchronously: wait (bounded) until the guest lists it.
   const node = diskDeviceNode(disk.name);
   const deadline = Date.now() + 3000;
-  while (!(await guestPartitions(client)).includes(node) && Date.now() < deadline) await sleep(50);
+  let listed = (await guestPartitions(client)).includes(node);
+  while (!listed && Date.now() < deadline) {
+    await sleep(50);
+    listed = (await guestPartitions(client)).includes(node);
+  }
   const attached: AttachedDisk = { name: disk.name, image: disk.image, mode: disk.mode };
+  if (!listed) {
+    // Configured, but the kernel could not open it: recorded (the slot is taken until the next
+    // start; removing it would panic the kernel) and reported as the kernel's refusal.
+    attached.refused = diskFailureReason(readFrom(m.paths.consoleLog, consoleOffset), disk.name) ??
+      `the kernel accepted ${disk.name} but the guest does not list it in /proc/partitions`;
+    return attached;
+  }
   try {
     attached.backing = (await client.config(disk.name)).trim();
   } catch {
@@ -66,6 +96,13 @@ export async function attachDisk(ctx: OperationContext, disk: DiskConfig, imageP
 export async function detachDisk(ctx: OperationContext, attached: AttachedDisk): Promise<void> {
   const { m, client } = ctx;
   const name = attached.name;
+  if (attached.refused !== undefined) {
+    // The kernel never opened it: there is nothing to remove, and `remove` on such a device
+    // panics the kernel. Its slot stays taken in the kernel until the next start.
+    ctx.log.info({ machine: m.record.id, disk: name }, 'dropping a disk the kernel had refused; its device slot stays taken until the next start');
+    unbind(ctx, join(m.paths.jailDir, diskFilesInJail(attached).image));
+    return;
+  }
   const partitions = await guestPartitions(client).catch((error) => {
     throw operationError(m, `detach disk ${name} (reading /proc/partitions)`, error);
   });

@@ -52,6 +52,8 @@ export interface Machine {
   lastPanic?: string;
   panicReported?: boolean;
   memoryFileFull?: string;
+  /** The init this boot's kernel last said it runs ("Run X as init process"). */
+  bootInit?: string;
   /** The console line that shows the kernel cannot run userspace on this host. */
   kernelIncompatible?: string;
   tmpfsBytes?: number;

@@ -4,7 +4,7 @@
 // sequences the machine's lifecycle and keeps the per-machine state.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve, sep } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SharedAllocations } from './allocations.ts';
@@ -12,7 +12,9 @@ import { backupMachine } from './backup.ts';
 import { createMachineCgroup, removeEmptyCgroupParent, removeMachineCgroup } from './cgroup.ts';
 import { diskFilesInJail, interfaceDeviceSpec, kernelArgs } from './cmdline.ts';
 import { ConsoleFollower, summarizeConsole, type ConsoleSignal } from './console.ts';
-import { attachDisk, detachDisk } from './disks.ts';
+import { diskFailureReason, interfaceFailureReason, missingDisks } from './device-check.ts';
+import { imageConflict, imageHoldersOf, imageInUseMessage } from './image-use.ts';
+import { attachDisk, detachDisk, parsePartitions } from './disks.ts';
 import { RuntimeError, describeMachine, errorText } from './errors.ts';
 import { buildJailScript, diskBindMounts, findJailTools, prepareDiskImage, prepareJail, type JailIdentity, type JailTools } from './jail.ts';
 import { kernelIncompatibleMessage, largeXsaveFeatures } from './kernel-compat.ts';
@@ -51,6 +53,27 @@ interface Settings {
   startTimeoutMs: number;
   umlSwitch: string;
   log: RuntimeLogger;
+}
+
+/** The first part of a console log, where the boot messages are (the file can grow large). */
+function readConsoleHead(path: string, bytes = 256 * 1024): string {
+  try {
+    const fd = openSync(path, 'r');
+    try {
+      const buffer = Buffer.alloc(bytes);
+      const n = readSync(fd, buffer, 0, bytes, 0);
+      return buffer.subarray(0, n).toString('utf8');
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return '';
+  }
+}
+
+/** A network device exists in the guest kernel exactly while it has an IPv4 conf directory. */
+function kernelHasInterface(client: MconsoleClient, name: string): Promise<boolean> {
+  return client.proc(`sys/net/ipv4/conf/${name}/forwarding`).then(() => true, () => false);
 }
 
 /** The KernelIncompatible message for a kernel whose console showed `line`, with the host's CPU features. */
@@ -211,6 +234,12 @@ export class UmlRuntime implements Runtime {
     return path;
   }
 
+  /** A readWrite image is one machine's at a time (image-use.ts): refused while another has it. */
+  private checkImageFree(machine: { id: string; name: string }, disk: DiskConfig): void {
+    const holder = imageConflict(disk, imageHoldersOf(this.list(), machine.id));
+    if (holder) throw new RuntimeError('disk-in-use', machine, imageInUseMessage(disk, holder));
+  }
+
   private checkKernel(config: MachineConfig): void {
     let st;
     try {
@@ -231,6 +260,7 @@ export class UmlRuntime implements Runtime {
     const tmpfsBytes = config.memoryBytes + this.settings.tmpfsSlackBytes;
     if (tmpfsBytes < 4 * MiB) throw new RuntimeError('invalid-config', config, `the memory file's tmpfs would be ${tmpfsBytes} bytes: too small to start`);
 
+    for (const disk of config.disks) this.checkImageFree(config, disk);
     const known = this.machines.get(config.id);
     if (known && known.state !== 'exited') {
       throw new RuntimeError('already-running', config, `already running (pid ${known.record.pid}, state ${known.state}); stop it before starting it again`);
@@ -413,6 +443,7 @@ export class UmlRuntime implements Runtime {
         if (m.mconsoleUp.resolved) {
           // A second MCONSOLE_SOCKET: the guest rebooted in the same process (e.g. after cad).
           m.record.bootTime = undefined;
+          m.bootInit = undefined;
         }
         m.mconsoleUp.resolve(socket);
         this.persist(m);
@@ -436,10 +467,19 @@ export class UmlRuntime implements Runtime {
   private onConsole(m: Machine, signal: ConsoleSignal): void {
     switch (signal.type) {
       case 'booted': {
+        if (m.bootInit !== undefined && m.record.bootTime !== undefined) {
+          // One boot, another init: the one before failed (a root image without /sbin/init).
+          const failed = m.bootInit;
+          m.bootInit = signal.init;
+          this.emit({ type: 'init-fallback', id: m.record.id, failed, init: signal.init });
+          return;
+        }
+        m.bootInit = signal.init;
         const at = new Date();
         m.record.bootTime = at.toISOString();
         this.persist(m);
         this.emit({ type: 'booted', id: m.record.id, at });
+        void this.serial(m, () => this.checkDevices(m));
         return;
       }
       case 'lpj':
@@ -492,6 +532,40 @@ export class UmlRuntime implements Runtime {
       const status = readWaitStatus(m.paths.exitStatusFile);
       this.onExit(m, status?.code ?? null, status?.signal ?? null);
     });
+  }
+
+  /**
+   * After boot: does the kernel have every device it was told about at start? A disk it could
+   * not open is absent from the guest's /proc/partitions, an interface it could not set up has
+   * no /proc/sys/net entry. Those are marked `refused` with the kernel's words, so that status
+   * reports what the kernel has, not what was intended.
+   */
+  private async checkDevices(m: Machine): Promise<void> {
+    const client = m.client;
+    if (!client || m.state === 'exited') return;
+    let changed = false;
+    try {
+      const partitions = parsePartitions(await client.proc('partitions'));
+      const consoleText = readConsoleHead(m.paths.consoleLog);
+      for (const disk of m.record.disks) {
+        if (disk.refused !== undefined || missingDisks([disk.name], partitions).length === 0) continue;
+        disk.refused = diskFailureReason(consoleText, disk.name) ?? `the kernel was given ${disk.name} but the guest does not list it in /proc/partitions`;
+        changed = true;
+      }
+      for (const iface of m.record.interfaces) {
+        if (iface.refused !== undefined || (await kernelHasInterface(client, iface.name))) continue;
+        iface.refused = interfaceFailureReason(consoleText, iface.name) ?? `the kernel was given ${iface.name} but has no such network device`;
+        changed = true;
+      }
+    } catch (error) {
+      this.settings.log.warn({ machine: m.record.id, err: errorText(error) }, 'could not check the kernel\'s devices after boot');
+      return;
+    }
+    if (changed) {
+      this.persist(m);
+      this.settings.log.warn({ machine: m.record.id, disks: m.record.disks.filter((d) => d.refused), interfaces: m.record.interfaces.filter((i) => i.refused) }, 'the kernel refused devices it was given at start');
+    }
+    this.emit({ type: 'devices-checked', id: m.record.id });
   }
 
   private onExit(m: Machine, code: number | null, signal: string | null): void {
@@ -733,6 +807,7 @@ export class UmlRuntime implements Runtime {
       if (m.record.disks.some((d) => d.name === disk.name)) {
         throw new RuntimeError('invalid-config', m.record, `disk ${disk.name} is already attached; detach it first`);
       }
+      this.checkImageFree(m.record, disk);
       const attached = await attachDisk({ m, client, log: this.settings.log }, disk, imagePath);
       m.record.disks.push(attached);
       this.persist(m);
@@ -866,6 +941,14 @@ export class UmlRuntime implements Runtime {
         }
         throw operationError(m, `attach interface ${iface.name}`, error);
       }
+      // Accepted is not the same as present: the device must show up under /proc/sys/net.
+      const deadline = Date.now() + 1000;
+      let present = await kernelHasInterface(client, iface.name);
+      while (!present && Date.now() < deadline) {
+        await sleep(50);
+        present = await kernelHasInterface(client, iface.name);
+      }
+      if (!present) attached.refused = `the kernel accepted ${iface.name} but has no such network device`;
       m.record.interfaces.push(attached);
       m.record.config = { ...m.record.config, interfaces: [...m.record.config.interfaces.filter((i) => i.name !== iface.name), iface] };
       this.persist(m);

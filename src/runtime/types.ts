@@ -65,6 +65,12 @@ export interface AttachedDisk {
   mode: DiskMode;
   /** What the kernel reports (mconsole `config ubdN`), e.g. the backing file inside the jail. */
   backing?: string;
+  /**
+   * The kernel was told about the disk but does not have it (absent from the guest's
+   * /proc/partitions), in the kernel's words. It stays so until the next start: removing a
+   * device the kernel failed to open panics it.
+   */
+  refused?: string;
 }
 
 export interface AttachedInterface {
@@ -79,6 +85,8 @@ export interface AttachedInterface {
   hostInterface?: string;
   /** True when the runtime created that tap device (and deletes it with the machine). */
   hostInterfaceCreated?: boolean;
+  /** The kernel was told about the interface but has no such device, and why. */
+  refused?: string;
 }
 
 export interface ExitInfo {
@@ -120,6 +128,13 @@ export interface MachineStatus {
 export type RuntimeEvent =
   | { type: 'mconsole-ready'; id: string }
   | { type: 'booted'; id: string; at: Date }
+  /** After boot the runtime checked the kernel's devices: some may be `refused` now. */
+  | { type: 'devices-checked'; id: string }
+  /**
+   * The init the kernel started first failed and it tried the next (its fallbacks: /sbin/init,
+   * /etc/init, /bin/init, /bin/sh). The same boot, not another one: `init` is what it tries now.
+   */
+  | { type: 'init-fallback'; id: string; failed: string; init: string }
   | { type: 'panic'; id: string; message: string }
   | { type: 'hang'; id: string }
   | { type: 'guest-message'; id: string; message: string }

@@ -4,7 +4,7 @@
 // `umlmon mconsole`. One scenario, in order, because each step builds on the machine the
 // previous one left (and booting kernels is the expensive part on a shared 2-core node).
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, renameSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +14,7 @@ import { parse } from 'yaml';
 import type { UmlMachineStatus } from '../../src/api/types.ts';
 import { REPO_ROOT, TEST_IMAGE, testImageRoot, umlKernel } from '../support/uml.ts';
 import { kernelVersion } from '../../src/runtime/kernel-probe.ts';
+import { KERNEL_BOOTED, PlainUml } from '../support/plain-uml.ts';
 
 const execFileAsync = promisify(execFile);
 const CLI = join(REPO_ROOT, 'src/cli/main.ts');
@@ -29,6 +30,7 @@ const guestPids = new Set<number>();
 const suffix = Math.random().toString(36).slice(2, 8);
 const WEB = `web-${suffix}`;
 const BAD = `bad-${suffix}`;
+const RW = `rw-${suffix}`;
 let agent: ChildProcess | undefined;
 
 function startAgentProcess(): ChildProcess {
@@ -148,6 +150,11 @@ before(() => {
   const data = join(imageRoot, 'data.img');
   writeFileSync(data, '');
   truncateSync(data, 4 * 1024 * 1024);
+  // Files no agent can use, there before it starts: none of them may keep the others from running.
+  const bomb = ['a0: &a0 [x, x, x, x, x, x, x, x, x]'];
+  for (let i = 1; i < 9; i++) bomb.push(`a${i}: &a${i} [${Array.from({ length: 9 }, () => `*a${i - 1}`).join(', ')}]`);
+  writeFileSync(join(machinesDir, 'bomb.yaml'), `${bomb.join('\n')}\nkind: *a8\n`);
+  execFileSync('mkfifo', [join(machinesDir, 'pipe.yaml')]);
   agent = startAgentProcess();
 });
 
@@ -200,6 +207,10 @@ describe('agent, directory mode, real UML kernels', { timeout: 15 * 60_000 }, ()
     assert.ok(s.pid && alive(s.pid));
     assert.equal(condition(s, 'SpecValid')?.status, 'True');
     webPid = s.pid;
+    const log = readFileSync(agentLog, 'utf8');
+    assert.match(log, /bomb\.yaml: cannot be read as YAML/, 'the alias bomb is that file\'s problem');
+    assert.match(log, /pipe\.yaml: is a FIFO, not a regular file/, 'the FIFO is never opened for a blocking read');
+    assert.doesNotMatch(log, /rescan failed/);
     const reasons = events(WEB).map((e) => e.reason);
     assert.ok(reasons.includes('Starting') && reasons.includes('Booted'), reasons.join(','));
     const version = await mconsole(`default/${WEB}`, 'version');
@@ -262,6 +273,57 @@ describe('agent, directory mode, real UML kernels', { timeout: 15 * 60_000 }, ()
     assert.ok((await mconsole(`default/${WEB}`, 'proc', 'sys/net/core/somaxconn')).ok, 'while mconsole proc itself works');
     assert.ok(events(WEB).some((e) => e.reason === 'InterfaceDetached'));
     assert.equal(status(WEB)?.pid, webPid);
+  });
+
+  test('a readWrite image is one machine\'s: a second machine naming it waits with the reason, and gets it when the first lets go', async () => {
+    const root = { name: 'ubd0', image: TEST_IMAGE, mode: 'cow' };
+    const shared = { name: 'ubd1', image: 'data.img', mode: 'readWrite' };
+    writeMachine(WEB, { disks: [root, shared] });
+    await until('web has data.img', () => status(WEB)?.disks?.find((d) => d.name === 'ubd1')?.attached === true);
+    writeMachine(RW, { disks: [root, shared] });
+    const waiting = await until('rw waits for the disk', () => condition(status(RW), 'DevicesSynced')?.reason === 'DiskInUse' && status(RW));
+    assert.equal(condition(waiting, 'DevicesSynced')?.status, 'False');
+    assert.match(condition(waiting, 'DevicesSynced')?.message ?? '', new RegExp(`image data\\.img is in use: .*machine default/${WEB} has it \\(readWrite, as ubd1\\)`));
+    assert.equal(condition(waiting, 'Ready')?.reason, 'DiskInUse');
+    assert.equal(waiting.pid, undefined, 'not started meanwhile');
+    await until('a DiskInUse Event', () => events(RW).some((e) => e.reason === 'DiskInUse' && e.type === 'Warning'));
+    // The first machine lets go: the second starts with it, without a restart loop in between.
+    writeMachine(WEB, { disks: [root] });
+    const got = await until('rw Running with data.img', () => {
+      const r = running(RW);
+      return r?.disks?.find((d) => d.name === 'ubd1')?.attached === true && r;
+    });
+    assert.equal(condition(got, 'DevicesSynced')?.status, 'True');
+    assert.equal(events(RW).filter((e) => e.reason === 'Starting').length, 1, 'started once, when the disk was free');
+    assert.equal(running(WEB)?.pid, webPid, 'the first machine kept running');
+    rmSync(join(machinesDir, `${RW}.yaml`));
+    await until('rw gone', () => status(RW) === undefined && !existsSync(join(stateDir, 'machines', got.umid!)));
+  });
+
+  test('a disk the kernel could not open is reported as not attached, in the kernel\'s words', async () => {
+    // Another process on the node holds the image open read-write (here: a UML kernel of no
+    // agent's), so the guest's kernel cannot lock it when it boots.
+    writeFileSync(join(imageRoot, 'locked.img'), '');
+    truncateSync(join(imageRoot, 'locked.img'), 4 * 1024 * 1024);
+    const holder = new PlainUml({ kernelArgs: [`ubd1=${join(imageRoot, 'locked.img')}`] });
+    try {
+      await holder.waitForConsole(KERNEL_BOOTED, 60_000);
+      writeMachine(RW, { disks: [{ name: 'ubd0', image: TEST_IMAGE, mode: 'cow' }, { name: 'ubd1', image: 'locked.img', mode: 'readWrite' }] });
+      const s = await until('rw Running, ubd1 refused', () => {
+        const r = running(RW);
+        return condition(r, 'DevicesSynced')?.reason === 'DeviceRefused' && r;
+      });
+      const disk = s.disks?.find((d) => d.name === 'ubd1');
+      assert.equal(disk?.attached, false, 'the kernel does not have it, whatever it was told');
+      assert.match(disk?.message ?? '', /locked by another process/);
+      assert.match(condition(s, 'DevicesSynced')?.message ?? '', /the kernel does not have ubd1 \(.*Failed to initialize ubd device 1/);
+      const partitions = await mconsole(`default/${RW}`, 'proc', 'partitions');
+      assert.doesNotMatch(partitions.text, /ubdb/, 'the guest indeed has no such disk');
+    } finally {
+      await holder.destroy();
+    }
+    rmSync(join(machinesDir, `${RW}.yaml`));
+    await until('rw gone', () => status(RW) === undefined);
   });
 
   test('scheduled backups land in backupDir/<ns>/<name>/<disk>/<timestamp>, newest 2 kept', async () => {

@@ -6,7 +6,7 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSy
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createRuntime, RuntimeError } from '../../src/runtime/index.ts';
-import type { MachineConfig, Runtime } from '../../src/runtime/index.ts';
+import type { MachineConfig, Runtime, RuntimeEvent } from '../../src/runtime/index.ts';
 import { TEST_IMAGE, testImageRoot, umlKernel } from '../support/uml.ts';
 import { disposeRuntime, MiB, runInGuest, uniqueId, waitFor } from '../support/runtime.ts';
 
@@ -157,6 +157,31 @@ describe('bad input', () => {
       await small.remove(id);
     } finally {
       await small.close();
+    }
+    await bystanderAnswers();
+  });
+
+  test('a root image without an init: one boot, one booted event, and the fallbacks reported as such', async () => {
+    const id = uniqueId('bi');
+    const image = 'no-init.ext4';
+    copyFileSync(join(imageRoot, TEST_IMAGE), join(imageRoot, image));
+    // The test image's busybox also answers as /bin/init: without both, the kernel ends at /bin/sh.
+    for (const path of ['/sbin/init', '/bin/init']) execFileSync('debugfs', ['-w', '-R', `rm ${path}`, join(imageRoot, image)], { stdio: 'ignore' });
+    const events: RuntimeEvent[] = [];
+    const off = rt.onEvent((e) => { if (e.id === id) events.push(e); });
+    try {
+      const exited = waitFor(rt, (e) => e.type === 'exited' && e.id === id);
+      const fellBackToShell = waitFor(rt, (e) => e.type === 'init-fallback' && e.id === id && e.init === '/bin/sh');
+      await rt.start(config(id, { disks: [{ name: 'ubd0', image, mode: 'cow' }] }));
+      await fellBackToShell;
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 2000))]); // a shell on a null console ends soon
+      assert.equal(events.filter((e) => e.type === 'booted').length, 1, 'one boot is one booted event');
+      const fallbacks = events.flatMap((e) => (e.type === 'init-fallback' ? [[e.failed, e.init]] : []));
+      assert.deepEqual(fallbacks, [['/sbin/init', '/etc/init'], ['/etc/init', '/bin/init'], ['/bin/init', '/bin/sh']]);
+    } finally {
+      off();
+      await rt.stop(id, { gracePeriodMs: 0 }).catch(() => undefined);
+      await rt.remove(id).catch(() => undefined);
     }
     await bystanderAnswers();
   });

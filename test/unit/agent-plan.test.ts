@@ -408,3 +408,45 @@ describe('plan: a kernel that cannot run userspace on this host', () => {
     assert.deepEqual(p.actions, [{ type: 'start', config: other, restart: true }]);
   });
 });
+
+describe('plan: a readWrite image is one machine\'s at a time', () => {
+  const rw = config({ disks: [{ name: 'ubd0', image: 'root.img', mode: 'cow' }, { name: 'ubd1', image: 'data.img', mode: 'readWrite' }] });
+  const holder = (mode: 'cow' | 'readWrite' | 'readOnly') => [{ machine: 'default/db', id: 'other', disk: 'ubd3', image: 'data.img', mode }];
+
+  it('a start that needs an image another machine has readWrite waits: DiskInUse, no action, not a crash', () => {
+    const p = plan(input({ desired: desired({ config: rw }), imageHolders: holder('readWrite') }));
+    assert.deepEqual(p.actions, []);
+    assert.equal(p.waiting?.reason, 'DiskInUse');
+    assert.match(p.waiting?.message ?? '', /disk ubd1: image data\.img is in use: .*machine default\/db has it \(readWrite, as ubd3\)/);
+    assert.equal(p.devicesPendingReason, 'DiskInUse');
+    assert.equal(p.backoff, undefined);
+  });
+
+  it('readWrite wanted while another machine reads it (cow or readOnly): waits too', () => {
+    for (const mode of ['cow', 'readOnly'] as const) {
+      const p = plan(input({ desired: desired({ config: rw }), imageHolders: holder(mode) }));
+      assert.equal(p.waiting?.reason, 'DiskInUse', mode);
+      assert.match(p.waiting?.message ?? '', /a readWrite image belongs to one machine at a time/);
+    }
+  });
+
+  it('readOnly and cow uses of one image share it', () => {
+    const ro = config({ disks: [{ name: 'ubd0', image: 'data.img', mode: 'cow' }, { name: 'ubd1', image: 'data.img', mode: 'readOnly' }] });
+    for (const mode of ['cow', 'readOnly'] as const) {
+      assert.deepEqual(types(plan(input({ desired: desired({ config: ro }), imageHolders: holder(mode) }))), ['start']);
+    }
+  });
+
+  it('free again: starts', () => {
+    assert.deepEqual(types(plan(input({ desired: desired({ config: rw }), imageHolders: [] }))), ['start']);
+  });
+
+  it('a hot-plug of an image in use is held back with the reason; the other devices go ahead', () => {
+    const running = actual('running');
+    const want = config({ disks: [...config().disks, { name: 'ubd1', image: 'data.img', mode: 'readWrite' }, { name: 'ubd2', image: 'free.img', mode: 'cow' }] });
+    const p = plan(input({ desired: desired({ config: want }), actual: running, imageHolders: holder('readWrite') }));
+    assert.deepEqual(p.actions, [{ type: 'attachDisk', id: ID, disk: { name: 'ubd2', image: 'free.img', mode: 'cow' } }]);
+    assert.equal(p.devicesPendingReason, 'DiskInUse');
+    assert.match(p.devicesPending ?? '', /disk ubd1: image data\.img is in use/);
+  });
+});

@@ -130,3 +130,40 @@ describe('node LAN names', () => {
     assert.notEqual(generatedTapName('/s', 'm1', 'vec0'), generatedTapName('/s', 'm1', 'vec1'));
   });
 });
+
+describe('what the kernel has', () => {
+  it('a disk the kernel could not lock, in its own words', async () => {
+    const { diskFailureReason, missingDisks } = await import('../../src/runtime/device-check.ts');
+    const console = [
+      'F_SETLK failed, file already locked by pid 26572',
+      "Failed to lock '/disks/ubd1.img', err = 11",
+      "ubdb: Can't open \"/disks/ubd1.img\": errno = 11",
+      'Failed to initialize ubd device 1 :(null)',
+      'EXT4-fs (ubda): mounted filesystem',
+    ].join('\n');
+    assert.equal(diskFailureReason(console, 'ubd1'),
+      'ubdb: Can\'t open "/disks/ubd1.img": errno = 11 (the image is locked by another process (another kernel has it open read-write)); ' +
+      'F_SETLK failed, file already locked by pid 26572; Failed to initialize ubd device 1');
+    assert.equal(diskFailureReason(console, 'ubd2'), undefined, 'nothing said about another disk');
+    assert.deepEqual(missingDisks(['ubd0', 'ubd1'], ['ubda']), ['ubd1']);
+  });
+
+  it('status: a refused disk is attached false with the reason, and DevicesSynced says DeviceRefused', async () => {
+    const { buildStatus } = await import('../../src/agent/status.ts');
+    const cfg = { id: 'abc', name: 'default/web', kernel: '/k', memoryBytes: 64 * 2 ** 20, cmdline: [], defaultArgs: [],
+      disks: [{ name: 'ubd0', image: 'root.img', mode: 'cow' as const }, { name: 'ubd1', image: 'data.img', mode: 'readWrite' as const }], interfaces: [] };
+    const s = buildStatus({
+      now: new Date(), nodeName: 'n',
+      machine: { apiVersion: 'umlmon.io/v1alpha1', kind: 'UmlMachine', metadata: { name: 'web', namespace: 'default', uid: 'u', generation: 1 }, spec: { nodeName: 'n' } },
+      desired: { id: 'abc', deleting: false, hasFinalizer: true, spec: { valid: true, config: cfg, state: 'Running', restartPolicy: 'Always', gracePeriodMs: 1000 } },
+      actual: { id: 'abc', name: 'default/web', state: 'running', pid: 1, startTime: new Date(), bootTime: new Date(), config: cfg,
+        disks: [{ name: 'ubd0', image: 'root.img', mode: 'cow' }, { name: 'ubd1', image: 'data.img', mode: 'readWrite', refused: 'locked by pid 1' }], interfaces: [], consoles: [] },
+      plan: { actions: [], pendingRestart: [] }, exitAcknowledged: false, restartCount: 0,
+    });
+    assert.deepEqual(s.disks?.[1], { name: 'ubd1', image: 'data.img', mode: 'readWrite', attached: false, message: 'locked by pid 1' });
+    const devices = s.conditions?.find((c) => c.type === 'DevicesSynced');
+    assert.equal(devices?.status, 'False');
+    assert.equal(devices?.reason, 'DeviceRefused');
+    assert.equal(devices?.message, 'the kernel does not have ubd1 (locked by pid 1)');
+  });
+});

@@ -117,8 +117,8 @@ describe('kernel command line', () => {
 
 describe('console', () => {
   test('recognises boot, lpj, panics and a full memory tmpfs', () => {
-    assert.deepEqual(classifyConsoleLine('Run /sbin/init as init process'), { type: 'booted' });
-    assert.deepEqual(classifyConsoleLine('<6>Run /init as init process'), { type: 'booted' });
+    assert.deepEqual(classifyConsoleLine('Run /sbin/init as init process'), { type: 'booted', init: '/sbin/init' });
+    assert.deepEqual(classifyConsoleLine('<6>Run /init as init process'), { type: 'booted', init: '/init' });
     assert.deepEqual(classifyConsoleLine('Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(98,0)'),
       { type: 'panic', message: 'VFS: Unable to mount root fs on unknown-block(98,0)' });
     assert.equal(classifyConsoleLine('<3>Bus error - the host /dev/shm or /tmp mount likely just ran out of space')?.type, 'memory-file-full');
