@@ -9,6 +9,7 @@ import type { KernelTableEntry } from './machine-config.ts';
 import type { Registry } from './metrics.ts';
 import { Reconciler } from './reconcile.ts';
 import type { MachineSource } from './source.ts';
+import { realClock, type Clock } from './workqueue.ts';
 
 /** What the agent's core needs from the config (AgentConfig maps onto it one to one). */
 export interface AgentOptions {
@@ -36,6 +37,8 @@ export interface AgentDeps {
   runtime: Runtime;
   logger: Logger;
   metrics: Registry;
+  /** Time for the work queue's delays and backoff, and the reconciler's "now" (tests drive it). */
+  clock?: Clock;
 }
 
 export interface Agent {
@@ -54,8 +57,9 @@ export interface Agent {
 export async function startAgent(options: AgentOptions, deps: AgentDeps): Promise<Agent> {
   const logger = deps.logger.child({ component: 'agent' });
   const metrics = new CoreMetrics(deps.metrics);
-  const reconciler = new Reconciler(options, { source: deps.source, runtime: deps.runtime, logger, metrics });
-  const controller = new Controller(options, { source: deps.source, runtime: deps.runtime, reconciler, logger, metrics });
+  const clock = deps.clock ?? realClock;
+  const reconciler = new Reconciler(options, { source: deps.source, runtime: deps.runtime, logger, metrics, now: () => new Date(clock.now()) });
+  const controller = new Controller(options, { source: deps.source, runtime: deps.runtime, reconciler, logger, metrics, clock });
   const { synced } = await controller.start();
   synced.catch((error: unknown) => logger.error({ err: String(error) }, 'the agent did not start reconciling'));
   return {

@@ -12,6 +12,18 @@ export function keyOf(machine: { metadata: { namespace?: string; name: string } 
 
 export type EventType = 'Normal' | 'Warning';
 
+/**
+ * The object no longer exists where the source keeps it (HTTP 404, a removed file). Writing
+ * its status is then pointless, not a failure: the deletion reaches the reconciler through the
+ * watch on its own.
+ */
+export class ObjectGoneError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ObjectGoneError';
+  }
+}
+
 export interface MachineSource {
   /** A word for logs: "kubernetes" or "directory". */
   readonly kind: string;
@@ -27,7 +39,10 @@ export interface MachineSource {
   /** The cached object, as the API server (or the file) last showed it. */
   get(key: MachineKey): UmlMachine | undefined;
   list(): UmlMachine[];
-  /** Writes status: a merge patch on the status subresource, or `<name>.status.yaml`. */
+  /**
+   * Writes status: a merge patch on the status subresource, or `<name>.status.yaml`. Rejects
+   * with ObjectGoneError when the object is gone.
+   */
   patchStatus(machine: UmlMachine, status: UmlMachineStatus): Promise<void>;
   /** Adds or removes the agent's finalizer (no-ops where the source has no finalizers). */
   ensureFinalizer(machine: UmlMachine, present: boolean): Promise<void>;

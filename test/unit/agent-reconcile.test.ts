@@ -1,6 +1,7 @@
 // The reconciler and controller against an in-memory source and runtime: the wiring (events,
 // status writes, finalizers, adoption, sync gating, restarts, drain) without a kernel. The
 // real kernel path is covered by test/e2e/agent-directory.test.ts.
+import { FakeClock } from '../support/clock.ts';
 import { afterEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -9,7 +10,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { startAgent, type Agent, type AgentOptions } from '../../src/agent/agent.ts';
 import { Registry } from '../../src/agent/metrics.ts';
-import { keyOf, type EventType, type MachineKey, type MachineSource } from '../../src/agent/source.ts';
+import { keyOf, ObjectGoneError, type EventType, type MachineKey, type MachineSource } from '../../src/agent/source.ts';
 import { machineConfigFor } from '../../src/agent/machine-config.ts';
 import { mergePatch } from '../../src/agent/sources/directory.ts';
 import { FINALIZER, type UmlMachine, type UmlMachineStatus } from '../../src/api/types.ts';
@@ -63,8 +64,15 @@ class FakeSource implements MachineSource {
     this.objects.delete(key);
     this.#onChange?.(key);
   }
+  /** Keys deleted by "someone else" just before their next status write (an API server's 404). */
+  goneOnPatch = new Set<MachineKey>();
   async patchStatus(machine: UmlMachine, status: UmlMachineStatus): Promise<void> {
     const key = keyOf(machine);
+    if (this.goneOnPatch.delete(key)) {
+      this.objects.delete(key);
+      this.#onChange?.(key);
+      throw new ObjectGoneError(`machine ${key} is gone (HTTP 404); its status is not written`);
+    }
     this.patches.push({ key, status });
     const current = this.objects.get(key);
     if (current) this.objects.set(key, { ...current, status: mergePatch(current.status ?? {}, structuredClone(status)) as UmlMachineStatus });
@@ -226,8 +234,8 @@ function machine(name: string, spec: Partial<UmlMachine['spec']> = {}, meta: Par
 const logger = pino({ level: 'silent' });
 let agents: Agent[] = [];
 
-async function agentWith(source: FakeSource, runtime: FakeRuntime, over: Partial<AgentOptions> = {}): Promise<Agent> {
-  const agent = await startAgent({ ...options, ...over }, { source, runtime, logger, metrics: new Registry() });
+async function agentWith(source: FakeSource, runtime: FakeRuntime, over: Partial<AgentOptions> = {}, clock?: FakeClock): Promise<Agent> {
+  const agent = await startAgent({ ...options, ...over }, { source, runtime, logger, metrics: new Registry(), ...(clock ? { clock } : {}) });
   agents.push(agent);
   return agent;
 }
@@ -470,16 +478,38 @@ describe('agent core with an in-memory source and runtime', () => {
     const runtime = new FakeRuntime();
     runtime.failStartAlways = true;
     source.put(machine('spin'));
-    await agentWith(source, runtime);
-    await new Promise((r) => setTimeout(r, 400));
+    // Time moves only when the test says so: the count is exact, however slow the machine.
+    const clock = new FakeClock();
+    await agentWith(source, runtime, {}, clock);
+    await until('the first attempt', () => runtime.calls.some((c) => c.startsWith('start')));
+    await clock.advance(400);
     const attempts = runtime.calls.filter((c) => c.startsWith('start')).length;
-    // 5 ms doubling: about 7 attempts in 400 ms; an echo-driven loop makes hundreds.
-    assert.ok(attempts >= 3 && attempts <= 12, `${attempts} attempts`);
+    // 5 ms doubling: retries at 5, 15, 35, 75, 155 and 315 ms after the first attempt, so 7
+    // attempts within 400 ms; a loop driven by its own status echo would make hundreds.
+    assert.equal(attempts, 7, `${attempts} attempts`);
     // A real change still goes through at once.
     runtime.failStartAlways = false;
     const m = source.get('default/spin')!;
     source.put({ ...m, spec: { ...m.spec, memory: '96Mi' } });
     await until('Running after the fix', () => statusOf(source, 'default/spin')?.phase === 'Running', 1000);
+  });
+
+  it('an object deleted while its status is being written is done, not a failed reconcile', async () => {
+    const { Writable } = await import('node:stream');
+    const lines: string[] = [];
+    const captured = pino({ level: 'debug' }, new Writable({ write(chunk, _e, cb) { lines.push(String(chunk)); cb(); } }));
+    const source = new FakeSource();
+    const runtime = new FakeRuntime();
+    source.put(machine('gone'));
+    source.goneOnPatch.add('default/gone');
+    const agent = await startAgent(options, { source, runtime, logger: captured, metrics: new Registry() });
+    agents.push(agent);
+    await until('the write found it gone', () => !source.goneOnPatch.has('default/gone'));
+    await until('its guest shut down as an orphan', () => runtime.calls.some((c) => c.startsWith('remove')));
+    const log = lines.join('');
+    assert.doesNotMatch(log, /writing status failed/);
+    assert.doesNotMatch(log, /"level":(40|50).*reconcile failed/);
+    assert.ok(!source.events.some((e) => e.reason === 'Failed'), 'no Failed Event');
   });
 
   it('guest info reaches status at the configured interval', async () => {

@@ -13,7 +13,7 @@ import {
 } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { FINALIZER, GROUP, PLURAL, VERSION, type UmlMachine, type UmlMachineStatus } from '../../api/types.ts';
-import { keyOf, type EventType, type MachineKey, type MachineSource } from '../source.ts';
+import { keyOf, ObjectGoneError, type EventType, type MachineKey, type MachineSource } from '../source.ts';
 import { createEventRecorder, type EventRecorder } from '../events.ts';
 
 export interface KubernetesSourceOptions {
@@ -297,6 +297,7 @@ export function createKubernetesSource(opts: KubernetesSourceOptions): MachineSo
         // is then recognised as nothing new.
         if (updated?.metadata && cache.has(key) && mine(updated)) cache.set(key, updated);
       } catch (err) {
+        if (apiStatusCode(err) === 404) throw new ObjectGoneError(`machine ${key} is gone (HTTP 404); its status is not written`, { cause: err });
         throw new Error(`machine ${key}: writing status failed: ${apiErrorMessage(err)} (HTTP ${apiStatusCode(err) ?? '?'})`, { cause: err });
       }
     },
