@@ -286,7 +286,7 @@ export class Reconciler {
 
     if (failure && machine) {
       const message = errorText(failure.error);
-      if (memory.failureReported !== message) this.#event(machine, 'Warning', 'Failed', `${failure.what} failed: ${message}`);
+      if (memory.failureReported !== message) this.#event(machine, 'Warning', 'Failed', failure.what === 'writing status' ? message : `${failure.what} failed: ${message}`);
       memory.failureReported = message;
     } else if (!failure) {
       memory.failureReported = undefined;
@@ -324,7 +324,8 @@ export class Reconciler {
             // Deleted while this pass ran: the deletion itself is the next pass's business.
             log.debug({ err: errorText(error) }, 'the object is gone; status not written');
           } else if (!failure) {
-            failure = { error: new Error(`machine ${key}: writing status failed: ${errorText(error)}`, { cause: error }), what: 'writing status' };
+            // The sources' errors name the machine and say that writing status failed.
+            failure = { error, what: 'writing status' };
           }
         }
       }
