@@ -2,8 +2,10 @@
 # One-time (idempotent) set-up of a fresh Debian machine for umlmon development, tests and the
 # local quick start. Installs: umlmon's own UML kernel (built from Debian's kernel source by
 # hack/build-kernel.sh, cached outside the checkout), Debian's packaged UML kernel (the tests'
-# kernel matrix), the tools the tests build images and networks with, Node.js 24 LTS when the
-# machine's Node is older, the npm dependencies, and `umlmon` on PATH.
+# kernel matrix), a Kubernetes 1.20 control plane for the end-to-end tests (built from Debian's
+# kubernetes source by hack/build-control-plane.sh, also cached), the tools the tests build
+# images and networks with, Node.js 24 LTS when the machine's Node is older, the npm
+# dependencies, and `umlmon` on PATH.
 # Run as root. Safe to run again: it only installs or builds what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,6 +62,11 @@ npm install --no-audit --no-fund --loglevel=error
 # umlmon's kernel: built once per source version and config (minutes), then taken from the
 # machine-level cache (/var/cache/umlmon) by every checkout.
 hack/build-kernel.sh --install >/dev/null
+
+# A real Kubernetes control plane for the end-to-end tests (kube-apiserver, controller-manager,
+# etcd; built from Debian's kubernetes 1.20 source, about 10 minutes the first time, then
+# cached in /var/cache/umlmon like the kernel).
+hack/build-control-plane.sh >/dev/null
 
 # `umlmon` on PATH: this checkout's CLI, run by Node 24 from its TypeScript sources.
 ln -sfn "$PWD/bin/umlmon" /usr/local/bin/umlmon

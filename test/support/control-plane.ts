@@ -1,0 +1,507 @@
+// A real Kubernetes control plane for integration tests: etcd (Debian's etcd-server 3.4) plus
+// kube-apiserver and kube-controller-manager v1.20 built by hack/build-control-plane.sh, all on
+// 127.0.0.1 with random free ports in a temporary directory.
+//
+//   const cp = await startControlPlane({ compactionIntervalSeconds: 5 });
+//   try { ... kubectl --kubeconfig cp.adminKubeconfig ... } finally { await cp.stop(); }
+//
+// The API server runs with RBAC (Node,RBAC), token authentication (an admin user in
+// system:masters and a non-admin user), service-account token signing and serving certificates
+// from a CA made with openssl; the controller manager runs the garbage collector, namespace
+// deletion and the service-account (token) controllers with per-controller credentials.
+// Every process is started in its own process group; stop() kills those groups and nothing
+// else, waits for them, and removes the directory. If the test process exits (or gets SIGINT,
+// SIGTERM, SIGHUP) without stop(), a hook kills what is still running and removes the dirs.
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+export interface ControlPlaneOptions {
+  /** kube-apiserver --etcd-compaction-interval in seconds (default 300; 0 turns compaction off). */
+  compactionIntervalSeconds?: number;
+  /** kube-controller-manager --controllers (default: the ones named in DEFAULT_CONTROLLERS). */
+  controllers?: string[];
+  /** Milliseconds to wait for everything to come up (default 120000). */
+  startTimeoutMs?: number;
+}
+
+export interface VersionInfo {
+  major: string;
+  minor: string;
+  gitVersion: string;
+  gitCommit: string;
+  gitTreeState: string;
+  buildDate: string;
+  goVersion: string;
+  compiler: string;
+  platform: string;
+}
+
+export interface ControlPlane {
+  /** https://127.0.0.1:PORT */
+  url: string;
+  /** A kubeconfig for the admin user (group system:masters), with the CA inline. */
+  adminKubeconfig: string;
+  /** A kubeconfig for a user with no RBAC bindings at all (only system:authenticated). */
+  userKubeconfig: string;
+  caFile: string;
+  adminToken: string;
+  userToken: string;
+  /** The non-admin user's name, for RoleBindings. */
+  userName: string;
+  /** The temporary directory: certificates, kubeconfigs, etcd's data and the logs (*.log). */
+  dir: string;
+  /** The directory with the Kubernetes binaries (hack/build-control-plane.sh's output). */
+  binDir: string;
+  /** GET /version of the API server. */
+  versionInfo: VersionInfo;
+  /** The last lines of each component's log, for a test's failure message. */
+  logTail(lines?: number): string;
+  /** Kills the API server (etcd and the controller manager keep running), and waits for it. */
+  stopApiServer(): Promise<void>;
+  /** Starts the API server again on the same port and data, and waits until it is ready. */
+  startApiServer(): Promise<void>;
+  /** Kills every process it started, waits for them, and removes dir. */
+  stop(): Promise<void>;
+}
+
+export const DEFAULT_CONTROLLERS = ['garbagecollector', 'namespace', 'serviceaccount', 'serviceaccount-token', 'root-ca-cert-publisher'];
+
+const REPO = resolve(import.meta.dirname, '../..');
+const BUILD_SCRIPT = join(REPO, 'hack/build-control-plane.sh');
+const USER_NAME = 'umlmon-test-user';
+const SERVICE_CIDR = '10.0.0.0/24';
+
+let binDirPromise: Promise<string> | undefined;
+
+/** Runs hack/build-control-plane.sh (quick when cached) and returns the bin directory it prints. */
+export function controlPlaneBinDir(): Promise<string> {
+  binDirPromise ??= new Promise<string>((resolvePromise, reject) => {
+    execFile('bash', [BUILD_SCRIPT], { maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+      const dir = stdout.trim().split('\n').pop() ?? '';
+      if (err || dir === '') {
+        reject(new Error(`hack/build-control-plane.sh failed (${err?.message ?? 'no output'}):\n${tail(stderr, 40)}`));
+        return;
+      }
+      resolvePromise(dir);
+    });
+  });
+  binDirPromise.catch(() => {
+    binDirPromise = undefined;
+  });
+  return binDirPromise;
+}
+
+/** Starts etcd, kube-apiserver and kube-controller-manager; resolves once they are usable. */
+export async function startControlPlane(options: ControlPlaneOptions = {}): Promise<ControlPlane> {
+  const binDir = await controlPlaneBinDir();
+  const dir = mkdtempSync(join(tmpdir(), 'umlmon-cp-'));
+  const cp = new Instance(dir, binDir, options);
+  try {
+    await cp.start();
+  } catch (err) {
+    const logs = cp.logTail(30);
+    await cp.stop().catch(() => undefined);
+    throw new Error(`control plane did not come up: ${(err as Error).message}\n${logs}`, { cause: err });
+  }
+  return cp;
+}
+
+// --- processes ---
+
+interface Proc {
+  name: string;
+  child: ChildProcess;
+  log: string;
+  exited: Promise<void>;
+  exitStatus?: string;
+}
+
+const live = new Set<Proc>();
+const liveDirs = new Set<string>();
+let exitHookInstalled = false;
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  const cleanup = () => {
+    for (const p of live) killGroup(p, 'SIGKILL');
+    for (const dir of liveDirs) rmSync(dir, { recursive: true, force: true });
+  };
+  process.on('exit', cleanup);
+  // A signal ends the process without 'exit': clean up, then let the signal do what it would
+  // have done (unless someone else handles it).
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    const onSignal = () => {
+      cleanup();
+      process.removeListener(signal, onSignal);
+      if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+    };
+    process.on(signal, onSignal);
+  }
+}
+
+function killGroup(p: Proc, signal: NodeJS.Signals): void {
+  if (p.child.pid === undefined || p.exitStatus !== undefined) return;
+  try {
+    process.kill(-p.child.pid, signal);
+  } catch {
+    // Already gone.
+  }
+}
+
+function startProc(name: string, command: string, args: string[], log: string): Proc {
+  installExitHook();
+  const fd = openSync(log, 'a');
+  let child: ChildProcess;
+  try {
+    // detached: a session and process group of its own, so a kill of the group reaches
+    // everything it may have forked and nothing else.
+    child = spawn(command, args, { detached: true, stdio: ['ignore', fd, fd] });
+  } finally {
+    closeSync(fd);
+  }
+  const p: Proc = { name, child, log, exited: Promise.resolve() };
+  p.exited = new Promise<void>((done) => {
+    child.once('error', (err) => {
+      p.exitStatus ??= `failed to start: ${err.message}`;
+      live.delete(p);
+      done();
+    });
+    child.once('exit', (code, signal) => {
+      p.exitStatus ??= signal ? `killed by ${signal}` : `exited with ${code}`;
+      live.delete(p);
+      done();
+    });
+  });
+  // The test process may exit while these run (the exit hook kills them then).
+  child.unref();
+  live.add(p);
+  return p;
+}
+
+async function stopProc(p: Proc, graceMs = 10_000): Promise<void> {
+  if (p.exitStatus !== undefined) return;
+  p.child.ref();
+  killGroup(p, 'SIGTERM');
+  const timer = setTimeout(() => killGroup(p, 'SIGKILL'), graceMs);
+  await p.exited;
+  clearTimeout(timer);
+  // What the leader forked may outlive it in the group.
+  killGroup(p, 'SIGKILL');
+}
+
+// --- the instance ---
+
+class Instance implements ControlPlane {
+  url = '';
+  adminKubeconfig: string;
+  userKubeconfig: string;
+  caFile: string;
+  adminToken = randomBytes(24).toString('hex');
+  userToken = randomBytes(24).toString('hex');
+  userName = USER_NAME;
+  dir: string;
+  binDir: string;
+  versionInfo: VersionInfo = { major: '', minor: '', gitVersion: '', gitCommit: '', gitTreeState: '', buildDate: '', goVersion: '', compiler: '', platform: '' };
+
+  #options: ControlPlaneOptions;
+  #controllerToken = randomBytes(24).toString('hex');
+  #ca = '';
+  #etcd: Proc | undefined;
+  #apiServer: Proc | undefined;
+  #controllerManager: Proc | undefined;
+  #apiPort = 0;
+  #etcdPort = 0;
+  #etcdPeerPort = 0;
+  #kcmPort = 0;
+  #stopped = false;
+
+  constructor(dir: string, binDir: string, options: ControlPlaneOptions) {
+    this.dir = dir;
+    this.binDir = binDir;
+    this.#options = options;
+    this.caFile = join(dir, 'pki/ca.crt');
+    this.adminKubeconfig = join(dir, 'admin.kubeconfig');
+    this.userKubeconfig = join(dir, 'user.kubeconfig');
+    liveDirs.add(dir);
+  }
+
+  #deadline(): number {
+    return Date.now() + (this.#options.startTimeoutMs ?? 120_000);
+  }
+
+  async start(): Promise<void> {
+    const deadline = this.#deadline();
+    [this.#apiPort, this.#etcdPort, this.#etcdPeerPort, this.#kcmPort] = (await freePorts(4)) as [number, number, number, number];
+    this.url = `https://127.0.0.1:${this.#apiPort}`;
+    await this.#writeFiles();
+
+    const etcdUrl = `http://127.0.0.1:${this.#etcdPort}`;
+    const peerUrl = `http://127.0.0.1:${this.#etcdPeerPort}`;
+    this.#etcd = startProc('etcd', 'etcd', [
+      '--name=umlmon-test',
+      `--data-dir=${join(this.dir, 'etcd')}`,
+      `--listen-client-urls=${etcdUrl}`,
+      `--advertise-client-urls=${etcdUrl}`,
+      `--listen-peer-urls=${peerUrl}`,
+      `--initial-advertise-peer-urls=${peerUrl}`,
+      `--initial-cluster=umlmon-test=${peerUrl}`,
+      '--initial-cluster-state=new',
+      '--logger=zap',
+      '--log-outputs=stderr',
+    ], join(this.dir, 'etcd.log'));
+    await waitUntil('etcd /health', deadline, [this.#etcd], async () => {
+      const r = await httpGet(`${etcdUrl}/health`);
+      return r.status === 200 && r.body.includes('"true"');
+    });
+
+    await this.#startApiServer(deadline);
+
+    this.#controllerManager = startProc('kube-controller-manager', join(this.binDir, 'kube-controller-manager'), [
+      `--kubeconfig=${join(this.dir, 'controller-manager.kubeconfig')}`,
+      `--authentication-kubeconfig=${join(this.dir, 'controller-manager.kubeconfig')}`,
+      `--authorization-kubeconfig=${join(this.dir, 'controller-manager.kubeconfig')}`,
+      `--service-account-private-key-file=${join(this.dir, 'pki/sa.key')}`,
+      `--root-ca-file=${this.caFile}`,
+      '--use-service-account-credentials=true',
+      `--controllers=${(this.#options.controllers ?? DEFAULT_CONTROLLERS).join(',')}`,
+      '--leader-elect=false',
+      '--port=0',
+      '--bind-address=127.0.0.1',
+      `--secure-port=${this.#kcmPort}`,
+      `--cert-dir=${join(this.dir, 'controller-manager')}`,
+      `--service-cluster-ip-range=${SERVICE_CIDR}`,
+      '--v=1',
+    ], join(this.dir, 'kube-controller-manager.log'));
+
+    const procs = [this.#etcd, this.#apiServer!, this.#controllerManager];
+    await waitUntil('kube-controller-manager /healthz', deadline, procs, async () => {
+      const r = await httpsGet(`https://127.0.0.1:${this.#kcmPort}/healthz`, undefined, undefined);
+      return r.status === 200;
+    });
+    const controllers = this.#options.controllers ?? DEFAULT_CONTROLLERS;
+    if (controllers.includes('serviceaccount') && controllers.includes('serviceaccount-token')) {
+      // The controllers work: the default service account has its token secret.
+      await waitUntil('a token for serviceaccount default/default', deadline, procs, async () => {
+        const r = await this.#get('/api/v1/namespaces/default/serviceaccounts/default', this.adminToken);
+        if (r.status !== 200) return false;
+        const sa = JSON.parse(r.body) as { secrets?: unknown[] };
+        return (sa.secrets?.length ?? 0) > 0;
+      });
+    }
+  }
+
+  async #startApiServer(deadline: number): Promise<void> {
+    const pki = join(this.dir, 'pki');
+    this.#apiServer = startProc('kube-apiserver', join(this.binDir, 'kube-apiserver'), [
+      `--etcd-servers=http://127.0.0.1:${this.#etcdPort}`,
+      `--etcd-compaction-interval=${this.#options.compactionIntervalSeconds ?? 300}s`,
+      '--bind-address=127.0.0.1',
+      '--advertise-address=127.0.0.1',
+      `--secure-port=${this.#apiPort}`,
+      `--cert-dir=${join(this.dir, 'apiserver')}`,
+      `--tls-cert-file=${join(pki, 'apiserver.crt')}`,
+      `--tls-private-key-file=${join(pki, 'apiserver.key')}`,
+      `--client-ca-file=${this.caFile}`,
+      // Fills the requestheader CA into kube-system/extension-apiserver-authentication, which the
+      // controller manager's delegated authentication otherwise complains about every few seconds.
+      `--requestheader-client-ca-file=${this.caFile}`,
+      '--requestheader-allowed-names=front-proxy-client',
+      '--requestheader-username-headers=X-Remote-User',
+      '--requestheader-group-headers=X-Remote-Group',
+      '--requestheader-extra-headers-prefix=X-Remote-Extra-',
+      `--token-auth-file=${join(this.dir, 'tokens.csv')}`,
+      '--authorization-mode=Node,RBAC',
+      `--service-account-key-file=${join(pki, 'sa.pub')}`,
+      `--service-account-signing-key-file=${join(pki, 'sa.key')}`,
+      '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
+      `--service-cluster-ip-range=${SERVICE_CIDR}`,
+      // 127.0.0.1 is not a valid endpoint for the kubernetes service.
+      '--endpoint-reconciler-type=none',
+      '--allow-privileged=true',
+      '--profiling=false',
+      '--v=1',
+    ], join(this.dir, 'kube-apiserver.log'));
+    const procs = [this.#etcd!, this.#apiServer];
+    await waitUntil('kube-apiserver /readyz', deadline, procs, async () => (await this.#get('/readyz', this.adminToken)).status === 200);
+    await waitUntil('namespace default', deadline, procs, async () => (await this.#get('/api/v1/namespaces/default', this.adminToken)).status === 200);
+    await waitUntil('RBAC for the admin and the user', deadline, procs, async () => {
+      const admin = await this.#get('/apis/rbac.authorization.k8s.io/v1/clusterroles/cluster-admin', this.adminToken);
+      const user = await this.#get('/api/v1/namespaces', this.userToken);
+      return admin.status === 200 && user.status === 403;
+    });
+    const version = await this.#get('/version', this.adminToken);
+    this.versionInfo = JSON.parse(version.body) as VersionInfo;
+  }
+
+  async stopApiServer(): Promise<void> {
+    if (this.#apiServer) await stopProc(this.#apiServer);
+  }
+
+  async startApiServer(): Promise<void> {
+    if (this.#stopped) throw new Error('the control plane was stopped');
+    if (this.#apiServer && this.#apiServer.exitStatus === undefined) throw new Error('kube-apiserver is running');
+    try {
+      await this.#startApiServer(this.#deadline());
+    } catch (err) {
+      throw new Error(`kube-apiserver did not come back: ${(err as Error).message}\n${this.logTail(30)}`, { cause: err });
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    // Clients first, then the store.
+    for (const p of [this.#controllerManager, this.#apiServer, this.#etcd]) {
+      if (p) await stopProc(p);
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+    liveDirs.delete(this.dir);
+  }
+
+  logTail(lines = 20): string {
+    const out: string[] = [];
+    for (const p of [this.#etcd, this.#apiServer, this.#controllerManager]) {
+      if (!p) continue;
+      let text = '';
+      try {
+        text = readFileSync(p.log, 'utf8');
+      } catch {
+        text = '(no log)';
+      }
+      out.push(`--- ${p.name} (${p.exitStatus ?? 'running'}), last ${lines} lines of ${p.log}:\n${tail(text, lines)}`);
+    }
+    return out.join('\n');
+  }
+
+  #get(path: string, token: string): Promise<HttpResult> {
+    return httpsGet(`${this.url}${path}`, token, this.#ca);
+  }
+
+  async #writeFiles(): Promise<void> {
+    const pki = join(this.dir, 'pki');
+    mkdirSync(pki, { recursive: true });
+    mkdirSync(join(this.dir, 'apiserver'));
+    mkdirSync(join(this.dir, 'controller-manager'));
+    const ssl = (args: string[]) => run('openssl', args, pki);
+    await ssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '30',
+      '-subj', '/CN=umlmon-test-ca', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
+    writeFileSync(join(pki, 'apiserver.ext'), [
+      'basicConstraints=CA:FALSE',
+      'keyUsage=critical,digitalSignature,keyEncipherment',
+      'extendedKeyUsage=serverAuth',
+      'subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local',
+      '',
+    ].join('\n'));
+    await ssl(['req', '-new', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'apiserver.key', '-out', 'apiserver.csr', '-subj', '/CN=kube-apiserver']);
+    await ssl(['x509', '-req', '-in', 'apiserver.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'apiserver.crt', '-days', '30', '-extfile', 'apiserver.ext']);
+    await ssl(['genrsa', '-out', 'sa.key', '2048']);
+    await ssl(['rsa', '-in', 'sa.key', '-pubout', '-out', 'sa.pub']);
+    this.#ca = readFileSync(this.caFile, 'utf8');
+
+    // token,user,uid,"group,..."
+    writeFileSync(join(this.dir, 'tokens.csv'), [
+      `${this.adminToken},admin,admin,"system:masters"`,
+      `${this.userToken},${USER_NAME},${USER_NAME}`,
+      `${this.#controllerToken},system:kube-controller-manager,system:kube-controller-manager`,
+      '',
+    ].join('\n'), { mode: 0o600 });
+    writeFileSync(this.adminKubeconfig, kubeconfig(this.url, this.#ca, 'admin', this.adminToken), { mode: 0o600 });
+    writeFileSync(this.userKubeconfig, kubeconfig(this.url, this.#ca, USER_NAME, this.userToken), { mode: 0o600 });
+    writeFileSync(join(this.dir, 'controller-manager.kubeconfig'), kubeconfig(this.url, this.#ca, 'system:kube-controller-manager', this.#controllerToken), { mode: 0o600 });
+  }
+}
+
+function kubeconfig(server: string, ca: string, user: string, token: string): string {
+  // JSON is YAML: kubectl and @kubernetes/client-node read it as a kubeconfig.
+  return `${JSON.stringify({
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters: [{ name: 'umlmon-test', cluster: { server, 'certificate-authority-data': Buffer.from(ca).toString('base64') } }],
+    users: [{ name: user, user: { token } }],
+    contexts: [{ name: 'umlmon-test', context: { cluster: 'umlmon-test', user, namespace: 'default' } }],
+    'current-context': 'umlmon-test',
+  }, null, 2)}\n`;
+}
+
+// --- helpers ---
+
+function tail(text: string, lines: number): string {
+  return text.trimEnd().split('\n').slice(-lines).join('\n');
+}
+
+function run(command: string, args: string[], cwd: string): Promise<void> {
+  return new Promise((done, reject) => {
+    execFile(command, args, { cwd }, (err, _stdout, stderr) => {
+      if (err) reject(new Error(`${command} ${args.join(' ')} failed: ${err.message}\n${stderr}`));
+      else done();
+    });
+  });
+}
+
+/** Ports the kernel hands out for port 0 on 127.0.0.1, all held at once so they differ. */
+async function freePorts(count: number): Promise<number[]> {
+  const servers = await Promise.all(Array.from({ length: count }, () => new Promise<ReturnType<typeof createServer>>((done, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => done(s));
+  })));
+  const ports = servers.map((s) => (s.address() as AddressInfo).port);
+  await Promise.all(servers.map((s) => new Promise<void>((done) => s.close(() => done()))));
+  return ports;
+}
+
+interface HttpResult {
+  status: number;
+  body: string;
+}
+
+function httpGet(url: string): Promise<HttpResult> {
+  return new Promise((done, reject) => {
+    const req = httpRequest(url, { timeout: 5000 }, (res) => collect(res, done, reject));
+    req.once('timeout', () => req.destroy(new Error('timeout')));
+    req.once('error', reject);
+    req.end();
+  });
+}
+
+/** ca undefined: no verification (the controller manager's self-signed serving certificate). */
+function httpsGet(url: string, token: string | undefined, ca: string | undefined): Promise<HttpResult> {
+  return new Promise((done, reject) => {
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (token) headers.authorization = `Bearer ${token}`;
+    const req = httpsRequest(url, { timeout: 5000, headers, ...(ca ? { ca } : { rejectUnauthorized: false }) }, (res) => collect(res, done, reject));
+    req.once('timeout', () => req.destroy(new Error('timeout')));
+    req.once('error', reject);
+    req.end();
+  });
+}
+
+function collect(res: IncomingMessage, done: (r: HttpResult) => void, reject: (e: Error) => void): void {
+  const chunks: Buffer[] = [];
+  res.on('data', (c: Buffer) => chunks.push(c));
+  res.once('error', reject);
+  res.once('end', () => done({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+}
+
+/** Polls check every 200 ms until it is true; fails at the deadline or when a process exits. */
+async function waitUntil(what: string, deadline: number, procs: Proc[], check: () => Promise<boolean>): Promise<void> {
+  let last = '';
+  for (;;) {
+    const dead = procs.find((p) => p.exitStatus !== undefined);
+    if (dead) throw new Error(`${dead.name} ${dead.exitStatus} while waiting for ${what}`);
+    try {
+      if (await check()) return;
+      last = 'not yet';
+    } catch (err) {
+      last = (err as Error).message;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (last: ${last})`);
+    await new Promise((done) => setTimeout(done, 200));
+  }
+}
