@@ -541,8 +541,13 @@ export class UmlRuntime implements Runtime {
    * reports what the kernel has, not what was intended.
    */
   private async checkDevices(m: Machine): Promise<void> {
+    // The boot line and mconsole's notify come from two sources: the console can be read first.
+    if (!m.client) await within(m.mconsoleUp.promise, this.settings.startTimeoutMs);
     const client = m.client;
-    if (!client || m.state === 'exited') return;
+    if (!client || m.state === 'exited') {
+      this.settings.log.warn({ machine: m.record.id, state: m.state }, 'could not check the kernel\'s devices after boot: its mconsole is not up');
+      return;
+    }
     let changed = false;
     try {
       const partitions = parsePartitions(await client.proc('partitions'));
