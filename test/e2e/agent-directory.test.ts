@@ -15,6 +15,7 @@ import type { UmlMachineStatus } from '../../src/api/types.ts';
 import { REPO_ROOT, TEST_IMAGE, testImageRoot, umlKernel } from '../support/uml.ts';
 import { kernelVersion } from '../../src/runtime/kernel-probe.ts';
 import { KERNEL_BOOTED, PlainUml } from '../support/plain-uml.ts';
+import { alive } from '../support/process.ts';
 
 const execFileAsync = promisify(execFile);
 const CLI = join(REPO_ROOT, 'src/cli/main.ts');
@@ -122,15 +123,6 @@ async function mconsole(target: string, ...command: string[]): Promise<{ ok: boo
   } catch (error) {
     const e = error as { stdout?: string; stderr?: string; code?: number };
     return { ok: false, text: `${e.stdout ?? ''}${e.stderr ?? ''}` };
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
   }
 }
 

@@ -19,6 +19,7 @@ import { promisify } from 'node:util';
 import { after, before, test } from 'node:test';
 import { parseRendering, renderChart } from '../../hack/render-chart.ts';
 import { startControlPlane, type ControlPlane } from '../support/control-plane.ts';
+import { alive } from '../support/process.ts';
 import { REPO_ROOT, TEST_IMAGE, testImageRoot, umlKernel } from '../support/uml.ts';
 
 const run = promisify(execFile);
@@ -77,15 +78,6 @@ function manifest(name: string, namespace: string, spec: Record<string, unknown>
     apiVersion: 'umlmon.io/v1alpha1', kind: 'UmlMachine', metadata: { name, namespace },
     spec: { nodeName: NODE, memory: '48Mi', disks: [{ name: 'ubd0', image: TEST_IMAGE }], shutdownGracePeriodSeconds: 10, ...spec },
   });
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** The chart's ServiceAccount, ClusterRole and binding, applied as rendered; returns a kubeconfig with the account's token. */

@@ -17,6 +17,7 @@ import { startEmulator, type Emulator, type RequestRecord } from '../emulator/in
 import { describe as describeResult, kubectlFor, type Kubectl, type KubectlResult } from '../emulator/kubectl.ts';
 import { parseRendering, renderChart, REPO_ROOT } from '../../hack/render-chart.ts';
 import { testImageRoot, TEST_IMAGE, umlKernel } from '../support/uml.ts';
+import { alive } from '../support/process.ts';
 
 type Obj = Record<string, any>;
 
@@ -172,15 +173,6 @@ function startAgent(): void {
 async function events(): Promise<Obj[]> {
   const list = JSON.parse((await kubectl(['get', 'events.events.k8s.io', '-n', MACHINES_NS, '-o', 'json'])).stdout) as Obj;
   return (list.items as Obj[]).filter((e) => e.regarding?.name === 'vm');
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 after(async () => {

@@ -11,6 +11,7 @@ import type { Runtime, RuntimeEvent } from '../../src/runtime/index.ts';
 import { TEST_IMAGE, testImageRoot, umlKernel } from '../support/uml.ts';
 import { waitFor } from '../support/runtime.ts';
 import { MconsoleClient } from '../../src/runtime/mconsole/index.ts';
+import { alive } from '../support/process.ts';
 import { kernelVersion } from '../../src/runtime/kernel-probe.ts';
 
 const RUNTIME_MODULE = new URL('../../src/runtime/index.ts', import.meta.url).pathname;
@@ -20,7 +21,9 @@ function startInDoomedAgent(stateDir: string, imageRoot: string, id: string): Pr
   const script = `
     import { createRuntime } from ${JSON.stringify(RUNTIME_MODULE)};
     const rt = createRuntime({ stateDir: ${JSON.stringify(stateDir)}, imageRoot: ${JSON.stringify(imageRoot)} });
-    const booted = new Promise((ok) => rt.onEvent((e) => { if (e.type === 'booted') ok(e); }));
+    // The guest's own message, not only the kernel's boot line: it comes a moment later, and
+    // must reach this agent, not the next one.
+    const booted = new Promise((ok) => rt.onEvent((e) => { if (e.type === 'guest-message') ok(e); }));
     const status = await rt.start({ id: ${JSON.stringify(id)}, name: 'test/adopted', kernel: ${JSON.stringify(umlKernel())},
       memoryBytes: 48 * 1024 * 1024, cmdline: [], defaultArgs: ['lpj=auto'],
       disks: [{ name: 'ubd0', image: ${JSON.stringify(TEST_IMAGE)}, mode: 'cow' }], interfaces: [] });
@@ -39,6 +42,18 @@ function startInDoomedAgent(stateDir: string, imageRoot: string, id: string): Pr
   });
 }
 
+/** Adopts whatever the state directory still has, stops and removes it, and deletes the directory. */
+async function removeEverything(stateDir: string, imageRoot: string, runtimes: Runtime[]): Promise<void> {
+  const rt = createRuntime({ stateDir, imageRoot });
+  await rt.adoptAll();
+  for (const m of rt.list()) {
+    if (m.state !== 'exited') await rt.stop(m.id, { gracePeriodMs: 0 }).catch(() => undefined);
+    await rt.remove(m.id).catch(() => undefined);
+  }
+  for (const r of [...runtimes, rt]) await r.close();
+  rmSync(stateDir, { recursive: true, force: true });
+}
+
 describe('adoption after the agent was SIGKILLed', () => {
   let stateDir: string;
   let imageRoot: string;
@@ -54,16 +69,7 @@ describe('adoption after the agent was SIGKILLed', () => {
     process.kill(first.agentPid, 'SIGKILL');
   });
 
-  after(async () => {
-    const rt = createRuntime({ stateDir, imageRoot });
-    await rt.adoptAll();
-    for (const m of rt.list()) {
-      if (m.state !== 'exited') await rt.stop(m.id, { gracePeriodMs: 0 }).catch(() => undefined);
-      await rt.remove(m.id).catch(() => undefined);
-    }
-    for (const r of [...runtimes, rt]) await r.close();
-    rmSync(stateDir, { recursive: true, force: true });
-  });
+  after(() => removeEverything(stateDir, imageRoot, runtimes));
 
   test('a fresh runtime adopts the running kernel: same pid, running, booted, no duplicate events', async () => {
     process.kill(kernelPid, 0); // the guest outlived its agent
@@ -143,16 +149,7 @@ describe('a guest that ended while no agent ran', () => {
     stateDir = mkdtempSync('/tmp/umlrt-');
   });
 
-  after(async () => {
-    const rt = createRuntime({ stateDir, imageRoot });
-    await rt.adoptAll();
-    for (const m of rt.list()) {
-      if (m.state !== 'exited') await rt.stop(m.id, { gracePeriodMs: 0 }).catch(() => undefined);
-      await rt.remove(m.id).catch(() => undefined);
-    }
-    await rt.close();
-    rmSync(stateDir, { recursive: true, force: true });
-  });
+  after(() => removeEverything(stateDir, imageRoot, []));
 
   test('is adopted as exited with the status its monitor recorded, not "unknown"', async () => {
     const first = await startInDoomedAgent(stateDir, imageRoot, id);
@@ -173,12 +170,3 @@ describe('a guest that ended while no agent ran', () => {
     }
   });
 });
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}

@@ -2,13 +2,13 @@
 // machine keeps running undisturbed (it is asked over mconsole after every case).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createRuntime, RuntimeError } from '../../src/runtime/index.ts';
 import type { MachineConfig, Runtime, RuntimeEvent } from '../../src/runtime/index.ts';
-import { TEST_IMAGE, testImageRoot, umlKernel } from '../support/uml.ts';
-import { disposeRuntime, MiB, runInGuest, uniqueId, waitFor } from '../support/runtime.ts';
+import { TEST_IMAGE, umlKernel } from '../support/uml.ts';
+import { disposeRuntime, MiB, privateStateDir, runInGuest, uniqueId, waitFor } from '../support/runtime.ts';
 
 function isRuntimeError(code: string, ...fragments: (string | RegExp)[]): (e: unknown) => boolean {
   return (e: unknown) => {
@@ -39,10 +39,7 @@ describe('bad input', () => {
   }
 
   before(async () => {
-    stateDir = mkdtempSync('/tmp/umlrt-');
-    imageRoot = join(stateDir, 'images');
-    mkdirSync(imageRoot);
-    copyFileSync(join(testImageRoot(), TEST_IMAGE), join(imageRoot, TEST_IMAGE));
+    ({ stateDir, imageRoot } = privateStateDir());
     rt = createRuntime({ stateDir, imageRoot });
     const booted = waitFor(rt, (e) => e.type === 'booted' && e.id === bystander);
     await rt.start(config(bystander));

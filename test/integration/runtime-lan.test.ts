@@ -4,14 +4,13 @@
 // other, and once one interface is removed the other guest's pings go unanswered. Commands run
 // in the guests through the test image's command disk (hack/build-rootfs.sh, guest.cmd).
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, copyFileSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createRuntime, RuntimeError } from '../../src/runtime/index.ts';
 import type { Runtime } from '../../src/runtime/index.ts';
 import { lanBridgeName } from '../../src/runtime/netdev.ts';
-import { TEST_IMAGE, testImageRoot } from '../support/uml.ts';
-import { disposeRuntime, machineConfig, runInGuest, uniqueId, waitFor } from '../support/runtime.ts';
+import { disposeRuntime, machineConfig, privateStateDir, runInGuest, uniqueId, waitFor } from '../support/runtime.ts';
 
 // Link-local addresses on a bridge of our own: nothing outside these two guests is reachable.
 const ADDR_A = '169.254.77.1';
@@ -29,10 +28,7 @@ describe('a node LAN on vector tap devices (tap: {switch})', () => {
   const ping = (from: string, to: string) => inGuest(from, `ping -c 2 -W 2 ${to} >/dev/null 2>&1 && echo answered || echo unanswered`);
 
   before(async () => {
-    stateDir = mkdtempSync('/tmp/umlrt-');
-    imageRoot = join(stateDir, 'images');
-    mkdirSync(imageRoot);
-    copyFileSync(join(testImageRoot(), TEST_IMAGE), join(imageRoot, TEST_IMAGE));
+    ({ stateDir, imageRoot } = privateStateDir());
     rt = createRuntime({ stateDir, imageRoot });
     const iface = { name: 'vec0', transport: 'tap' as const, tap: { switch: lan } };
     const bootedA = waitFor(rt, (e) => e.type === 'guest-message' && e.id === a && e.message === 'umlmon-guest: booted');

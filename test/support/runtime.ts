@@ -1,9 +1,9 @@
 // Shared by the runtime's integration tests: a machine config for the test image, unique ids,
 // and waiting for one runtime event.
-import { rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { MachineConfig, Runtime, RuntimeEvent } from '../../src/runtime/index.ts';
-import { TEST_IMAGE, umlKernel } from './uml.ts';
+import { TEST_IMAGE, testImageRoot, umlKernel } from './uml.ts';
 
 export const MiB = 1024 * 1024;
 
@@ -25,6 +25,15 @@ export function machineConfig(id: string, overrides: Partial<MachineConfig> = {}
     interfaces: [],
     ...overrides,
   };
+}
+
+/** A fresh state directory with an image root of its own holding the test image (tests add images to it). */
+export function privateStateDir(): { stateDir: string; imageRoot: string } {
+  const stateDir = mkdtempSync('/tmp/umlrt-');
+  const imageRoot = join(stateDir, 'images');
+  mkdirSync(imageRoot);
+  copyFileSync(join(testImageRoot(), TEST_IMAGE), join(imageRoot, TEST_IMAGE));
+  return { stateDir, imageRoot };
 }
 
 /** The first runtime event that matches, or a rejection after timeoutMs. */
