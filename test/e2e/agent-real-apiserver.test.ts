@@ -178,6 +178,8 @@ test('state Paused through the real API server pauses the guest', async () => {
 
 test('the API server stopped for 30 s: the guest is untouched; started again, the agent catches up', async () => {
   const pid = (await machine()).status!.pid!;
+  const logBefore = readFileSync(agentLog, 'utf8').length;
+  const startsBefore = (readFileSync(agentLog, 'utf8').match(/"reason":"Starting"/g) ?? []).length;
   await cp.stopApiServer();
   await new Promise((r) => setTimeout(r, 30_000));
   assert.ok(alive(pid), 'the guest kept running through the outage');
@@ -189,6 +191,11 @@ test('the API server stopped for 30 s: the guest is untouched; started again, th
     return now.status?.phase === 'Running' && ready(now) && now;
   });
   assert.equal(m.status?.pid, pid);
+  // A restarted API server's watch cache starts at the current revision: the agent's watch from
+  // its older resourceVersion is answered 410 Gone (too old), and it relists, starting nothing.
+  const since = readFileSync(agentLog, 'utf8').slice(logBefore);
+  assert.match(since, /watch expired \(410 Gone\); relisting/);
+  assert.equal((readFileSync(agentLog, 'utf8').match(/"reason":"Starting"/g) ?? []).length, startsBefore, 'no second start after the relist');
 });
 
 test('deleting the namespace: the controller-manager deletes the machine, the agent shuts it down and lets it go', async () => {
