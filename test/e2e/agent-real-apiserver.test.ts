@@ -191,10 +191,9 @@ test('the API server stopped for 30 s: the guest is untouched; started again, th
     return now.status?.phase === 'Running' && ready(now) && now;
   });
   assert.equal(m.status?.pid, pid);
-  // A restarted API server's watch cache starts at the current revision: the agent's watch from
-  // its older resourceVersion is answered 410 Gone (too old), and it relists, starting nothing.
-  const since = readFileSync(agentLog, 'utf8').slice(logBefore);
-  assert.match(since, /watch expired \(410 Gone\); relisting/);
+  // Its watch resumed from its resourceVersion, or (when the restarted server's watch cache no
+  // longer reaches back that far: 410 Gone) it relisted; either way nothing was started twice.
+  assert.ok(readFileSync(agentLog, 'utf8').slice(logBefore).includes('watching umlmachines failed; retrying'), 'the agent saw the outage');
   assert.equal((readFileSync(agentLog, 'utf8').match(/"reason":"Starting"/g) ?? []).length, startsBefore, 'no second start after the relist');
 });
 
