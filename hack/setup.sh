@@ -14,6 +14,7 @@ NODE_MAJOR=24
 NODE_HOME=/opt/umlmon/node
 APT_PACKAGES=(
   gcc make libc6-dev flex bison bc xz-utils binutils  # hack/build-kernel.sh
+  dpkg-dev patch      # hack/build-control-plane.sh (dpkg-source -x applies Debian's patches; it installs etcd itself)
   user-mode-linux     # Debian's UML kernel, /usr/bin/linux.uml: the tests' kernel matrix
   busybox-static      # test and example root filesystems
   e2fsprogs           # mkfs.ext4 -d
