@@ -1,5 +1,5 @@
 // Probes whether a UML kernel boots and runs userspace on this host, without any user image:
-// the kernel boots an initramfs of our own (initrd=) whose /init is a 150-byte static x86-64
+// the kernel boots an initramfs of our own (initrd=) whose /init is a 204-byte static x86-64
 // program that prints one line and powers the machine off. `umlmon check` runs it for every
 // configured kernel. The initramfs is made here in memory (cpio "newc"), so the probe needs
 // nothing but the kernel, setarch and a temporary directory.
