@@ -180,8 +180,8 @@ export class Reconciler {
   }
 
   /** The runtime machines that belong to a key: by label, or by the object's umid. */
-  machinesOf(key: MachineKey, id: string | undefined): MachineStatus[] {
-    return this.#runtime.list().filter((m) => m.id === id || keyFromLabels(m.config.labels) === key);
+  machinesOf(key: MachineKey, id: string | undefined, onNode: MachineStatus[] = this.#runtime.list()): MachineStatus[] {
+    return onNode.filter((m) => m.id === id || keyFromLabels(m.config.labels) === key);
   }
 
   /** Validation as the API server would do it, plus this node's kernels, memory bounds and images. */
@@ -235,7 +235,9 @@ export class Reconciler {
     if (desired && !desired.hasFinalizer && machine?.metadata.uid !== undefined && memory.finalizerAddedFor === machine.metadata.uid) {
       desired = { ...desired, hasFinalizer: true };
     }
-    const machines = this.machinesOf(key, desired?.id);
+    // One snapshot of the node per pass: this key's machines, and the others' disks.
+    const onNode = this.#runtime.list();
+    const machines = this.machinesOf(key, desired?.id, onNode);
     if (memory.terminalAt !== undefined && memory.terminalAt === this.#fingerprint(key, desired?.id)) return { kind: 'done' };
     memory.terminalAt = undefined;
     const actual = desired ? machines.find((m) => m.id === desired.id) : undefined;
@@ -265,7 +267,7 @@ export class Reconciler {
       backupDue,
       orphanGracePeriodMs: gracePeriodMsFromLabels((orphan ?? strays[0])?.config.labels),
       kernelUnchanged: actual?.state === 'exited' && actual.exit?.kernelIncompatible !== undefined ? kernelUnchangedSince(actual) : undefined,
-      imageHolders: imageHoldersOf(this.#runtime.list().filter((m) => !machines.some((own) => own.id === m.id))),
+      imageHolders: imageHoldersOf(onNode.filter((m) => !machines.some((own) => own.id === m.id))),
     });
     if (decided.backoff) memory.backoff = decided.backoff;
     if (decided.clearBackoff) memory.backoff = undefined;
