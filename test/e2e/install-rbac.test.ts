@@ -14,7 +14,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, createWriteStream } f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startEmulator, type Emulator, type RequestRecord } from '../emulator/index.ts';
-import { describe as describeResult, kubectlFor, type Kubectl, type KubectlResult } from '../emulator/kubectl.ts';
+import { describe as describeResult, kubectlFor, type Kubectl, type KubectlResult } from '../support/kubectl.ts';
 import { parseRendering, renderChart, REPO_ROOT } from '../../hack/render-chart.ts';
 import { testImageRoot, TEST_IMAGE, umlKernel } from '../support/uml.ts';
 import { alive } from '../support/process.ts';

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { startEmulator, type Emulator } from '../emulator/index.ts';
-import { describe as describeResult, kubectlFor, type Kubectl, type KubectlResult } from '../emulator/kubectl.ts';
+import { describe as describeResult, kubectlFor, type Kubectl, type KubectlResult } from '../support/kubectl.ts';
 import { CHART_DIR, MANIFESTS_DIR, parseRendering, renderChart, type RenderOptions } from '../../hack/render-chart.ts';
 
 type Obj = Record<string, any>;

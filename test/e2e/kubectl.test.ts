@@ -10,7 +10,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { startEmulator } from '../emulator/index.ts';
-import { describe, kubectlFor, waitFor, type Kubectl } from '../emulator/kubectl.ts';
+import { describe, kubectlFor, waitFor, type Kubectl } from '../support/kubectl.ts';
 import { startControlPlane } from '../support/control-plane.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');

@@ -28,6 +28,33 @@ export interface ControlPlaneOptions {
   controllers?: string[];
   /** Milliseconds to wait for everything to come up (default 120000). */
   startTimeoutMs?: number;
+  /**
+   * kube-apiserver --watch-cache (default true, as on every cluster). Off, every watch is served
+   * by etcd itself, so a watch from a resourceVersion that etcd has compacted away is answered
+   * 410 Gone: compaction, not the watch cache's window, is what expires it.
+   */
+  watchCache?: boolean;
+  /**
+   * kube-apiserver --min-request-timeout in seconds (default 1800). A watch that names no
+   * timeoutSeconds is ended by the server after between this and twice this, and a client
+   * must then watch again from where it was: a short one makes that happen within a test.
+   */
+  minRequestTimeoutSeconds?: number;
+}
+
+/** One API request, from the API server's audit log. */
+export interface AuditRecord {
+  user: string;
+  verb: string;
+  /** '' for the core group. */
+  apiGroup: string;
+  resource: string;
+  subresource?: string;
+  namespace?: string;
+  name?: string;
+  /** The HTTP status code of the response. */
+  code: number;
+  requestURI: string;
 }
 
 export interface VersionInfo {
@@ -60,6 +87,17 @@ export interface ControlPlane {
   binDir: string;
   /** GET /version of the API server. */
   versionInfo: VersionInfo;
+  /**
+   * Every resource request the API server has answered so far, in order, from its audit log
+   * (level Metadata, one record per request). Long-running watches appear once their response
+   * has started.
+   */
+  requests(): AuditRecord[];
+  /**
+   * A kubeconfig (a file in dir) with the token of ServiceAccount namespace/name, once 1.20's
+   * token controller has made its Secret. The account must exist or be about to.
+   */
+  serviceAccountKubeconfig(namespace: string, name: string): Promise<string>;
   /** The last lines of each component's log, for a test's failure message. */
   logTail(lines?: number): string;
   /** Kills the API server (etcd and the controller manager keep running), and waits for it. */
@@ -325,6 +363,12 @@ class Instance implements ControlPlane {
       // 127.0.0.1 is not a valid endpoint for the kubernetes service.
       '--endpoint-reconciler-type=none',
       '--allow-privileged=true',
+      `--watch-cache=${this.#options.watchCache ?? true}`,
+      `--min-request-timeout=${this.#options.minRequestTimeoutSeconds ?? 1800}`,
+      `--audit-policy-file=${join(this.dir, 'audit-policy.yaml')}`,
+      `--audit-log-path=${join(this.dir, 'audit.log')}`,
+      '--audit-log-format=json',
+      '--audit-log-mode=blocking',
       '--profiling=false',
       '--v=1',
     ], join(this.dir, 'kube-apiserver.log'));
@@ -362,6 +406,51 @@ class Instance implements ControlPlane {
     }
     rmSync(this.dir, { recursive: true, force: true });
     liveDirs.delete(this.dir);
+  }
+
+  requests(): AuditRecord[] {
+    let text = '';
+    try {
+      text = readFileSync(join(this.dir, 'audit.log'), 'utf8');
+    } catch {
+      return [];
+    }
+    const records: AuditRecord[] = [];
+    const seen = new Set<string>();
+    for (const line of text.split('\n')) {
+      if (line === '') continue;
+      const e = JSON.parse(line) as AuditEvent;
+      // A watch is logged when its response starts and again when it ends: count it once.
+      if (!e.objectRef?.resource || seen.has(e.auditID)) continue;
+      seen.add(e.auditID);
+      const r = e.objectRef;
+      records.push({
+        user: e.user.username, verb: e.verb, apiGroup: r.apiGroup ?? '', resource: r.resource!,
+        ...(r.subresource ? { subresource: r.subresource } : {}), ...(r.namespace ? { namespace: r.namespace } : {}), ...(r.name ? { name: r.name } : {}),
+        code: e.responseStatus?.code ?? 0, requestURI: e.requestURI,
+      });
+    }
+    return records;
+  }
+
+  async serviceAccountKubeconfig(namespace: string, name: string): Promise<string> {
+    const deadline = this.#deadline();
+    let token = '';
+    await waitUntil(`a token for serviceaccount ${namespace}/${name}`, deadline, [this.#etcd!, this.#apiServer!, this.#controllerManager!], async () => {
+      const sa = await this.#get(`/api/v1/namespaces/${namespace}/serviceaccounts/${name}`, this.adminToken);
+      if (sa.status !== 200) return false;
+      const secret = (JSON.parse(sa.body) as { secrets?: { name: string }[] }).secrets?.[0]?.name;
+      if (!secret) return false;
+      const r = await this.#get(`/api/v1/namespaces/${namespace}/secrets/${secret}`, this.adminToken);
+      if (r.status !== 200) return false;
+      const data = (JSON.parse(r.body) as { data?: { token?: string } }).data?.token;
+      if (!data) return false;
+      token = Buffer.from(data, 'base64').toString('utf8');
+      return true;
+    });
+    const path = join(this.dir, `sa-${namespace}-${name}.kubeconfig`);
+    writeFileSync(path, kubeconfig(this.url, this.#ca, `system:serviceaccount:${namespace}:${name}`, token), { mode: 0o600 });
+    return path;
   }
 
   logTail(lines = 20): string {
@@ -404,6 +493,11 @@ class Instance implements ControlPlane {
     await ssl(['rsa', '-in', 'sa.key', '-pubout', '-out', 'sa.pub']);
     this.#ca = readFileSync(this.caFile, 'utf8');
 
+    // Metadata for every request (who, what, the response code), nothing for the request's
+    // arrival alone: requests() reads it.
+    writeFileSync(join(this.dir, 'audit-policy.yaml'), [
+      'apiVersion: audit.k8s.io/v1', 'kind: Policy', 'omitStages: [RequestReceived]', 'rules:', '- level: Metadata', '',
+    ].join('\n'));
     // token,user,uid,"group,..."
     writeFileSync(join(this.dir, 'tokens.csv'), [
       `${this.adminToken},admin,admin,"system:masters"`,
@@ -415,6 +509,15 @@ class Instance implements ControlPlane {
     writeFileSync(this.userKubeconfig, kubeconfig(this.url, this.#ca, USER_NAME, this.userToken), { mode: 0o600 });
     writeFileSync(join(this.dir, 'controller-manager.kubeconfig'), kubeconfig(this.url, this.#ca, 'system:kube-controller-manager', this.#controllerToken), { mode: 0o600 });
   }
+}
+
+interface AuditEvent {
+  auditID: string;
+  verb: string;
+  requestURI: string;
+  user: { username: string };
+  objectRef?: { resource?: string; namespace?: string; name?: string; apiGroup?: string; subresource?: string };
+  responseStatus?: { code?: number };
 }
 
 function kubeconfig(server: string, ca: string, user: string, token: string): string {

@@ -1,5 +1,5 @@
-// Running the real kubectl against an emulator from tests (asynchronously: the emulator runs
-// in the test's own event loop, so a blocking exec would deadlock it).
+// Runs the real kubectl from tests, asynchronously (an in-process server such as the emulator
+// would deadlock under a blocking exec), with a discovery cache of its own per kubeconfig.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
