@@ -1,19 +1,19 @@
-// RBAC proven, not guessed: the chart's objects are installed with the real kubectl into the API
-// emulator with RBAC enforced, and the real agent (`umlmon run`, Kubernetes source, the chart's
-// own config file) runs as the chart's ServiceAccount through a machine's whole life on a real
-// UML kernel: create, boot, status, finalizer, Events, delete. Every request the agent made must
-// be allowed by the chart's ClusterRole (none refused), and every grant in the ClusterRole is
-// either used here or listed below with the reason this scenario cannot exercise it.
+// RBAC proven, not guessed: the chart's objects are installed with the real kubectl into a real
+// Kubernetes 1.20 control plane (test/support/control-plane.ts), and the real agent (`umlmon
+// run`, Kubernetes source, the chart's own config file) runs with the token of the chart's
+// ServiceAccount through a machine's whole life on a real UML kernel: create, boot, status,
+// finalizer, Events, delete. The API server's audit log shows every request the agent made:
+// each must be allowed by the chart's ClusterRole (none refused), and every grant in the
+// ClusterRole is either used here or listed below with the reason this scenario cannot
+// exercise it.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer, request, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, createWriteStream } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startEmulator, type Emulator, type RequestRecord } from '../emulator/index.ts';
+import { startControlPlane, type AuditRecord, type ControlPlane } from '../support/control-plane.ts';
 import { describe as describeResult, kubectlFor, type Kubectl, type KubectlResult } from '../support/kubectl.ts';
 import { parseRendering, renderChart, REPO_ROOT } from '../../hack/render-chart.ts';
 import { testImageRoot, TEST_IMAGE, umlKernel } from '../support/uml.ts';
@@ -29,9 +29,9 @@ const AGENT_USER = 'system:serviceaccount:umlmon-system:umlmon';
  */
 const NOT_EXERCISED: Record<string, string> = {
   'umlmon.io/umlmachines:get': 're-reads a machine only after a 409 conflict on its finalizer update',
-  'umlmon.io/umlmachines/finalizers:update': 'checked by the OwnerReferencesPermissionEnforcement admission plugin on real clusters; the emulator does not run it',
+  'umlmon.io/umlmachines/finalizers:update': 'checked by the OwnerReferencesPermissionEnforcement admission plugin on clusters that enable it; this control plane does not',
   'events.k8s.io/events:patch': 'folds a repeated Event into a series; one short life repeats none',
-  'core/events:create': 'the fallback for API servers without events.k8s.io/v1; the emulator serves it',
+  'core/events:create': 'the fallback for API servers without events.k8s.io/v1 (before 1.19); 1.20 serves it',
   'core/events:patch': 'the same fallback, for series',
 };
 
@@ -41,36 +41,10 @@ const MACHINES_NS = `rbac-${id}`;
 const work = mkdtempSync(join(tmpdir(), 'umlmon-rbac-'));
 const stateDir = join(work, 's');
 const agentLog = join(work, 'agent.log');
-let emulator: Emulator;
+let cp: ControlPlane;
 let agent: ChildProcess | undefined;
 let rendered: Obj[] = [];
-const proxies: Server[] = [];
 let adminKubeconfig = '';
-
-/**
- * kubectl (client-go) sends no credentials to a plain-http server, and the emulator speaks
- * plain http; with RBAC on, it would be anonymous. This forwards kubectl's requests to the
- * emulator with the bearer token of the given kubeconfig, like an authenticating proxy, and
- * returns a kubeconfig for kubectl that points at it.
- */
-async function kubectlKubeconfigFor(kubeconfig: string, name: string): Promise<string> {
-  const token = /token: (\S+)/.exec(readFileSync(kubeconfig, 'utf8'))?.[1];
-  assert.ok(token, `no token in ${kubeconfig}`);
-  const upstream = new URL(emulator.url);
-  const proxy = createServer((req, res) => {
-    const up = request({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: { ...req.headers, authorization: `Bearer ${token}` } }, (upRes) => {
-      res.writeHead(upRes.statusCode ?? 502, upRes.headers);
-      upRes.pipe(res);
-    });
-    up.on('error', () => res.destroy());
-    req.pipe(up);
-  });
-  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', () => resolve()));
-  proxies.push(proxy);
-  const path = join(work, `${name}.kubeconfig`);
-  writeFileSync(path, `apiVersion: v1\nkind: Config\nclusters:\n- name: e\n  cluster:\n    server: http://127.0.0.1:${(proxy.address() as AddressInfo).port}\nusers:\n- name: u\n  user: {}\ncontexts:\n- name: c\n  context: {cluster: e, user: u}\ncurrent-context: c\n`);
-  return path;
-}
 
 const kubectls = new Map<string, Kubectl>();
 
@@ -135,24 +109,26 @@ async function drainLeftovers(): Promise<void> {
 before(async () => {
   umlKernel();
   const imageRoot = testImageRoot();
-  emulator = await startEmulator({ rbac: true });
-  adminKubeconfig = await kubectlKubeconfigFor(emulator.kubeconfigPath, 'admin');
-  // Installed as docs/install.md says, by an admin: the namespace, then the chart's objects.
+  cp = await startControlPlane();
+  adminKubeconfig = cp.adminKubeconfig;
+  // Installed as docs/install.md says for a 1.20 server, by an admin: the namespace, then the
+  // chart's objects (--validate=false: kubectl 1.32 would refuse the CRD's newer fields).
   const text = renderChart({ releaseName: 'umlmon', namespace: 'umlmon-system', includeCrds: true });
   rendered = parseRendering(text).map((r) => r.object as Obj);
   writeFileSync(join(work, 'install.yaml'), text);
   await kubectl(['apply', '-f', '-'], 'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: umlmon-system\n');
-  await kubectl(['apply', '-f', join(work, 'install.yaml')]);
+  await kubectl(['apply', '--validate=false', '-f', join(work, 'install.yaml')]);
+  await kubectl(['wait', '--for=condition=Established', 'crd/umlmachines.umlmon.io', '--timeout=60s']);
   await kubectl(['apply', '-f', '-'], `apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ${MACHINES_NS}\n`);
 
   // The agent, as the DaemonSet runs it: `run -f <the chart's config.yaml>`, NODE_NAME from the
-  // downward API, the ServiceAccount's credentials. Only the node paths differ (flags), so that
+  // downward API, the ServiceAccount's token. Only the node paths differ (flags), so that
   // tests can run side by side.
   const configMap = rendered.find((o) => o.kind === 'ConfigMap');
   const configFile = join(work, 'config.yaml');
   writeFileSync(configFile, configMap?.data['config.yaml']);
   agentArgs = [join(REPO_ROOT, 'src/cli/main.ts'), 'run', '-f', configFile,
-    '--kubeconfig', await emulator.kubeconfigFor('umlmon-system', 'umlmon'), '--state-dir', stateDir, '--image-root', imageRoot,
+    '--kubeconfig', await cp.serviceAccountKubeconfig('umlmon-system', 'umlmon'), '--state-dir', stateDir, '--image-root', imageRoot,
     '--backup-dir', join(work, 'b'), '--listen', '127.0.0.1:0', '--control', 'none'];
   startAgent();
 });
@@ -178,8 +154,7 @@ async function events(): Promise<Obj[]> {
 after(async () => {
   await stopAgent();
   await drainLeftovers();
-  await emulator?.close();
-  for (const p of proxies) p.close();
+  await cp?.stop();
   log.end();
   rmSync(work, { recursive: true, force: true });
 });
@@ -230,7 +205,7 @@ spec:
   await waitFor('the guest to be shut down', 30_000, async () => (alive(pid) ? undefined : true));
   await stopAgent();
 
-  const mine: RequestRecord[] = emulator.requests.filter((r) => r.user === AGENT_USER);
+  const mine: AuditRecord[] = cp.requests().filter((r) => r.user === AGENT_USER);
   assert.ok(mine.length > 0, 'the agent talked to the API server as the chart\'s ServiceAccount');
   const refused = mine.filter((r) => r.code === 403);
   assert.deepEqual(refused, [], 'requests the ClusterRole did not allow');
@@ -256,7 +231,7 @@ spec:
 });
 
 test('the same ServiceAccount is refused everything outside the role (kubectl as the agent)', { timeout: 60_000 }, async () => {
-  const kubeconfig = await kubectlKubeconfigFor(await emulator.kubeconfigFor('umlmon-system', 'umlmon'), 'agent');
+  const kubeconfig = await cp.serviceAccountKubeconfig('umlmon-system', 'umlmon');
   const asAgent = async (args: string[], input?: string) => {
     const r = await kubectl(args, input, true, kubeconfig);
     return { code: r.code, out: r.stdout + r.stderr };

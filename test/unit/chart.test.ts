@@ -104,7 +104,7 @@ test('DaemonSet essentials: hostPID, privileged, NODE_NAME from spec.nodeName, h
   assert.deepEqual(agent.livenessProbe.httpGet, { path: '/healthz', port: 'http' });
   assert.deepEqual(agent.readinessProbe.httpGet, { path: '/readyz', port: 'http' });
 
-  assert.deepEqual(ds.spec.updateStrategy, { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1, maxSurge: 0 } });
+  assert.deepEqual(ds.spec.updateStrategy, { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1 } });
   assert.equal(pod.terminationGracePeriodSeconds, 30);
   assert.equal(pod.serviceAccountName, find(objs, 'ServiceAccount').metadata.name);
   assert.deepEqual(pod.nodeSelector, { 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64' });
@@ -194,7 +194,7 @@ test('non-default values (ci/custom-values.yaml) reach every object', () => {
   assert.equal(pod.dnsPolicy, undefined);
   assert.equal(pod.hostPID, true, 'hostPID does not depend on values');
   assert.equal(agent.securityContext.privileged, true);
-  assert.deepEqual(ds.spec.updateStrategy.rollingUpdate, { maxUnavailable: '20%', maxSurge: 0 });
+  assert.deepEqual(ds.spec.updateStrategy.rollingUpdate, { maxUnavailable: '20%' });
   assert.deepEqual(pod.tolerations, [{ key: 'dedicated', operator: 'Equal', value: 'uml', effect: 'NoSchedule' }]);
   assert.equal(pod.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].key, 'kubernetes.io/arch');
   assert.equal(pod.nodeSelector['umlmon.io/host'], 'true');
