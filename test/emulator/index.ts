@@ -7,7 +7,6 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { ADMIN, ApiServer, type RequestRecord } from './server.ts';
-import { nowTime } from './objects.ts';
 
 export type { RequestRecord } from './server.ts';
 
@@ -16,8 +15,6 @@ export interface EmulatorOptions {
   port?: number;
   /** resourceVersions kept for watches before 410 Gone (default 10000) */
   watchHistory?: number;
-  /** enforce RBAC for service-account tokens */
-  rbac?: boolean;
   /** how often watches with allowWatchBookmarks get a BOOKMARK (default 1000 ms) */
   bookmarkIntervalMs?: number;
   /** directory for the kubeconfig files (default: a fresh temp dir, removed by close()) */
@@ -30,16 +27,8 @@ export interface Emulator {
   adminToken: string;
   /** Path of an admin kubeconfig (unrestricted) for kubectl (--kubeconfig) and client-node. */
   kubeconfigPath: string;
-  /** Creates a ServiceAccount token and returns a kubeconfig path that authenticates as system:serviceaccount:<ns>:<name>, subject to RBAC. */
-  kubeconfigFor(namespace: string, serviceAccount: string): Promise<string>;
-  /** Every resource request seen, for proving RBAC (who did what). */
+  /** Every resource request seen (who did what, with which response code). */
   requests: RequestRecord[];
-  faults: {
-    dropWatches(): void;
-    refuseRequests(ms: number): void;
-    delayResponses(ms: number): void;
-    compact(): void;
-  };
   /** An admin request from the test itself: JSON in and out (body undefined when empty). */
   request(method: string, path: string, body?: unknown, contentType?: string): Promise<{ status: number; body: any }>;
   /** The current global resourceVersion. */
@@ -73,7 +62,7 @@ function kubeconfig(url: string, user: string, token: string): string {
 }
 
 export async function startEmulator(options: EmulatorOptions = {}): Promise<Emulator> {
-  const api = new ApiServer({ watchHistory: options.watchHistory ?? 10000, rbac: options.rbac ?? false, bookmarkIntervalMs: options.bookmarkIntervalMs ?? 1000 });
+  const api = new ApiServer({ watchHistory: options.watchHistory ?? 10000, bookmarkIntervalMs: options.bookmarkIntervalMs ?? 1000 });
   const server: Server = createServer(api.handle);
   server.keepAliveTimeout = 5000;
   await new Promise<void>((resolve, reject) => {
@@ -95,26 +84,6 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     adminToken,
     kubeconfigPath,
     requests: api.requests,
-    async kubeconfigFor(namespace: string, serviceAccount: string): Promise<string> {
-      if (!api.store.get('/namespaces', undefined, namespace)) {
-        api.store.put('/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace, uid: crypto.randomUUID(), creationTimestamp: nowTime() }, spec: { finalizers: ['kubernetes'] }, status: { phase: 'Active' } });
-      }
-      if (!api.store.get('/serviceaccounts', namespace, serviceAccount)) {
-        api.store.put('/serviceaccounts', { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: serviceAccount, namespace, uid: crypto.randomUUID(), creationTimestamp: nowTime() } });
-      }
-      const token = randomBytes(16).toString('hex');
-      const user = `system:serviceaccount:${namespace}:${serviceAccount}`;
-      api.tokens.set(token, { name: user, groups: ['system:serviceaccounts', `system:serviceaccounts:${namespace}`, 'system:authenticated'] });
-      const path = join(dir, `sa-${namespace}-${serviceAccount}-${port}.kubeconfig`);
-      writeFileSync(path, kubeconfig(url, user, token), { mode: 0o600 });
-      return path;
-    },
-    faults: {
-      dropWatches: () => api.dropWatches(),
-      refuseRequests: (ms: number) => api.refuseRequests(ms),
-      delayResponses: (ms: number) => api.delayResponses(ms),
-      compact: () => api.store.compact(),
-    },
     resourceVersion: () => api.store.resourceVersion,
     async request(method: string, path: string, body?: unknown, contentType = 'application/json') {
       const res = await fetch(url + path, {

@@ -8,12 +8,11 @@ const { values } = parseArgs({
   options: {
     port: { type: 'string', default: '0' },
     kubeconfig: { type: 'string' },
-    rbac: { type: 'boolean', default: false },
     'watch-history': { type: 'string', default: '10000' },
   },
 });
 
-const emulator = await startEmulator({ port: Number(values.port), rbac: values.rbac, watchHistory: Number(values['watch-history']) });
+const emulator = await startEmulator({ port: Number(values.port), watchHistory: Number(values['watch-history']) });
 if (values.kubeconfig) copyFileSync(emulator.kubeconfigPath, values.kubeconfig);
 process.stdout.write(`Kubernetes API emulator listening on ${emulator.url}\nkubeconfig: ${values.kubeconfig ?? emulator.kubeconfigPath}\n`);
 const stop = (): void => { void emulator.close().then(() => process.exit(0)); };

@@ -6,17 +6,19 @@ import type { ResourceType } from './resources.ts';
 import { Registry, storageKey } from './resources.ts';
 import { Store, type StoreEvent } from './store.ts';
 import { Objects, type FieldValidation, type WriteOptions } from './objects.ts';
-import { ApiError, badRequest, forbidden, internalError, methodNotSupported, notFound, unsupportedMediaType } from './status.ts';
+import { ApiError, badRequest, internalError, methodNotSupported, notFound, unsupportedMediaType } from './status.ts';
 import { apiGroupDoc, apiGroupList, apiVersions, openApiV3Doc, openApiV3Index, resourceList, SERVER_VERSION } from './discovery.ts';
 import { jsonPatch, mergePatch, strategicMergePatch } from './patch.ts';
 import { matchFields, matchLabels, parseFieldSelector, parseLabelSelector, type FieldRequirement, type Requirement } from './selectors.ts';
 import { evalJsonPath } from './jsonpath.ts';
 import { table, type IncludeObject } from './table.ts';
-import { authorize, forbiddenReason, type Attributes, type User } from './rbac.ts';
 
 export interface RequestRecord { user: string; verb: string; apiGroup: string; resource: string; subresource?: string; namespace?: string; name?: string; code: number }
 
-export interface ServerOptions { watchHistory: number; rbac: boolean; bookmarkIntervalMs: number }
+export interface ServerOptions { watchHistory: number; bookmarkIntervalMs: number }
+
+/** Who made a request: every client is this cluster admin (the emulator does not authorize). */
+export interface User { name: string; groups: string[] }
 
 interface ResourceRequest {
   group: string;
@@ -84,8 +86,6 @@ export class ApiServer {
   readonly requests: RequestRecord[] = [];
   private readonly opts: ServerOptions;
   private readonly openWatches = new Set<() => void>();
-  private refuseUntil = 0;
-  private delayMs = 0;
   hostPort = '127.0.0.1';
 
   constructor(opts: ServerOptions) {
@@ -97,10 +97,8 @@ export class ApiServer {
     }
   }
 
-  // ---- faults ----
+  /** Ends every open watch (on close). */
   dropWatches(): void { for (const end of [...this.openWatches]) end(); }
-  refuseRequests(ms: number): void { this.refuseUntil = Date.now() + ms; }
-  delayResponses(ms: number): void { this.delayMs = ms; }
 
   handle = (req: IncomingMessage, res: ServerResponse): void => {
     this.serve(req, res).catch((err) => {
@@ -123,13 +121,12 @@ export class ApiServer {
 
   private authenticate(req: IncomingMessage): User | undefined {
     const auth = req.headers.authorization;
-    if (!auth) return this.opts.rbac ? undefined : ADMIN;
+    if (!auth) return ADMIN;
     const m = /^Bearer\s+(.+)$/i.exec(auth);
     return m ? this.tokens.get(m[1]!.trim()) : undefined;
   }
 
   private async serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
     const url = new URL(req.url ?? '/', 'http://emulator');
     const segs = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
     const method = req.method ?? 'GET';
@@ -146,10 +143,6 @@ export class ApiServer {
     res.on('finish', () => record(res.statusCode));
     res.on('close', () => { if (res.headersSent) record(res.statusCode); });
 
-    if (Date.now() < this.refuseUntil) {
-      this.sendError(res, new ApiError(503, 'ServiceUnavailable', 'the server is currently unable to handle the request'));
-      return;
-    }
     if (!user) {
       this.send(res, 401, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: 'Unauthorized', reason: 'Unauthorized', code: 401 });
       return;
@@ -161,11 +154,6 @@ export class ApiServer {
     if (!rt) throw new ApiError(404, 'NotFound', 'the server could not find the requested resource', { ...(rr.name ? { name: rr.name } : {}), group: rr.group, kind: rr.resource, causes: [{ reason: 'UnexpectedServerResponse', message: '404 page not found' }] });
     if (rr.subresource && !(rr.subresource === 'status' && rt.hasStatus)) throw notFound(rt, rr.name ?? '');
 
-    if (this.opts.rbac && !user.groups.includes('system:masters')) {
-      const attrs: Attributes = { verb: rr.verb, apiGroup: rr.group, resource: rr.resource, ...(rr.subresource ? { subresource: rr.subresource } : {}), ...(rr.namespace ? { namespace: rr.namespace } : {}), ...(rr.name ? { name: rr.name } : {}) };
-      const lister = (resource: string, ns?: string): any[] => this.store.list(`rbac.authorization.k8s.io/${resource}`, ns);
-      if (!authorize(user, attrs, lister)) throw forbidden(rt, rr.name, forbiddenReason(user, attrs));
-    }
     if (rt.namespaced && !rr.namespace && ['create', 'update', 'patch', 'delete', 'get'].includes(rr.verb)) {
       throw new ApiError(404, 'NotFound', 'the server could not find the requested resource');
     }

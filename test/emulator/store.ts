@@ -103,12 +103,6 @@ export class Store {
     for (const w of this.watchers) if (w.key === ev.key) w.send(ev);
   }
 
-  /** Forgets all history: watches from any earlier resourceVersion now get 410 Gone. */
-  compact(): void {
-    this.history = [];
-    this.compactedRv = this.revision;
-  }
-
   /**
    * Registers a watcher after replaying the events newer than `since`. Throws 410 Gone when
    * events after `since` were compacted away, as etcd-backed API servers do.

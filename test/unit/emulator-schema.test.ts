@@ -1,5 +1,5 @@
 // The emulator's pure pieces: structural-schema processing and its messages, CEL rules,
-// patches, selectors, JSONPath, table cells, RBAC rule matching.
+// patches, selectors, JSONPath, table cells.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { applyDefaults, prune, validate, type Schema } from '../emulator/schema.ts';
@@ -9,7 +9,6 @@ import { jsonPatch, mergePatch, serverSideApply, strategicMergePatch } from '../
 import { matchFields, matchLabels, parseFieldSelector, parseLabelSelector } from '../emulator/selectors.ts';
 import { evalJsonPath } from '../emulator/jsonpath.ts';
 import { humanDuration } from '../emulator/table.ts';
-import { authorize, forbiddenReason, ruleAllows } from '../emulator/rbac.ts';
 
 const spec: Schema = {
   type: 'object',
@@ -150,25 +149,6 @@ test('JSONPath subset and table cells', () => {
   assert.equal(humanDuration(125_000), '2m5s');
   assert.equal(humanDuration(3 * 3600_000 + 60_000), '3h1m');
   assert.equal(humanDuration(3 * 86400_000), '3d');
-});
-
-test('RBAC rules: verbs, groups, subresources, resourceNames; the forbidden sentence', () => {
-  const rule = { apiGroups: ['umlmon.io'], resources: ['umlmachines/status'], verbs: ['patch', 'update'] };
-  assert.equal(ruleAllows(rule, { verb: 'patch', apiGroup: 'umlmon.io', resource: 'umlmachines', subresource: 'status', namespace: 'a' }), true);
-  assert.equal(ruleAllows(rule, { verb: 'patch', apiGroup: 'umlmon.io', resource: 'umlmachines', namespace: 'a' }), false);
-  assert.equal(ruleAllows({ apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get'], resourceNames: ['umlmon-node-a'] }, { verb: 'get', apiGroup: 'coordination.k8s.io', resource: 'leases', name: 'umlmon-node-b' }), false);
-  assert.equal(ruleAllows({ apiGroups: ['*'], resources: ['*'], verbs: ['*'] }, { verb: 'delete', apiGroup: 'apps', resource: 'daemonsets' }), true);
-  const user = { name: 'system:serviceaccount:umlmon-system:umlmon', groups: ['system:serviceaccounts'] };
-  const objects: Record<string, any[]> = {
-    clusterroles: [{ metadata: { name: 'r' }, rules: [rule] }],
-    clusterrolebindings: [{ metadata: { name: 'b' }, roleRef: { kind: 'ClusterRole', name: 'r' }, subjects: [{ kind: 'ServiceAccount', name: 'umlmon', namespace: 'umlmon-system' }] }],
-    rolebindings: [],
-    roles: [],
-  };
-  const list = (r: string): any[] => objects[r] ?? [];
-  assert.equal(authorize(user, { verb: 'update', apiGroup: 'umlmon.io', resource: 'umlmachines', subresource: 'status', namespace: 'x' }, list), true);
-  assert.equal(authorize({ ...user, name: 'system:serviceaccount:other:umlmon' }, { verb: 'update', apiGroup: 'umlmon.io', resource: 'umlmachines', subresource: 'status', namespace: 'x' }, list), false);
-  assert.equal(forbiddenReason(user, { verb: 'list', apiGroup: '', resource: 'nodes' }), 'User "system:serviceaccount:umlmon-system:umlmon" cannot list resource "nodes" in API group "" at the cluster scope');
 });
 
 test('field ownership: updates take the fields they change; apply conflicts name the owner and path', async () => {

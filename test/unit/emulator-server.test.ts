@@ -104,30 +104,12 @@ test('Table responses carry the printer columns; get of a missing object is a No
   assert.deepEqual(missing.body, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: 'umlmachines.umlmon.io "nope" not found', reason: 'NotFound', details: { name: 'nope', group: 'umlmon.io', kind: 'umlmachines' }, code: 404 });
 });
 
-test('watch timeoutSeconds ends the stream; dropWatches ends it at once', async () => {
+test('watch timeoutSeconds ends the stream', async () => {
   const ns = await newNamespace();
   const started = Date.now();
   const res = await fetch(`${emu.url}${BASE}/namespaces/${ns}/umlmachines?watch=1&timeoutSeconds=1&resourceVersion=${emu.resourceVersion()}`, { headers: { Authorization: `Bearer ${emu.adminToken}` } });
   await res.text();
   assert.ok(Date.now() - started >= 900, 'ended by the timeout');
-  const res2 = await fetch(`${emu.url}${BASE}/namespaces/${ns}/umlmachines?watch=1`, { headers: { Authorization: `Bearer ${emu.adminToken}` } });
-  const text = res2.text();
-  emu.faults.dropWatches();
-  assert.equal(await text, '');
-});
-
-test('faults: refused requests get 503 for a while; delayed responses arrive late', async () => {
-  emu.faults.refuseRequests(300);
-  const refused = await emu.request('GET', '/api/v1/namespaces');
-  assert.equal(refused.status, 503);
-  assert.equal(refused.body.reason, 'ServiceUnavailable');
-  await new Promise((r) => setTimeout(r, 350));
-  assert.equal((await emu.request('GET', '/api/v1/namespaces')).status, 200);
-  emu.faults.delayResponses(150);
-  const t0 = Date.now();
-  await emu.request('GET', '/api/v1/namespaces');
-  assert.ok(Date.now() - t0 >= 140);
-  emu.faults.delayResponses(0);
 });
 
 test('core and events.k8s.io Events, including strategic-merge patches of a series', async () => {
@@ -247,8 +229,4 @@ test('lists come in chunks with limit and continue; kubectl-style chunking sees 
   assert.equal(chunks, 3);
   const first = await emu.request('GET', `/api/v1/namespaces/${ns}/configmaps?limit=2`);
   assert.equal(first.body.metadata.remainingItemCount, 3);
-  await emu.request('POST', `/api/v1/namespaces/${ns}/configmaps`, { metadata: { name: 'f' } });
-  emu.faults.compact();
-  const expired = await emu.request('GET', `/api/v1/namespaces/${ns}/configmaps?limit=2&continue=${first.body.metadata.continue}`);
-  assert.equal(expired.status, 410);
 });
