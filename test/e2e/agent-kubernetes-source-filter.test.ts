@@ -4,18 +4,13 @@
 // finalizers, Events, 410 Gone, outages) is agent-kubernetes-source.test.ts, on a real server.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
-import { KubeConfig } from '@kubernetes/client-node';
 import { startEmulator, type Emulator } from '../emulator/index.ts';
 import { createKubernetesSource } from '../../src/agent/sources/kubernetes.ts';
 import type { MachineSource } from '../../src/agent/source.ts';
 import { REPO_ROOT } from '../support/uml.ts';
+import { kubeConfigFrom, kubectlWith, machine, memoryLogger, until } from '../support/source-kit.ts';
 
-const run = promisify(execFile);
 const CRD = join(REPO_ROOT, 'crds/umlmachines.umlmon.io.yaml');
 
 let emulator: Emulator;
@@ -31,44 +26,8 @@ after(async () => {
   await emulator?.close();
 });
 
-async function kubectl(args: string[], stdin?: string): Promise<string> {
-  const child = run('kubectl', ['--kubeconfig', emulator.kubeconfigPath, ...args], { encoding: 'utf8' });
-  if (stdin !== undefined) { child.child.stdin?.end(stdin); }
-  try {
-    return (await child).stdout;
-  } catch (err) {
-    throw new Error(`kubectl ${args.join(' ')}: ${(err as { stderr?: string }).stderr ?? String(err)}`);
-  }
-}
-
-function machine(name: string, node: string, extra: Record<string, unknown> = {}): string {
-  return JSON.stringify({
-    apiVersion: 'umlmon.io/v1alpha1', kind: 'UmlMachine', metadata: { name, namespace: 'default' },
-    spec: { nodeName: node, memory: '64Mi', disks: [{ name: 'ubd0', image: 'busybox.ext4' }], ...extra },
-  });
-}
-
-function memoryLogger() {
-  const lines: Record<string, unknown>[] = [];
-  const stream = new Writable({ write(chunk, _e, cb) { for (const l of String(chunk).split('\n')) if (l) lines.push(JSON.parse(l) as Record<string, unknown>); cb(); } });
-  return { logger: pino({ level: 'debug' }, stream), lines };
-}
-
-function kc(): KubeConfig {
-  const k = new KubeConfig();
-  k.loadFromFile(emulator.kubeconfigPath);
-  return k;
-}
-
-/** Resolves when `cond()` holds, polling the in-memory state (cheap) every 20 ms. */
-async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+const kubectl = kubectlWith(() => emulator.kubeconfigPath);
+const kc = (): ReturnType<typeof kubeConfigFrom> => kubeConfigFrom(emulator.kubeconfigPath);
 
 test('server-side filtering: only this node\'s machines are listed and watched', async () => {
   await kubectl(['apply', '-f', '-'], machine('mine-1', 'node-a'));

@@ -7,19 +7,14 @@
 // filtering by node (1.31+) is agent-kubernetes-source-filter.test.ts, on the emulator.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
-import { Writable } from 'node:stream';
 import { join } from 'node:path';
-import { pino } from 'pino';
-import { KubeConfig } from '@kubernetes/client-node';
 import { startControlPlane, type ControlPlane } from '../support/control-plane.ts';
 import { createKubernetesSource } from '../../src/agent/sources/kubernetes.ts';
 import { createEventRecorder } from '../../src/agent/events.ts';
 import type { MachineSource } from '../../src/agent/source.ts';
 import { REPO_ROOT } from '../support/uml.ts';
+import { kubeConfigFrom, kubectlWith, machine, memoryLogger, until } from '../support/source-kit.ts';
 
-const run = promisify(execFile);
 const CRD = join(REPO_ROOT, 'crds/umlmachines.umlmon.io.yaml');
 
 let cp: ControlPlane;
@@ -38,44 +33,8 @@ after(async () => {
   await cp?.stop();
 });
 
-async function kubectl(args: string[], stdin?: string): Promise<string> {
-  const child = run('kubectl', ['--kubeconfig', cp.adminKubeconfig, ...args], { encoding: 'utf8' });
-  if (stdin !== undefined) { child.child.stdin?.end(stdin); }
-  try {
-    return (await child).stdout;
-  } catch (err) {
-    throw new Error(`kubectl ${args.join(' ')}: ${(err as { stderr?: string }).stderr ?? String(err)}`);
-  }
-}
-
-function machine(name: string, node: string, extra: Record<string, unknown> = {}): string {
-  return JSON.stringify({
-    apiVersion: 'umlmon.io/v1alpha1', kind: 'UmlMachine', metadata: { name, namespace: 'default' },
-    spec: { nodeName: node, memory: '64Mi', disks: [{ name: 'ubd0', image: 'busybox.ext4' }], ...extra },
-  });
-}
-
-function memoryLogger() {
-  const lines: Record<string, unknown>[] = [];
-  const stream = new Writable({ write(chunk, _e, cb) { for (const l of String(chunk).split('\n')) if (l) lines.push(JSON.parse(l) as Record<string, unknown>); cb(); } });
-  return { logger: pino({ level: 'debug' }, stream), lines };
-}
-
-function kc(): KubeConfig {
-  const k = new KubeConfig();
-  k.loadFromFile(cp.adminKubeconfig);
-  return k;
-}
-
-/** Resolves when `cond()` holds, polling the in-memory state (cheap) every 20 ms. */
-async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+const kubectl = kubectlWith(() => cp.adminKubeconfig);
+const kc = (): ReturnType<typeof kubeConfigFrom> => kubeConfigFrom(cp.adminKubeconfig);
 
 test('field selector refused (1.20): watch everything, filter locally, say so once; watch, status, finalizer, delete', async () => {
   await kubectl(['apply', '-f', '-'], machine('mine-1', 'node-a'));
