@@ -12,6 +12,11 @@
 // Every process is started in its own process group; stop() kills those groups and nothing
 // else, waits for them, and removes the directory. If the test process exits (or gets SIGINT,
 // SIGTERM, SIGHUP) without stop(), a hook kills what is still running and removes the dirs.
+//
+// One control plane per test file (or per install, in install.test.ts), not one per run: the
+// fault tests stop the API server, compact etcd every second or turn the watch cache off, and
+// a shared server would take those faults to every file running beside them. Each start costs
+// about 6 s of CPU; every API request is in the audit log (requests()).
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
