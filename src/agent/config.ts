@@ -88,38 +88,67 @@ export interface LoadConfigInput {
   cwd?: string;
 }
 
-/** Keys whose values are filesystem paths. */
-const PATH_KEYS = new Set(['machinesDir', 'kubeconfig', 'stateDir', 'imageRoot', 'backupDir', 'controlTokenFile']);
-
 export type LoadConfigResult =
   | { ok: true; config: AgentConfig; positionals: string[]; extra: Record<string, unknown> }
   | { ok: false; errors: string[] };
 
 // ---------------------------------------------------------------------------------------------
-// The file's schema. Keys are camelCase; unknown keys are errors (a typo must not be ignored).
+// The settings, each once: its schema in the file, its environment variable and flag (if any),
+// how a string from either is read, its help line and its default as shown. The file's schema,
+// ENV_KEYS, the flags and CONFIG_FLAGS_HELP are made from this table; docs/configuration.md's
+// table of keys is checked against it (test/unit/edge-config.test.ts).
+
+/** How a value from the environment or a flag is read: the value, or why it is not one. */
+type Reader<T> = (value: string) => T | { problem: string };
+
+interface Setting<T> {
+  /** The key's schema in the config file. */
+  schema: Record<string, unknown>;
+  env?: string;
+  /** The flag (kebab-case), with the placeholder for its value in the help. */
+  flag?: { name: string; arg: string };
+  /** One line of help, after the flag. */
+  help?: string;
+  /** The default as the help and the docs say it. */
+  shownDefault: string;
+  /** The default value, where it is one value (others are derived in loadConfig). */
+  value?: T;
+  /** Reads the environment variable or flag; settings that are only in the file have none. */
+  read?: Reader<T>;
+  /** A path: relative values from flags or the environment are taken from the working directory. */
+  path?: boolean;
+}
 
 const quantity = { type: ['string', 'integer'] } as const;
 const stringArray = { type: 'array', items: { type: 'string', minLength: 1 } } as const;
+const NAME_PATTERN = '^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$';
 
-export const CONFIG_SCHEMA = {
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    nodeName: { type: 'string', minLength: 1, maxLength: 253, pattern: '^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$' },
-    source: { enum: ['directory', 'kubernetes'] },
-    machinesDir: { type: 'string', minLength: 1 },
-    kubeconfig: { type: 'string', minLength: 1 },
-    stateDir: { type: 'string', minLength: 1 },
-    imageRoot: { type: 'string', minLength: 1 },
-    backupDir: { type: 'string', minLength: 1 },
-    listen: { type: 'string' },
-    control: { type: 'string' },
-    controlToken: { type: 'string', minLength: 16 },
-    controlTokenFile: { type: 'string', minLength: 1 },
-    kernels: {
+const text: Reader<string> = (v) => v;
+const seconds: Reader<number> = (v) => parseDuration(v) ?? { problem: `'${v}' is not a whole number of seconds` };
+function oneOf<T extends string>(values: readonly T[], say: string): Reader<T> {
+  return (v) => ((values as readonly string[]).includes(v) ? (v as T) : { problem: `'${v}' must be ${say}` });
+}
+const path = (schema: Record<string, unknown>, s: Omit<Setting<string>, 'schema' | 'read' | 'path'>): Setting<string> => ({ schema, read: text, path: true, ...s });
+const str = { type: 'string', minLength: 1 } as const;
+
+/** Every setting of the agent, in the order of the help and the docs. */
+const SETTINGS = {
+  nodeName: { schema: { type: 'string', minLength: 1, maxLength: 253, pattern: NAME_PATTERN }, env: 'NODE_NAME', flag: { name: 'node-name', arg: 'NAME' }, help: "this node's name", shownDefault: 'the hostname', read: text } as Setting<string>,
+  source: { schema: { enum: ['directory', 'kubernetes'] }, env: 'UMLMON_SOURCE', flag: { name: 'source', arg: 'directory|kubernetes' }, help: 'where machines come from', shownDefault: 'directory', value: 'directory', read: oneOf(['directory', 'kubernetes'] as const, 'directory or kubernetes') } as Setting<SourceKind>,
+  machinesDir: path(str, { env: 'UMLMON_MACHINES_DIR', flag: { name: 'machines-dir', arg: 'DIR' }, help: 'directory source', shownDefault: '/etc/umlmon/machines', value: '/etc/umlmon/machines' }),
+  kubeconfig: path(str, { env: 'KUBECONFIG', flag: { name: 'kubeconfig', arg: 'PATH' }, help: 'kubernetes source', shownDefault: 'in-cluster' }),
+  stateDir: path(str, { env: 'UMLMON_STATE_DIR', flag: { name: 'state-dir', arg: 'DIR' }, shownDefault: '/var/lib/umlmon', value: '/var/lib/umlmon' }),
+  imageRoot: path(str, { env: 'UMLMON_IMAGE_ROOT', flag: { name: 'image-root', arg: 'DIR' }, shownDefault: '<stateDir>/images' }),
+  backupDir: path(str, { env: 'UMLMON_BACKUP_DIR', flag: { name: 'backup-dir', arg: 'DIR' }, shownDefault: '<stateDir>/backups' }),
+  listen: { schema: { type: 'string' }, env: 'UMLMON_LISTEN', flag: { name: 'listen', arg: 'HOST:PORT|off' }, help: 'health and metrics', shownDefault: DEFAULT_LISTEN, read: text } as Setting<string>,
+  control: { schema: { type: 'string' }, env: 'UMLMON_CONTROL', flag: { name: 'control', arg: 'URL' }, help: 'unix:///path, tcp://host:port or none', shownDefault: 'unix://<stateDir>/control.sock', read: text } as Setting<string>,
+  controlToken: { schema: { type: 'string', minLength: 16 }, env: 'UMLMON_CONTROL_TOKEN', shownDefault: 'none', read: text } as Setting<string>,
+  controlTokenFile: path(str, { env: 'UMLMON_CONTROL_TOKEN_FILE', flag: { name: 'control-token-file', arg: 'PATH' }, help: 'bearer token for a tcp:// control address', shownDefault: 'none' }),
+  kernels: {
+    schema: {
       type: 'object',
       minProperties: 1,
-      propertyNames: { pattern: '^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$' },
+      propertyNames: { pattern: NAME_PATTERN },
       additionalProperties: {
         type: 'object',
         additionalProperties: false,
@@ -127,41 +156,67 @@ export const CONFIG_SCHEMA = {
         properties: { path: { type: 'string', minLength: 1 }, args: stringArray },
       },
     },
-    defaultKernelArgs: stringArray,
-    memory: {
-      type: 'object',
-      additionalProperties: false,
-      properties: { min: quantity, max: quantity, default: quantity },
-    },
-    workers: { type: 'integer', minimum: 1, maximum: 64 },
-    resyncPeriodSeconds: { type: 'integer', minimum: 1 },
-    guestInfoIntervalSeconds: { type: 'integer', minimum: 0 },
-    logLevel: { enum: [...LOG_LEVELS] },
-    drainTimeoutSeconds: { type: 'integer', minimum: 0 },
-  },
+    // --kernel NAME=PATH is a flag of its own (repeatable, adds to the table): see loadConfig.
+    shownDefault: `{default: {path: ${DEFAULT_KERNEL_PATH}}}`,
+  } as Setting<Record<string, KernelEntry>>,
+  defaultKernelArgs: { schema: stringArray, shownDefault: JSON.stringify(DEFAULT_KERNEL_ARGS) } as Setting<string[]>,
+  memory: {
+    schema: { type: 'object', additionalProperties: false, properties: { min: quantity, max: quantity, default: quantity } },
+    shownDefault: '{min: 40Mi, max: 16Gi, default: 128Mi}',
+  } as Setting<{ min?: string | number; max?: string | number; default?: string | number }>,
+  workers: { schema: { type: 'integer', minimum: 1, maximum: 64 }, env: 'UMLMON_WORKERS', flag: { name: 'workers', arg: 'N' }, help: 'parallel reconciles', shownDefault: '4', value: 4, read: seconds } as Setting<number>,
+  resyncPeriodSeconds: { schema: { type: 'integer', minimum: 1 }, flag: { name: 'resync-period', arg: 'DURATION' }, help: 'safety-net resync', shownDefault: '600s', value: 600, read: seconds } as Setting<number>,
+  guestInfoIntervalSeconds: { schema: { type: 'integer', minimum: 0 }, flag: { name: 'guest-info-interval', arg: 'DURATION' }, help: 'guest uptime/load refresh, 0 = off', shownDefault: '30s', value: 30, read: seconds } as Setting<number>,
+  logLevel: { schema: { enum: [...LOG_LEVELS] }, env: 'UMLMON_LOG_LEVEL', flag: { name: 'log-level', arg: 'LEVEL' }, help: LOG_LEVELS.join('|'), shownDefault: 'info', value: 'info', read: oneOf(LOG_LEVELS, `one of ${LOG_LEVELS.join(', ')}`) } as Setting<LogLevel>,
+  drainTimeoutSeconds: { schema: { type: 'integer', minimum: 0 }, flag: { name: 'drain-timeout', arg: 'DURATION' }, help: 'default for drain', shownDefault: '120s', value: 120, read: seconds } as Setting<number>,
 } as const;
 
-interface RawConfig {
-  nodeName?: string;
-  source?: SourceKind;
-  machinesDir?: string;
-  kubeconfig?: string;
-  stateDir?: string;
-  imageRoot?: string;
-  backupDir?: string;
-  listen?: string;
-  control?: string;
-  controlToken?: string;
-  controlTokenFile?: string;
-  kernels?: Record<string, KernelEntry>;
-  defaultKernelArgs?: string[];
-  memory?: { min?: string | number; max?: string | number; default?: string | number };
-  workers?: number;
-  resyncPeriodSeconds?: number;
-  guestInfoIntervalSeconds?: number;
-  logLevel?: LogLevel;
-  drainTimeoutSeconds?: number;
+type SettingKey = keyof typeof SETTINGS;
+
+/** The default of a setting that has one value as its default. */
+function defaultOf<K extends SettingKey>(key: K): ValueOf<(typeof SETTINGS)[K]> {
+  const v = (SETTINGS[key] as Setting<unknown>).value;
+  if (v === undefined) throw new Error(`setting ${key} has no default value`);
+  return v as ValueOf<(typeof SETTINGS)[K]>;
 }
+type ValueOf<S> = S extends Setting<infer T> ? T : never;
+/** The file as read, before defaults: every key optional. */
+type RawConfig = { -readonly [K in SettingKey]?: ValueOf<(typeof SETTINGS)[K]> };
+
+/** One row per setting, for docs and tests: key, environment variable, flag, default. */
+export const SETTING_ROWS: readonly { key: string; env?: string; flag?: string; shownDefault: string }[] = Object.entries(SETTINGS).map(([key, s]: [string, Setting<unknown>]) => ({
+  key, shownDefault: s.shownDefault, ...(s.env ? { env: s.env } : {}), ...(s.flag ? { flag: `--${s.flag.name}` } : {}),
+}));
+
+export const CONFIG_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  properties: Object.fromEntries(Object.entries(SETTINGS).map(([k, s]) => [k, s.schema])),
+} as const;
+
+/** Environment variables, each for one key. */
+export const ENV_KEYS: Record<string, SettingKey> = Object.fromEntries(
+  (Object.entries(SETTINGS) as [SettingKey, Setting<unknown>][]).filter(([, s]) => s.env).map(([k, s]) => [s.env!, k]),
+);
+
+/** Flags (kebab-case of the key), each for one key. */
+const FLAG_KEYS: Record<string, SettingKey> = Object.fromEntries(
+  (Object.entries(SETTINGS) as [SettingKey, Setting<unknown>][]).filter(([, s]) => s.flag).map(([k, s]) => [s.flag!.name, k]),
+);
+
+export const CONFIG_FLAGS_HELP = [
+  'config options (each overrides the config file and the environment):',
+  `  -f, --config PATH            config file (default $UMLMON_CONFIG, else ${DEFAULT_CONFIG_PATH} if present)`,
+  ...(Object.entries(SETTINGS) as [SettingKey, Setting<unknown>][]).flatMap(([key, s]) => {
+    if (key === 'kernels') return ['  --kernel NAME=PATH           add or replace a kernel (repeatable)'];
+    if (!s.flag) return [];
+    const left = `--${s.flag.name} ${s.flag.arg}`;
+    const where = [s.env ? `$${s.env}` : undefined, `default ${s.shownDefault}`].filter(Boolean).join('; ');
+    const right = [s.help, `(${where})`].filter(Boolean).join(' ');
+    return [left.length < 29 ? `  ${left.padEnd(29)}${right}` : `  ${left}  ${right}`];
+  }),
+  '  -v, --verbose                same as --log-level debug',
+].join('\n');
 
 let compiled: ReturnType<Ajv['compile']> | undefined;
 function validateFile(raw: unknown): ErrorObject[] {
@@ -237,22 +292,7 @@ export function parseControl(value: string): ControlAddress | Error {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Environment and flags: each names one key of the file, with how to read a string into it.
-
-type Setter = (raw: RawConfig, value: string) => string | undefined;
-
-function intSetter(key: 'workers' | 'resyncPeriodSeconds' | 'guestInfoIntervalSeconds' | 'drainTimeoutSeconds'): Setter {
-  return (raw, value) => {
-    const v = parseDuration(value);
-    if (v === undefined) return `'${value}' is not a whole number of seconds`;
-    raw[key] = v;
-    return undefined;
-  };
-}
-
-function fromCwd(cwd: string | undefined, key: string, value: string): string {
-  return cwd !== undefined && PATH_KEYS.has(key) ? resolve(cwd, value) : value;
-}
+// Environment and flags.
 
 /** "30", "30s", "2m", "1h" → seconds. */
 export function parseDuration(value: string): number | undefined {
@@ -261,91 +301,14 @@ export function parseDuration(value: string): number | undefined {
   return Number(m[1]) * (m[2] === 'h' ? 3600 : m[2] === 'm' ? 60 : 1);
 }
 
-const stringSetter = (key: 'nodeName' | 'machinesDir' | 'kubeconfig' | 'stateDir' | 'imageRoot' | 'backupDir' | 'listen' | 'control' | 'controlToken' | 'controlTokenFile'): Setter =>
-  (raw, value) => { raw[key] = value; return undefined; };
-
-const SETTERS: Record<string, Setter> = {
-  nodeName: stringSetter('nodeName'),
-  source: (raw, v) => {
-    if (v !== 'directory' && v !== 'kubernetes') return `'${v}' must be directory or kubernetes`;
-    raw.source = v;
-    return undefined;
-  },
-  machinesDir: stringSetter('machinesDir'),
-  kubeconfig: stringSetter('kubeconfig'),
-  stateDir: stringSetter('stateDir'),
-  imageRoot: stringSetter('imageRoot'),
-  backupDir: stringSetter('backupDir'),
-  listen: stringSetter('listen'),
-  control: stringSetter('control'),
-  controlToken: stringSetter('controlToken'),
-  controlTokenFile: stringSetter('controlTokenFile'),
-  workers: intSetter('workers'),
-  resyncPeriodSeconds: intSetter('resyncPeriodSeconds'),
-  guestInfoIntervalSeconds: intSetter('guestInfoIntervalSeconds'),
-  drainTimeoutSeconds: intSetter('drainTimeoutSeconds'),
-  logLevel: (raw, v) => {
-    if (!(LOG_LEVELS as readonly string[]).includes(v)) return `'${v}' must be one of ${LOG_LEVELS.join(', ')}`;
-    raw.logLevel = v as LogLevel;
-    return undefined;
-  },
-};
-
-/** Environment variables, each for one key. */
-export const ENV_KEYS: Record<string, keyof typeof SETTERS> = {
-  NODE_NAME: 'nodeName',
-  UMLMON_SOURCE: 'source',
-  UMLMON_MACHINES_DIR: 'machinesDir',
-  KUBECONFIG: 'kubeconfig',
-  UMLMON_STATE_DIR: 'stateDir',
-  UMLMON_IMAGE_ROOT: 'imageRoot',
-  UMLMON_BACKUP_DIR: 'backupDir',
-  UMLMON_LISTEN: 'listen',
-  UMLMON_CONTROL: 'control',
-  UMLMON_CONTROL_TOKEN: 'controlToken',
-  UMLMON_CONTROL_TOKEN_FILE: 'controlTokenFile',
-  UMLMON_WORKERS: 'workers',
-  UMLMON_LOG_LEVEL: 'logLevel',
-};
-
-/** Flags (kebab-case of the key), each for one key. */
-const FLAG_KEYS: Record<string, keyof typeof SETTERS> = {
-  'node-name': 'nodeName',
-  source: 'source',
-  'machines-dir': 'machinesDir',
-  kubeconfig: 'kubeconfig',
-  'state-dir': 'stateDir',
-  'image-root': 'imageRoot',
-  'backup-dir': 'backupDir',
-  listen: 'listen',
-  control: 'control',
-  'control-token-file': 'controlTokenFile',
-  workers: 'workers',
-  'resync-period': 'resyncPeriodSeconds',
-  'guest-info-interval': 'guestInfoIntervalSeconds',
-  'drain-timeout': 'drainTimeoutSeconds',
-  'log-level': 'logLevel',
-};
-
-export const CONFIG_FLAGS_HELP = `config options (each overrides the config file and the environment):
-  -f, --config PATH            config file (default $UMLMON_CONFIG, else ${DEFAULT_CONFIG_PATH} if present)
-  --node-name NAME             this node's name ($NODE_NAME; default the hostname)
-  --source directory|kubernetes  where machines come from ($UMLMON_SOURCE; default directory)
-  --machines-dir DIR           directory source ($UMLMON_MACHINES_DIR; default /etc/umlmon/machines)
-  --kubeconfig PATH            kubernetes source ($KUBECONFIG; default in-cluster)
-  --state-dir DIR              ($UMLMON_STATE_DIR; default /var/lib/umlmon)
-  --image-root DIR             ($UMLMON_IMAGE_ROOT; default <stateDir>/images)
-  --backup-dir DIR             ($UMLMON_BACKUP_DIR; default <stateDir>/backups)
-  --listen HOST:PORT|off       health and metrics ($UMLMON_LISTEN; default ${DEFAULT_LISTEN})
-  --control URL                unix:///path, tcp://host:port or none ($UMLMON_CONTROL)
-  --control-token-file PATH    bearer token for a tcp:// control address
-  --kernel NAME=PATH           add or replace a kernel (repeatable)
-  --workers N                  parallel reconciles (default 4)
-  --resync-period DURATION     safety-net resync (default 600s)
-  --guest-info-interval DURATION  guest uptime/load refresh, 0 = off (default 30s)
-  --drain-timeout DURATION     default for drain (default 120s)
-  --log-level LEVEL            trace|debug|info|warn|error|fatal|silent ($UMLMON_LOG_LEVEL)
-  -v, --verbose                same as --log-level debug`;
+/** Reads one environment variable's or flag's value into raw; returns the problem, if any. */
+function setFromString(raw: RawConfig, key: SettingKey, value: string, cwd: string | undefined): string | undefined {
+  const s: Setting<unknown> = SETTINGS[key];
+  const v = s.read?.(s.path && cwd !== undefined ? resolve(cwd, value) : value);
+  if (v !== null && typeof v === 'object' && 'problem' in v) return (v as { problem: string }).problem;
+  (raw as Record<string, unknown>)[key] = v;
+  return undefined;
+}
 
 function readOptional(readFile: (p: string) => string, path: string): string | undefined {
   try {
@@ -407,13 +370,13 @@ export function loadConfig(input: LoadConfigInput): LoadConfigResult {
   for (const [name, key] of Object.entries(ENV_KEYS)) {
     const value = input.env[name];
     if (value === undefined || value === '') continue;
-    const problem = SETTERS[key]?.(raw, fromCwd(input.cwd, key, value));
+    const problem = setFromString(raw, key, value, input.cwd);
     if (problem) errors.push(`environment ${name} (${key}): ${problem}`);
   }
   for (const [flag, key] of Object.entries(FLAG_KEYS)) {
     const value = flags[flag];
     if (typeof value !== 'string') continue;
-    const problem = SETTERS[key]?.(raw, fromCwd(input.cwd, key, value));
+    const problem = setFromString(raw, key, value, input.cwd);
     if (problem) errors.push(`flag --${flag} (${key}): ${problem}`);
   }
   if (flags.verbose === true && flags['log-level'] === undefined) raw.logLevel = 'debug';
@@ -424,8 +387,8 @@ export function loadConfig(input: LoadConfigInput): LoadConfigResult {
   }
 
   // 4. Defaults, derived paths, and the checks a schema cannot express.
-  const stateDir = raw.stateDir ?? '/var/lib/umlmon';
-  const paths = { stateDir, imageRoot: raw.imageRoot ?? join(stateDir, 'images'), backupDir: raw.backupDir ?? join(stateDir, 'backups'), machinesDir: raw.machinesDir ?? '/etc/umlmon/machines' };
+  const stateDir = raw.stateDir ?? defaultOf('stateDir');
+  const paths = { stateDir, imageRoot: raw.imageRoot ?? join(stateDir, 'images'), backupDir: raw.backupDir ?? join(stateDir, 'backups'), machinesDir: raw.machinesDir ?? defaultOf('machinesDir') };
   for (const [key, value] of Object.entries(paths)) {
     if (!isAbsolute(value)) errors.push(`${key}: '${value}' must be an absolute path`);
   }
@@ -474,7 +437,7 @@ export function loadConfig(input: LoadConfigInput): LoadConfigResult {
 
   const config: AgentConfig = {
     nodeName,
-    source: raw.source ?? 'directory',
+    source: raw.source ?? defaultOf('source'),
     machinesDir: paths.machinesDir,
     stateDir,
     imageRoot: paths.imageRoot,
@@ -485,11 +448,11 @@ export function loadConfig(input: LoadConfigInput): LoadConfigResult {
     kernels,
     defaultKernelArgs: raw.defaultKernelArgs ?? [...DEFAULT_KERNEL_ARGS],
     memory: { minBytes: bytes.min as number, maxBytes: bytes.max as number, defaultBytes: bytes.default as number },
-    workers: raw.workers ?? 4,
-    resyncPeriodSeconds: raw.resyncPeriodSeconds ?? 600,
-    guestInfoIntervalSeconds: raw.guestInfoIntervalSeconds ?? 30,
-    logLevel: raw.logLevel ?? 'info',
-    drainTimeoutSeconds: raw.drainTimeoutSeconds ?? 120,
+    workers: raw.workers ?? defaultOf('workers'),
+    resyncPeriodSeconds: raw.resyncPeriodSeconds ?? defaultOf('resyncPeriodSeconds'),
+    guestInfoIntervalSeconds: raw.guestInfoIntervalSeconds ?? defaultOf('guestInfoIntervalSeconds'),
+    logLevel: raw.logLevel ?? defaultOf('logLevel'),
+    drainTimeoutSeconds: raw.drainTimeoutSeconds ?? defaultOf('drainTimeoutSeconds'),
   };
   if (raw.kubeconfig !== undefined) config.kubeconfig = raw.kubeconfig;
   if (listenAddress !== undefined && !(listenAddress instanceof Error)) config.listenAddress = listenAddress;

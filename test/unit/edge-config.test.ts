@@ -170,3 +170,20 @@ test('the quick start config (hack/local/config.yaml) loads as start.sh runs it'
   assert.deepEqual(r.config.kernels.debian, { path: '/usr/bin/linux.uml', args: ['initcall_blacklist=raid6_select_algo'] }, "Debian's skips its RAID6 benchmark");
   assert.equal(r.config.control, 'unix:///x/state/control.sock');
 });
+
+test('docs/configuration.md lists every setting with its environment variable and flag, as the code has them', async () => {
+  const { SETTING_ROWS } = await import('../../src/agent/config.ts');
+  const { readFileSync } = await import('node:fs');
+  const doc = readFileSync(new URL('../../docs/configuration.md', import.meta.url), 'utf8');
+  const rows = [...doc.matchAll(/^\| `([a-zA-Z.]+)` \| (.*?) \| (.*?) \| (.*?) \| /gm)].map((m) => ({ key: m[1]!, env: m[3]!, flag: m[4]! }));
+  const documented = new Set(rows.map((r) => r.key.split('.')[0]!));
+  assert.deepEqual(SETTING_ROWS.map((s) => s.key).filter((k) => !documented.has(k)), [], 'settings missing from docs/configuration.md');
+  for (const r of rows) {
+    const s = SETTING_ROWS.find((x) => x.key === r.key.split('.')[0]);
+    assert.ok(s, `docs/configuration.md documents ${r.key}, which is not a setting`);
+    assert.equal(r.env, s.env ? `\`${s.env}\`` : '—', `${r.key}: environment variable`);
+    if (s.key === 'kernels') assert.match(r.flag, /^`--kernel NAME=PATH`/);
+    else if (s.flag) assert.match(r.flag, new RegExp(`^\`${s.flag}\``), `${r.key}: flag`);
+    else assert.equal(r.flag, '—', `${r.key}: flag`);
+  }
+});
