@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type { Runtime } from '../runtime/types.ts';
 import { Controller } from './controller.ts';
 import { CoreMetrics } from './core-metrics.ts';
-import type { KernelTableEntry } from './machine-config.ts';
+import type { KernelEntry } from './machine-config.ts';
 import type { Registry } from './metrics.ts';
 import { Reconciler } from './reconcile.ts';
 import type { MachineSource } from './source.ts';
@@ -19,7 +19,7 @@ export interface AgentOptions {
   /** Scheduled backups go to backupDir/<ns>/<name>/<disk>/<timestamp>/. */
   backupDir: string;
   /** Kernels by name (spec.kernel); path of the UML binary and extra arguments. */
-  kernels: Record<string, KernelTableEntry>;
+  kernels: Record<string, KernelEntry>;
   /** Arguments added to every boot, e.g. ["lpj=auto"]. */
   defaultKernelArgs: string[];
   /** Bounds of spec.memory, and its value when a manifest has none. */

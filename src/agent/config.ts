@@ -7,7 +7,8 @@ import { parseArgs } from 'node:util';
 import { isAbsolute, join, resolve } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import { parse as parseYaml } from 'yaml';
-import { parseQuantity as parseApiQuantity } from '../api/quantity.ts';
+import { parseQuantity } from '../api/quantity.ts';
+import type { KernelEntry } from './machine-config.ts';
 
 export const DEFAULT_CONFIG_PATH = '/etc/umlmon/config.yaml';
 export const DEFAULT_LISTEN = ':9473';
@@ -25,10 +26,7 @@ export type SourceKind = 'directory' | 'kubernetes';
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
 export const LOG_LEVELS: readonly LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 
-export interface KernelEntry {
-  path: string;
-  args?: string[];
-}
+export type { KernelEntry } from './machine-config.ts';
 
 /** Where the control socket listens: rump_sp's URL forms. */
 export type ControlAddress =
@@ -251,10 +249,10 @@ export function describeSchemaError(e: ErrorObject): string {
 // Quantities ("128Mi", "1G", 134217728), read as spec.memory is (src/api/quantity.ts).
 
 /** Bytes of a Kubernetes memory quantity (or a plain byte count), or undefined when it is not one. */
-export function parseQuantity(q: string | number): number | undefined {
+export function memoryBytes(q: string | number): number | undefined {
   if (typeof q === 'number') return Number.isSafeInteger(q) && q >= 0 ? q : undefined;
   try {
-    const bytes = parseApiQuantity(q.trim());
+    const bytes = parseQuantity(q.trim());
     return Number.isSafeInteger(bytes) ? bytes : undefined;
   } catch {
     return undefined;
@@ -400,7 +398,7 @@ export function loadConfig(input: LoadConfigInput): LoadConfigResult {
   const memory = { min: raw.memory?.min ?? '40Mi', max: raw.memory?.max ?? '16Gi', default: raw.memory?.default ?? '128Mi' };
   const bytes: Record<string, number> = {};
   for (const [k, q] of Object.entries(memory)) {
-    const b = parseQuantity(q);
+    const b = memoryBytes(q);
     if (b === undefined) errors.push(`memory.${k}: '${q}' is not a memory quantity (e.g. 128Mi, 1Gi)`);
     else bytes[k] = b;
   }

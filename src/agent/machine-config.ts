@@ -7,14 +7,15 @@ import { umidFor } from '../api/umid.ts';
 import type { MachineConfig } from '../runtime/types.ts';
 import { keyOf, type MachineKey } from './source.ts';
 
-export interface KernelTableEntry {
+/** A kernel the node offers: its path, and the arguments only it needs. */
+export interface KernelEntry {
   path: string;
   /** Arguments added for this kernel, after the node's defaults. */
   args?: string[];
 }
 
 export interface MachineConfigOptions {
-  kernels: Record<string, KernelTableEntry>;
+  kernels: Record<string, KernelEntry>;
   defaultKernelArgs: string[];
   /** spec.memory when the object does not say (the CRD defaults it; a file may not). */
   defaultMemoryBytes: number;

@@ -23,7 +23,7 @@ import {
   keyFromLabels,
   machineConfigFor,
   machineIdOf,
-  type KernelTableEntry,
+  type KernelEntry,
 } from './machine-config.ts';
 import { describeExit, plan, stableJson, type Action, type DesiredMachine, type Plan, type RestartBackoff } from './plan.ts';
 import { ObjectGoneError, type EventType, type MachineKey, type MachineSource } from './source.ts';
@@ -43,7 +43,7 @@ export interface ReconcilerOptions {
   nodeName: string;
   imageRoot: string;
   backupDir: string;
-  kernels: Record<string, KernelTableEntry>;
+  kernels: Record<string, KernelEntry>;
   defaultKernelArgs: string[];
   memory: { minBytes: number; maxBytes: number; defaultBytes: number };
 }

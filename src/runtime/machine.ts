@@ -12,8 +12,8 @@ import type { ExitWatcher } from './proc.ts';
 import type { ExitStatusWatcher } from './monitor.ts';
 import type { ExitInfo, MachineState, RuntimeLogger } from './types.ts';
 
-/** One-shot signal that several callers may await. */
-export class Signal<T> {
+/** A value that arrives once, which several callers may await (resolving again is a no-op). */
+export class Once<T> {
   readonly promise: Promise<T>;
   resolved = false;
   private resolveFn!: (value: T) => void;
@@ -57,8 +57,8 @@ export interface Machine {
   /** The console line that shows the kernel cannot run userspace on this host. */
   kernelIncompatible?: string;
   tmpfsBytes?: number;
-  mconsoleUp: Signal<string>;
-  exited: Signal<ExitInfo>;
+  mconsoleUp: Once<string>;
+  exited: Once<ExitInfo>;
   syncWaiters: Set<() => void>;
   /** Serialises device and state operations on this machine. */
   busy: Promise<unknown>;

@@ -21,7 +21,7 @@ import { kernelIncompatibleMessage, largeXsaveFeatures } from './kernel-compat.t
 import { driverFor, kernelNetDrivers } from './kernel-features.ts';
 import { readMeasuredLpj, recordMeasuredLpj } from './lpj.ts';
 import { ExitStatusWatcher, readKernelPid, readWaitStatus, waitForKernelPid } from './monitor.ts';
-import { Signal, operationError, within, type Machine } from './machine.ts';
+import { Once, operationError, within, type Machine } from './machine.ts';
 import { readAllMachineRecords, readMachineRecord, writeMachineRecord, type MachineRecord } from './machine-record.ts';
 import { MconsoleClient, MconsoleError, listenNotify, type NotifyMessage } from './mconsole/index.ts';
 import { unmountAllUnder } from './mounts.ts';
@@ -316,7 +316,7 @@ export class UmlRuntime implements Runtime {
           disks: config.disks.map((d) => ({ name: d.name, image: d.image, mode: d.mode })), interfaces,
         },
         paths, state: 'starting', tmpfsBytes,
-        mconsoleUp: new Signal(), exited: new Signal(), syncWaiters: new Set(), busy: Promise.resolve(),
+        mconsoleUp: new Once(), exited: new Once(), syncWaiters: new Set(), busy: Promise.resolve(),
       };
       try {
         m.notify = listenNotify(paths.notifySocket, (msg) => this.onNotify(m, msg),
@@ -656,7 +656,7 @@ export class UmlRuntime implements Runtime {
     const paths = machinePaths(this.settings.stateDir, record.id);
     const m: Machine = {
       record, paths, state: 'unknown',
-      mconsoleUp: new Signal(), exited: new Signal(), syncWaiters: new Set(), busy: Promise.resolve(),
+      mconsoleUp: new Once(), exited: new Once(), syncWaiters: new Set(), busy: Promise.resolve(),
     };
     m.tmpfsBytes = record.config.memoryBytes + this.settings.tmpfsSlackBytes;
     this.machines.set(record.id, m);

@@ -1,5 +1,5 @@
 // Checks a MachineConfig before anything touches the node. Pure: the effects (does the kernel
-// exist, is the image a file) are in preflight.ts. The agent validates too; this is defence in
+// exist, is the image a file) are checked where they happen, in runtime.ts's start. The agent validates too; this is defence in
 // depth, because the runtime is the layer that turns names into paths.
 import type { DiskConfig, InterfaceConfig, MachineConfig } from './types.ts';
 import { MACHINE_ID_PATTERN } from './paths.ts';

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { loadConfig, parseControl, parseListen, parseQuantity, type LoadConfigInput } from '../../src/agent/config.ts';
+import { loadConfig, memoryBytes, parseControl, parseListen, type LoadConfigInput } from '../../src/agent/config.ts';
 
 function files(map: Record<string, string>): LoadConfigInput['readFile'] {
   return (path) => {
@@ -140,13 +140,13 @@ test('kernels from flags, extra options and positionals for subcommands', () => 
 });
 
 test('parsers: quantities, listen and control addresses', () => {
-  assert.equal(parseQuantity('128Mi'), 128 * 2 ** 20);
-  assert.equal(parseQuantity('1G'), 1e9);
-  assert.equal(parseQuantity('1.5Gi'), 1.5 * 2 ** 30);
-  assert.equal(parseQuantity('1e3'), 1000);
-  assert.equal(parseQuantity(4096), 4096);
-  assert.equal(parseQuantity('12 MB'), undefined);
-  assert.equal(parseQuantity('-1Mi'), undefined);
+  assert.equal(memoryBytes('128Mi'), 128 * 2 ** 20);
+  assert.equal(memoryBytes('1G'), 1e9);
+  assert.equal(memoryBytes('1.5Gi'), 1.5 * 2 ** 30);
+  assert.equal(memoryBytes('1e3'), 1000);
+  assert.equal(memoryBytes(4096), 4096);
+  assert.equal(memoryBytes('12 MB'), undefined);
+  assert.equal(memoryBytes('-1Mi'), undefined);
   assert.equal(parseListen('off'), undefined);
   assert.deepEqual(parseListen('[::1]:80'), { host: '::1', port: 80 });
   assert.ok(parseListen('9473') instanceof Error);
