@@ -5,6 +5,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<{ main(arg
   run: { summary: 'run the node agent (directory or Kubernetes source)', load: () => import('./commands/run.ts') },
   check: { summary: 'validate the config and machine manifests, then exit (like vmd -n)', load: () => import('./commands/check.ts') },
   drain: { summary: "shut every guest on this node down gracefully, with a timeout", load: () => import('./commands/drain.ts') },
+  console: { summary: 'attach the terminal to a guest\'s console (Ctrl-] detaches): umlmon console <machine>', load: () => import('./commands/console.ts') },
   mconsole: { summary: 'send one mconsole command: umlmon mconsole <socket|umid|name> <command...>', load: () => import('./commands/mconsole.ts') },
   version: { summary: 'print the version of umlmon', load: () => import('./commands/version.ts') },
 };

@@ -3,7 +3,7 @@
 // the health/metrics endpoint and the control socket. SIGTERM or SIGINT stops watching,
 // finishes in-flight work and exits within seconds, leaving every guest running (draining is
 // `umlmon drain`); a second signal exits at once.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { CONFIG_FLAGS_HELP, loadConfig, type AgentConfig } from '../../agent/config.ts';
 import { startAgent, type Agent } from '../../agent/agent.ts';
@@ -15,6 +15,7 @@ import { Registry } from '../../agent/metrics.ts';
 import type { MachineSource } from '../../agent/source.ts';
 import { createDirectorySource } from '../../agent/sources/directory.ts';
 import { createRuntime } from '../../runtime/index.ts';
+import { openConsole } from '../../runtime/console-session.ts';
 import { MconsoleClient } from '../../runtime/mconsole/index.ts';
 import type { MachineStatus, Runtime } from '../../runtime/types.ts';
 
@@ -68,6 +69,21 @@ function controlHandlers(config: AgentConfig, source: MachineSource, runtime: Ru
         const key = keyFromLabels(m.config.labels) ?? m.name;
         return { machine: key, outcome: !now || now.state === 'exited' ? 'stopped' : `still ${now.state}` };
       });
+    },
+    console(key, options, onData) {
+      const rt = runtimeMachineOf(runtime, key);
+      if (!rt) {
+        if (source.get(key)) throw new Error(`${key} has no running kernel on ${config.nodeName} (its state is ${source.get(key)?.spec.state ?? 'Running'}, phase ${source.get(key)?.status?.phase ?? 'Pending'}); start it first`);
+        throw new Error(`no machine ${key} on ${config.nodeName}`);
+      }
+      if (rt.state === 'exited') throw new Error(`${key} is not running (its kernel has exited); start it first`);
+      // The lock's pid is the agent's: a session of an agent that died is free again.
+      const { session } = openConsole(config.stateDir, rt.id, { ...options, onData }, existsSync);
+      return {
+        info: { machine: key, node: config.nodeName, umid: rt.id, state: rt.state, readOnly: session.readOnly },
+        write: (bytes) => session.write(bytes),
+        close: () => session.close(),
+      };
     },
     async mconsole(key, command) {
       const rt = runtimeMachineOf(runtime, key);
