@@ -4,7 +4,15 @@
 // end): console.log is copied to console.log.1 and truncated once it passes the limit. Only a
 // kernel whose fd 1 really is O_APPEND is rotated: truncating under a plain writer (a kernel
 // started before this module) would leave it writing at its old offset, a file of holes.
-import { closeSync, copyFileSync, fstatSync, openSync, readFileSync, readSync, renameSync, truncateSync, watch, type FSWatcher } from 'node:fs';
+import { closeSync, copyFileSync, fstatSync, openSync, readFileSync, readSync, renameSync, statSync, truncateSync, watch, type FSWatcher } from 'node:fs';
+
+function inodeOf(path: string): number | undefined {
+  try {
+    return statSync(path).ino;
+  } catch {
+    return undefined;
+  }
+}
 
 /** Where a rotated log goes: one generation is kept. */
 export function rotatedLogPath(path: string): string {
@@ -45,13 +53,15 @@ export function rotateConsoleLog(path: string): void {
 
 /**
  * Follows a growing log from `offset` on and hands each appended chunk to `onData` (fs.watch,
- * no polling). A truncation (rotation) is followed: the rest of the old file is read from
- * console.log.1 before reading the new one from its start.
+ * no polling). Rotation is followed: each one makes a new console.log.1 (a new inode, by rename),
+ * and when it appears the rest of the old content is read from there before the new log; a
+ * size below the offset alone cannot tell, since the log may have grown again by then.
  */
 export class LogTail {
   private readonly path: string;
   private readonly onData: (chunk: Buffer) => void;
   private offset: number;
+  private rotatedIno: number | undefined;
   private watcher: FSWatcher | undefined;
   private closed = false;
   private readonly buf = Buffer.alloc(64 * 1024);
@@ -60,6 +70,7 @@ export class LogTail {
     this.path = path;
     this.onData = onData;
     this.offset = offset;
+    this.rotatedIno = inodeOf(rotatedLogPath(path));
     this.watcher = watch(path, { persistent: false }, () => this.drain());
     this.watcher.on('error', () => this.close());
   }
@@ -77,6 +88,7 @@ export class LogTail {
   /** Reads what was appended since the last call; safe to call any time. */
   drain(): void {
     if (this.closed) return;
+    const rotated = inodeOf(rotatedLogPath(this.path));
     let fd: number;
     try {
       fd = openSync(this.path, 'r');
@@ -84,9 +96,14 @@ export class LogTail {
       return;
     }
     try {
-      const size = fstatSync(fd).size;
-      if (size < this.offset) {
-        this.readRange(rotatedLogPath(this.path), this.offset);
+      let size = fstatSync(fd).size;
+      if (rotated !== undefined && rotated !== this.rotatedIno) {
+        this.rotatedIno = rotated;
+        const rotatedSize = this.readRange(rotatedLogPath(this.path), this.offset);
+        size = fstatSync(fd).size;
+        // Caught between the copy and the truncate, the log still holds the copied bytes.
+        this.offset = size >= rotatedSize ? rotatedSize : 0;
+      } else if (size < this.offset) {
         this.offset = 0;
       }
       this.offset = this.readFd(fd, this.offset, size);
@@ -95,15 +112,18 @@ export class LogTail {
     }
   }
 
-  private readRange(path: string, from: number): void {
+  /** Reads `path` from `from` to its end; returns its size (0 when it cannot be read). */
+  private readRange(path: string, from: number): number {
     let fd: number;
     try {
       fd = openSync(path, 'r');
     } catch {
-      return;
+      return 0;
     }
     try {
-      this.readFd(fd, from, fstatSync(fd).size);
+      const size = fstatSync(fd).size;
+      this.readFd(fd, from, size);
+      return size;
     } finally {
       closeSync(fd);
     }
