@@ -204,6 +204,47 @@ describe('umlmon console on a real guest', { timeout: 10 * 60_000 }, () => {
     assert.match(unknown.out, /no machine default\/no-such-machine on e2e-node/);
   });
 
+  test('the local verbs edit the machine file and the agent follows; ls and status read the agent', async () => {
+    const dirFlags = ['--machines-dir', machinesDir, '--state-dir', stateDir];
+    const ls = await umlmon('ls', ...dirFlags);
+    assert.equal(ls.code, 0, ls.out);
+    assert.match(ls.out, /^NAME\s+STATE\s+PHASE\s+KERNEL\s+PID\s+MEMORY\s+UPTIME\s+RESTARTS$/m);
+    assert.match(ls.out, new RegExp(`^default/${VM}\\s+Running\\s+Running\\s+default\\s+${status(VM)!.pid}\\s+48Mi\\s+\\d+[smh]`, 'm'));
+    assert.match(ls.out, new RegExp(`^default/${DOWN}\\s+Stopped\\s+Stopped\\s+default\\s+<none>`, 'm'));
+
+    const paused = await umlmon('pause', ...dirFlags, VM);
+    assert.equal(paused.code, 0, paused.out);
+    assert.match(paused.out, /spec\.state Running -> Paused/);
+    assert.match(readFileSync(join(machinesDir, `${VM}.yaml`), 'utf8'), /"state": "Paused"|state: Paused/);
+    await until('Paused', () => status(VM)?.phase === 'Paused');
+    const st = await umlmon('status', ...dirFlags, VM);
+    assert.match(st.out, /^State:\s+Paused$/m);
+    assert.match(st.out, /^Phase:\s+Paused$/m);
+    assert.match(st.out, /^\s+Paused\s+True\s+Paused\s+/m);
+    assert.match((await umlmon('resume', ...dirFlags, VM)).out, /Paused -> Running/);
+    await until('Running again', () => status(VM)?.phase === 'Running');
+
+    const before = status(VM)!;
+    const restart = await umlmon('restart', ...dirFlags, VM);
+    assert.match(restart.out, /restart requested \(umlmon\.io\/restart-requested-at: /);
+    const after = await until('a new kernel', () => {
+      const s = status(VM);
+      if (s?.pid) guestPids.add(s.pid);
+      return s?.phase === 'Running' && s.pid !== before.pid && s.conditions?.find((c) => c.type === 'Ready')?.status === 'True' ? s : undefined;
+    });
+    assert.ok(!alive(before.pid!), 'the old kernel is gone');
+    assert.equal(after.restartCount, before.restartCount, 'a restart asked for is not a crash');
+    assert.match(readFileSync(join(machinesDir, `${VM}.events.log`), 'utf8'), /Stopping shutting the guest down \(a restart was asked for/);
+
+    const backup = await umlmon('backup', ...dirFlags, VM);
+    assert.match(backup.out, /backup requested/);
+    const done = await until('the backup', () => status(VM)?.lastBackup);
+    assert.equal(done.result, 'Succeeded', JSON.stringify(done));
+    const stop = await umlmon('stop', ...dirFlags, 'no-such');
+    assert.equal(stop.code, 1);
+    assert.match(stop.out, /no UmlMachine default\/no-such in /);
+  });
+
   test('through a tcp control socket: the token is required', async () => {
     await stopAgent();
     const port = 20000 + Math.floor(Math.random() * 20000);

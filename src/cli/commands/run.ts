@@ -41,14 +41,25 @@ function controlHandlers(config: AgentConfig, source: MachineSource, runtime: Ru
         const key = `${m.metadata.namespace ?? 'default'}/${m.metadata.name}`;
         known.add(key);
         const rt = runtimeMachineOf(runtime, key);
+        const alive = rt !== undefined && rt.state !== 'exited';
         return {
           machine: key, state: m.spec.state ?? 'Running', phase: m.status?.phase ?? 'Pending',
-          umid: rt?.id ?? null, pid: rt?.pid ?? null, runtimeState: rt?.state ?? null,
+          umid: rt?.id ?? null, pid: alive ? rt.pid ?? null : null, runtimeState: rt?.state ?? null,
+          // What `umlmon ls` shows beside them (the columns of kubectl get uml -o wide).
+          kernel: m.spec.kernel ?? 'default', kernelVersion: alive ? rt.kernelVersion ?? null : null,
+          memory: m.spec.memory ?? m.status?.memory ?? null, restarts: m.status?.restartCount ?? 0,
+          startTime: alive ? rt.startTime?.toISOString() ?? null : null,
         };
       });
       for (const rt of runtime.list()) {
         const key = keyFromLabels(rt.config.labels) ?? rt.name;
-        if (!known.has(key)) rows.push({ machine: key, state: null, phase: 'NotInSource', umid: rt.id, pid: rt.pid ?? null, runtimeState: rt.state });
+        const alive = rt.state !== 'exited';
+        if (!known.has(key)) {
+          rows.push({
+            machine: key, state: null, phase: 'NotInSource', umid: rt.id, pid: alive ? rt.pid ?? null : null, runtimeState: rt.state,
+            kernel: null, kernelVersion: rt.kernelVersion ?? null, memory: null, restarts: null, startTime: alive ? rt.startTime?.toISOString() ?? null : null,
+          });
+        }
       }
       return rows;
     },
