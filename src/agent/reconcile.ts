@@ -441,14 +441,14 @@ export class Reconciler {
       case 'pause': {
         const t0 = performance.now();
         await rt.pause(action.id);
-        this.#metrics?.pauseSeconds.observe(undefined, (performance.now() - t0) / 1000);
+        this.#metrics?.pauseSeconds.observe((performance.now() - t0) / 1000);
         event('Normal', 'Paused', 'the guest is paused (mconsole stop)');
         return;
       }
       case 'resume': {
         const t0 = performance.now();
         await rt.resume(action.id);
-        this.#metrics?.resumeSeconds.observe(undefined, (performance.now() - t0) / 1000);
+        this.#metrics?.resumeSeconds.observe((performance.now() - t0) / 1000);
         event('Normal', 'Resumed', 'the guest is running again (mconsole go)');
         return;
       }
