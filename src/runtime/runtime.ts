@@ -178,6 +178,7 @@ export class UmlRuntime implements Runtime {
       consoleLog: r.consoleLog,
     };
     if (existsSync(m.paths.consoleInput)) status.consoleInput = m.paths.consoleInput;
+    if (r.cgroupDirs.length > 0) status.cgroupDirs = [...r.cgroupDirs];
     if (r.bootTime) status.bootTime = new Date(r.bootTime);
     if (r.kernelVersion) status.kernelVersion = r.kernelVersion;
     if (r.mconsoleSocket) status.mconsoleSocket = r.mconsoleSocket;

@@ -125,6 +125,8 @@ export interface MachineStatus {
   consoleLog?: string;
   /** Host path of the FIFO the console reads (absent for kernels started without one). */
   consoleInput?: string;
+  /** The machine's cgroup directories (empty where the node has none): its CPU and memory figures. */
+  cgroupDirs?: string[];
 }
 
 export type RuntimeEvent =

@@ -12,6 +12,7 @@ import { startHealthServer, type HealthServer } from '../../agent/http.ts';
 import { createLogger, type Logger } from '../../agent/logger.ts';
 import { keyFromLabels, machineIdOf } from '../../agent/machine-config.ts';
 import { Registry } from '../../agent/metrics.ts';
+import { GuestMetrics } from '../../agent/guest-metrics.ts';
 import type { MachineSource } from '../../agent/source.ts';
 import { createDirectorySource } from '../../agent/sources/directory.ts';
 import { createRuntime } from '../../runtime/index.ts';
@@ -146,6 +147,7 @@ export async function main(argv: string[]): Promise<number> {
   let http: HealthServer | undefined;
   let control: ControlServer | undefined;
   let runtime: Runtime | undefined;
+  let guestMetrics: GuestMetrics | undefined;
   let shuttingDown: Promise<number> | undefined;
   let markStopped: (code: number) => void = () => {};
   const stopped = new Promise<number>((resolve) => { markStopped = resolve; });
@@ -157,6 +159,7 @@ export async function main(argv: string[]): Promise<number> {
       await control?.close().catch(() => {});
       await agent?.stop().catch((err: unknown) => logger.error({ err: String(err) }, 'stopping the agent failed'));
       await http?.close().catch(() => {});
+      guestMetrics?.close();
       await runtime?.close().catch((err: unknown) => logger.warn({ err: String(err) }, 'closing the runtime failed'));
       logger.info({ ms: Date.now() - started }, 'agent stopped');
       logger.flush();
@@ -182,11 +185,15 @@ export async function main(argv: string[]): Promise<number> {
   try {
     // Health first: /healthz answers while the runtime adopts; /readyz says when it is done.
     if (config.listenAddress) {
-      http = await startHealthServer({ listen: config.listenAddress, ready: () => agent?.ready() ?? false, metrics, logger });
+      http = await startHealthServer({
+        listen: config.listenAddress, ready: () => agent?.ready() ?? false, metrics, logger,
+        beforeScrape: () => guestMetrics?.update() ?? Promise.resolve(),
+      });
     }
     runtime = createRuntime({ stateDir: config.stateDir, imageRoot: config.imageRoot, logger });
     const source = await makeSource(config, logger);
     agent = await startAgent(config, { source, runtime, logger, metrics });
+    guestMetrics = new GuestMetrics(metrics, { nodeName: config.nodeName, runtime, objects: () => source.list() });
     if (shuttingDown) return await shuttingDown;
     control = await startControlServer({
       address: config.controlAddress, handlers: controlHandlers(config, source, runtime, agent), logger,
