@@ -144,7 +144,7 @@ export function formatStatus(machine: string, spec: Record<string, unknown> | nu
     const tw = Math.max(4, ...conditions.map((c) => c.type.length));
     const rw = Math.max(6, ...conditions.map((c) => c.reason.length));
     out.push(`  ${'TYPE'.padEnd(tw)}   STATUS    ${'REASON'.padEnd(rw)}   MESSAGE`);
-    for (const c of conditions) out.push(`  ${c.type.padEnd(tw)}   ${c.status.padEnd(7)}   ${c.reason.padEnd(rw)}   ${c.message}`);
+    for (const c of conditions) out.push(`  ${c.type.padEnd(tw)}   ${c.status.padEnd(7)}   ${c.reason.padEnd(rw)}   ${c.message}`.trimEnd());
   }
   return out.join('\n');
 }
