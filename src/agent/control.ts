@@ -35,6 +35,8 @@ export interface ControlConsole {
   info: Record<string, unknown>;
   write(bytes: Buffer): boolean;
   close(): void;
+  /** Calls back once when the session ends on the agent's side (the guest exited), with why. */
+  onEnd?(callback: (why: string) => void): void;
 }
 
 export type ControlReply = { ok: true; result: unknown } | { ok: false; error: string };
@@ -173,6 +175,9 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
             if (!socket.destroyed) socket.write(chunk);
           });
           consoles.set(socket, attached);
+          attached.onEnd?.((why) => {
+            if (!socket.destroyed) socket.end(`\r\n[umlmon: ${why}]\r\n`);
+          });
           return { ok: true, result: attached.info };
         }
       }

@@ -245,6 +245,22 @@ describe('umlmon console on a real guest', { timeout: 10 * 60_000 }, () => {
     assert.match(stop.out, /no UmlMachine default\/no-such in /);
   });
 
+  test('a guest that powers off ends the session with a word on the screen', async () => {
+    const pid = status(VM)!.pid!;
+    term.open('off', consoleCommand(VM));
+    await term.waitFor('off', /Connected to the console/);
+    term.type('off', 'poweroff -f');
+    await term.waitFor('off', /\[umlmon: the guest's kernel exited\]/);
+    assert.equal(await term.waitForExit('off'), 1);
+    assert.match(term.screen('off'), /Session ended: the agent ended the session\./);
+    // restartPolicy Always: the agent boots it again.
+    await until('the guest back', () => {
+      const s = status(VM);
+      if (s?.pid) guestPids.add(s.pid);
+      return s?.phase === 'Running' && s.pid !== pid && s.conditions?.find((c) => c.type === 'Ready')?.status === 'True';
+    });
+  });
+
   test('through a tcp control socket: the token is required', async () => {
     await stopAgent();
     const port = 20000 + Math.floor(Math.random() * 20000);

@@ -154,6 +154,6 @@ export async function main(argv: string[]): Promise<number> {
   if (tty) stdin.setRawMode(false);
   stdin.pause();
   attached.close();
-  process.stderr.write(`\r\n${why === 'detached' ? 'Detached' : `Session ended: ${why}`} (${machine} keeps running).\r\n`);
+  process.stderr.write(why === 'detached' ? `\r\nDetached (${machine} keeps running).\r\n` : `\r\nSession ended: ${why}.\r\n`);
   return why === 'detached' || why === 'input ended' ? 0 : 1;
 }

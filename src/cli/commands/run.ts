@@ -91,10 +91,15 @@ function controlHandlers(config: AgentConfig, source: MachineSource, runtime: Ru
       if (rt.state === 'exited') throw new Error(`${key} is not running (its kernel has exited); start it first`);
       // The lock's pid is the agent's: a session of an agent that died is free again.
       const { session } = openConsole(config.stateDir, rt.id, { ...options, onData }, existsSync);
+      let ended: ((why: string) => void) | undefined;
+      const off = runtime.onEvent((event) => {
+        if (event.type === 'exited' && event.id === rt.id) ended?.('the guest\'s kernel exited');
+      });
       return {
         info: { machine: key, node: config.nodeName, umid: rt.id, state: rt.state, readOnly: session.readOnly },
         write: (bytes) => session.write(bytes),
-        close: () => session.close(),
+        close: () => { off(); session.close(); },
+        onEnd: (callback) => { ended = callback; },
       };
     },
     async mconsole(key, command) {
