@@ -335,7 +335,8 @@ export class UmlRuntime implements Runtime {
       let consoleIn: number | undefined;
       try {
         // The console's input: a FIFO the kernel holds open for reading and writing, so it never
-        // sees end-of-file when a `umlmon console` session ends.
+        // sees end-of-file when a `umlmon console` session ends (UML's generic_read takes
+        // end-of-file for an I/O error on the console).
         rmSync(paths.consoleInput, { force: true });
         execFileSync('mkfifo', ['-m', '0600', paths.consoleInput], { stdio: ['ignore', 'ignore', 'pipe'] });
         consoleIn = openSync(paths.consoleInput, 'r+');
