@@ -94,6 +94,14 @@ export function mconsoleCommandProblem(command: string): string | undefined {
   }
 }
 
+function isConsoleRequest(line: string): boolean {
+  try {
+    return (JSON.parse(line) as { op?: unknown } | null)?.op === 'console';
+  } catch {
+    return false;
+  }
+}
+
 function sameToken(given: unknown, expected: string): boolean {
   if (typeof given !== 'string') return false;
   const a = createHash('sha256').update(given).digest();
@@ -213,7 +221,7 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
         buffer = buffer.subarray(nl + 1);
         if (line === '') continue;
         // A console request ends the line protocol on this connection: what follows is input.
-        if (/"op"\s*:\s*"console"/.test(line)) raw = true;
+        if (isConsoleRequest(line)) raw = true;
         // Requests on one connection are answered in order.
         const rest = raw ? buffer : undefined;
         if (raw) buffer = Buffer.alloc(0);
