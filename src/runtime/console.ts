@@ -27,7 +27,10 @@ export function classifyConsoleLine(raw: string): ConsoleSignal | undefined {
   if (lpj) return { type: 'lpj', value: Number(lpj[1]) };
   const panic = /Kernel panic - not syncing: (.*)$/.exec(line);
   if (panic) return { type: 'panic', message: panic[1]! };
-  if (/^Bus error - the host .* ran out of space/.test(line)) return { type: 'memory-file-full', message: line };
+  // Not anchored: printk does not start a new line after what the guest wrote to its console
+  // (a shell's prompt), so the message can follow it on the same line.
+  const busError = /Bus error - the host .* ran out of space.*$/.exec(line);
+  if (busError) return { type: 'memory-file-full', message: busError[0] };
   if (/Emergency Sync complete/.test(line)) return { type: 'sync-complete' };
   if (FP_REGS_FAILURE.test(line)) return { type: 'kernel-incompatible', line };
   return undefined;

@@ -122,6 +122,9 @@ describe('console', () => {
     assert.deepEqual(classifyConsoleLine('Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(98,0)'),
       { type: 'panic', message: 'VFS: Unable to mount root fs on unknown-block(98,0)' });
     assert.equal(classifyConsoleLine('<3>Bus error - the host /dev/shm or /tmp mount likely just ran out of space')?.type, 'memory-file-full');
+    // After the console shell's prompt, on the same line (printk starts no new line after it).
+    assert.deepEqual(classifyConsoleLine('umlguest:~# \x1b[6nBus error - the host /dev/shm or /tmp mount likely just ran out of space'),
+      { type: 'memory-file-full', message: 'Bus error - the host /dev/shm or /tmp mount likely just ran out of space' });
     assert.equal(classifyConsoleLine('sysrq: Emergency Sync complete')?.type, 'sync-complete');
     assert.equal(classifyConsoleLine('random line'), undefined);
     const s = summarizeConsole('Calibrating delay loop... 1.00 BogoMIPS (lpj=5)\nKernel panic - not syncing: first\nKernel panic - not syncing: second\n');
