@@ -5,6 +5,8 @@
 # notify socket relays it to the agent as a guest message), and turns ctrl-alt-del (mconsole
 # `cad`) into a clean power-off at once (sync, read-only root, poweroff -f: busybox's own
 # shutdown path would sleep 2-3 s between its steps), so graceful shutdown ends the kernel.
+# The console (con0, `umlmon console`) has a root shell on it, respawned when it exits, with the
+# console as its controlling terminal (busybox cttyhack) so that Ctrl-C and job control work.
 # Kernel command line options it reads (the tests use them; /proc/cmdline keeps them):
 #   guest.ip=IFACE,ADDR/PREFIX   bring IFACE up with that address (repeatable)
 #   guest.cmd                    run commands from a disk: whenever a disk appears as ubd15
@@ -35,6 +37,7 @@ ln -sf /bin/busybox "$root/init"
 
 cat > "$root/etc/inittab" <<'INITTAB'
 ::sysinit:/etc/rc
+::respawn:/etc/console-shell
 ::ctrlaltdel:/etc/powerdown
 ::shutdown:/bin/sync
 ::shutdown:/bin/umount -a -r
@@ -49,6 +52,18 @@ sync
 poweroff -f
 POWERDOWN
 chmod +x "$root/etc/powerdown"
+cat > "$root/etc/console-shell" <<'SHELL'
+#!/bin/sh
+# A login shell on the console, in a session of its own (setsid: cttyhack can then make the
+# console its controlling terminal). The pause bounds the respawn rate should its input end.
+/bin/setsid /bin/cttyhack /bin/sh -l
+sleep 1
+SHELL
+chmod +x "$root/etc/console-shell"
+cat > "$root/etc/profile" <<'PROFILE'
+export PS1='\h:\w# ' HOME=/root TERM=${TERM:-vt100}
+cd /root
+PROFILE
 cat > "$root/etc/rc" <<'RC'
 #!/bin/sh
 mount -t proc proc /proc

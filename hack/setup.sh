@@ -69,6 +69,9 @@ hack/build-kernel.sh --install >/dev/null
 # cached in /var/cache/umlmon like the kernel).
 hack/build-control-plane.sh >/dev/null
 
-# `umlmon` on PATH: this checkout's CLI, run by Node 24 from its TypeScript sources.
+# `umlmon` on PATH: this checkout's CLI, run by Node 24 from its TypeScript sources; beside it
+# the kubectl plugin (`kubectl umlmon`) and its completion helper for kubectl 1.26 and later.
 ln -sfn "$PWD/bin/umlmon" /usr/local/bin/umlmon
-log "ready: node $(node --version), umlmon's UML kernel $(/usr/local/lib/umlmon/linux --version 2>/dev/null | head -1), umlmon at /usr/local/bin/umlmon"
+ln -sfn "$PWD/bin/kubectl-umlmon" /usr/local/bin/kubectl-umlmon
+ln -sfn "$PWD/bin/kubectl_complete-umlmon" /usr/local/bin/kubectl_complete-umlmon
+log "ready: node $(node --version), umlmon's UML kernel $(/usr/local/lib/umlmon/linux --version 2>/dev/null | head -1), umlmon and kubectl-umlmon in /usr/local/bin"

@@ -41,7 +41,10 @@ cat >&2 <<INFO
 
   status          ${machines#"$repo/"}/basic.status.yaml      (watch -n1 cat ...)
   events          ${machines#"$repo/"}/basic.events.log
-  guest console   ${state#"$repo/"}/machines/<umid>/console.log   (umid is in the status file)
+  guest console   umlmon console --state-dir $state basic        (Ctrl-] detaches)
+                  its log: ${state#"$repo/"}/machines/<umid>/console.log
+  machines        umlmon ls --state-dir $state --machines-dir $machines
+                  umlmon pause|resume|restart|backup --machines-dir $machines basic
   mconsole        umlmon mconsole --state-dir $state default/basic version
   health/metrics  curl http://127.0.0.1:9473/readyz  and  /metrics
 

@@ -5,6 +5,10 @@
 //   {"op":"status","machine":"ns/name"}                one machine's object status and runtime view
 //   {"op":"drain","timeoutSeconds":120}                shut every guest down gracefully, keep them down
 //   {"op":"mconsole","machine":"ns/name","command":"version"}   a read-only mconsole command
+//   {"op":"console","machine":"ns/name","readOnly":false,"holder":"root@laptop"}
+//                                                      attach to the guest's console: after the
+//                                                      reply line the connection carries raw bytes,
+//                                                      typed input one way, console output the other
 //   {"op":"ping"}
 // Replies: {"ok":true,"result":...} or {"ok":false,"error":"..."}.
 // Access: a unix socket is mode 0600 in the root-owned state directory (root only); a tcp
@@ -22,7 +26,18 @@ export type ControlRequest =
   | { op: 'list' }
   | { op: 'status'; machine: string }
   | { op: 'drain'; timeoutSeconds?: number }
-  | { op: 'mconsole'; machine: string; command: string };
+  | { op: 'mconsole'; machine: string; command: string }
+  | { op: 'console'; machine: string; readOnly: boolean; holder: string };
+
+/** An attached console as the control socket relays it (console-session.ts). */
+export interface ControlConsole {
+  /** Sent in the reply line: what the client prints on attaching. */
+  info: Record<string, unknown>;
+  write(bytes: Buffer): boolean;
+  close(): void;
+  /** Calls back once when the session ends on the agent's side (the guest exited), with why. */
+  onEnd?(callback: (why: string) => void): void;
+}
 
 export type ControlReply = { ok: true; result: unknown } | { ok: false; error: string };
 
@@ -31,6 +46,7 @@ export interface ControlHandlers {
   status(machine: string): Promise<unknown> | unknown;
   drain(timeoutSeconds: number): Promise<unknown>;
   mconsole(machine: string, command: string): Promise<string>;
+  console?(machine: string, options: { readOnly: boolean; holder: string }, onData: (chunk: Buffer) => void): ControlConsole;
 }
 
 export interface ControlServerOptions {
@@ -78,6 +94,14 @@ export function mconsoleCommandProblem(command: string): string | undefined {
   }
 }
 
+function isConsoleRequest(line: string): boolean {
+  try {
+    return (JSON.parse(line) as { op?: unknown } | null)?.op === 'console';
+  } catch {
+    return false;
+  }
+}
+
 function sameToken(given: unknown, expected: string): boolean {
   if (typeof given !== 'string') return false;
   const a = createHash('sha256').update(given).digest();
@@ -103,6 +127,12 @@ export function parseControlRequest(value: unknown): ControlRequest | string {
     case 'drain':
       if (r.timeoutSeconds !== undefined && (typeof r.timeoutSeconds !== 'number' || !Number.isInteger(r.timeoutSeconds) || r.timeoutSeconds < 0)) return '"timeoutSeconds" must be a whole number >= 0';
       return r.timeoutSeconds === undefined ? { op: 'drain' } : { op: 'drain', timeoutSeconds: r.timeoutSeconds };
+    case 'console': {
+      if (!machineOk(r.machine)) return '"machine" must be "<namespace>/<name>"';
+      if (r.readOnly !== undefined && typeof r.readOnly !== 'boolean') return '"readOnly" must be true or false';
+      const holder = typeof r.holder === 'string' ? r.holder.replace(/[^\x20-\x7e]/g, '').slice(0, 100) : 'unknown';
+      return { op: 'console', machine: r.machine, readOnly: r.readOnly === true, holder };
+    }
     case 'mconsole': {
       if (!machineOk(r.machine)) return '"machine" must be "<namespace>/<name>"';
       if (typeof r.command !== 'string') return '"command" must be a string';
@@ -110,7 +140,7 @@ export function parseControlRequest(value: unknown): ControlRequest | string {
       return problem ?? { op: 'mconsole', machine: r.machine, command: r.command.trim() };
     }
     default:
-      return `unknown op ${JSON.stringify(r.op)}: use list, status, drain, mconsole or ping`;
+      return `unknown op ${JSON.stringify(r.op)}: use list, status, drain, mconsole, console or ping`;
   }
 }
 
@@ -122,8 +152,10 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
     throw new Error(`control: refusing tcp://${address.host}:${address.port} without a bearer token (set controlToken or controlTokenFile)`);
   }
   const sockets = new Set<Socket>();
+  /** Connections that became a console session: raw bytes from then on. */
+  const consoles = new Map<Socket, ControlConsole>();
 
-  async function handle(line: string): Promise<ControlReply> {
+  async function handle(line: string, socket: Socket): Promise<ControlReply> {
     let value: unknown;
     try {
       value = JSON.parse(line);
@@ -144,6 +176,18 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
         case 'status': return { ok: true, result: await opts.handlers.status(request.machine) };
         case 'drain': return { ok: true, result: await opts.handlers.drain(request.timeoutSeconds ?? opts.defaultDrainTimeoutSeconds) };
         case 'mconsole': return { ok: true, result: await opts.handlers.mconsole(request.machine, request.command) };
+        case 'console': {
+          if (!opts.handlers.console) return { ok: false, error: 'this agent does not serve consoles' };
+          const peer = socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : 'the unix control socket';
+          const attached = opts.handlers.console(request.machine, { readOnly: request.readOnly, holder: `${request.holder} via ${peer}` }, (chunk) => {
+            if (!socket.destroyed) socket.write(chunk);
+          });
+          consoles.set(socket, attached);
+          attached.onEnd?.((why) => {
+            if (!socket.destroyed) socket.end(`\r\n[umlmon: ${why}]\r\n`);
+          });
+          return { ok: true, result: attached.info };
+        }
       }
     } catch (err) {
       return { ok: false, error: errorText(err) };
@@ -152,26 +196,40 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
 
   const server: Server = createServer((socket) => {
     sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
+    socket.on('close', () => {
+      sockets.delete(socket);
+      consoles.get(socket)?.close();
+      consoles.delete(socket);
+    });
     socket.on('error', () => socket.destroy());
-    socket.setEncoding('utf8');
-    let buffer = '';
+    let buffer = Buffer.alloc(0);
     let chain = Promise.resolve();
-    socket.on('data', (chunk: string) => {
-      buffer += chunk;
+    let raw = false;
+    const toConsole = (bytes: Buffer): void => {
+      if (bytes.length > 0) consoles.get(socket)?.write(bytes);
+    };
+    socket.on('data', (chunk: Buffer) => {
+      if (raw) { toConsole(chunk); return; }
+      buffer = Buffer.concat([buffer, chunk]);
       if (buffer.length > MAX_LINE_BYTES) {
         socket.end(`${JSON.stringify({ ok: false, error: 'request line too long' })}\n`);
         return;
       }
       let nl: number;
-      while ((nl = buffer.indexOf('\n')) >= 0) {
-        const line = buffer.slice(0, nl).trim();
-        buffer = buffer.slice(nl + 1);
+      while (!raw && (nl = buffer.indexOf(0x0a)) >= 0) {
+        const line = buffer.subarray(0, nl).toString('utf8').trim();
+        buffer = buffer.subarray(nl + 1);
         if (line === '') continue;
+        // A console request ends the line protocol on this connection: what follows is input.
+        if (isConsoleRequest(line)) raw = true;
         // Requests on one connection are answered in order.
+        const rest = raw ? buffer : undefined;
+        if (raw) buffer = Buffer.alloc(0);
         chain = chain.then(async () => {
-          const reply = await handle(line);
+          const reply = await handle(line, socket);
           if (!socket.destroyed) socket.write(`${JSON.stringify(reply)}\n`);
+          if (raw && !reply.ok) socket.end();
+          else if (rest) toConsole(rest);
         });
       }
     });
@@ -261,5 +319,55 @@ export function controlRequest(address: ControlAddress, request: ControlRequest,
         : new Error(`control socket ${describe(address)}: ${err.message}`)));
     });
     socket.once('close', () => finish(() => reject(new Error(`the agent at ${describe(address)} closed the connection without a reply`))));
+  });
+}
+
+/**
+ * Asks a running agent for a console session; on success the returned socket carries raw
+ * bytes (write what is typed, read console output; end it to detach). `leftover` is output
+ * that arrived with the reply line.
+ */
+export function controlConsole(address: ControlAddress, request: Extract<ControlRequest, { op: 'console' }>, options: { token?: string; timeoutMs: number }): Promise<{ socket: Socket; info: Record<string, unknown>; leftover: Buffer }> {
+  if (address.kind === 'none') return Promise.reject(new ControlUnavailableError('no control address configured'));
+  return new Promise((resolve, reject) => {
+    const socket = address.kind === 'unix' ? createConnection(address.path) : createConnection(address.port, address.host);
+    let buffer = Buffer.alloc(0);
+    let settled = false;
+    const fail = (error: Error): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.destroy();
+      reject(error);
+    };
+    const timer = setTimeout(() => fail(new Error(`no reply from the agent at ${describe(address)} within ${options.timeoutMs} ms`)), options.timeoutMs);
+    socket.once('connect', () => {
+      socket.write(`${JSON.stringify(options.token !== undefined ? { ...request, token: options.token } : request)}\n`);
+    });
+    const onData = (chunk: Buffer): void => {
+      buffer = Buffer.concat([buffer, chunk]);
+      const nl = buffer.indexOf(0x0a);
+      if (nl < 0) return;
+      let reply: ControlReply;
+      try {
+        reply = JSON.parse(buffer.subarray(0, nl).toString('utf8')) as ControlReply;
+      } catch {
+        fail(new Error(`the agent at ${describe(address)} answered something that is not JSON`));
+        return;
+      }
+      if (!reply.ok) { fail(new Error(reply.error)); return; }
+      settled = true;
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.removeAllListeners('error');
+      socket.removeAllListeners('close');
+      resolve({ socket, info: (reply.result ?? {}) as Record<string, unknown>, leftover: buffer.subarray(nl + 1) });
+    };
+    socket.on('data', onData);
+    socket.once('error', (err: NodeJS.ErrnoException) => {
+      const unavailable = err.code === 'ENOENT' || err.code === 'ECONNREFUSED';
+      fail(unavailable ? new ControlUnavailableError(`no agent answers at ${describe(address)} (${err.code})`) : new Error(`control socket ${describe(address)}: ${err.message}`));
+    });
+    socket.once('close', () => fail(new Error(`the agent at ${describe(address)} closed the connection without a reply`)));
   });
 }

@@ -61,7 +61,7 @@ export class Controller {
     // A machine waiting for a readWrite image another one has is looked at again whenever a
     // machine lets go of disks (the holder's own exit comes as a runtime event, below).
     this.#reconciler.onDisksReleased(() => this.#wakeDiskWaiters());
-    this.queue = new WorkQueue({ onDepth: (d) => this.#metrics?.workqueueDepth.set(undefined, d), ...(deps.clock ? { clock: deps.clock } : {}) });
+    this.queue = new WorkQueue({ onDepth: (d) => this.#metrics?.workqueueDepth.set(d), ...(deps.clock ? { clock: deps.clock } : {}) });
     this.#backups = new BackupScheduler((key) => {
       this.#reconciler.markBackupDue(key);
       this.queue.add(key);
@@ -192,7 +192,7 @@ export class Controller {
       case 'booted': {
         const requested = this.#reconciler.takeStartRequest(e.id);
         const seconds = requested !== undefined ? (e.at.getTime() - requested) / 1000 : undefined;
-        if (seconds !== undefined && seconds >= 0) this.#metrics?.bootSeconds.observe(undefined, seconds);
+        if (seconds !== undefined && seconds >= 0) this.#metrics?.bootSeconds.observe(seconds);
         this.#event(key, 'Normal', 'Booted', seconds !== undefined ? `the guest kernel booted in ${seconds.toFixed(2)} s` : 'the guest kernel booted');
         break;
       }

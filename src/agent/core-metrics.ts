@@ -30,7 +30,7 @@ export class CoreMetrics {
     this.pauseSeconds = registry.histogram('umlmon_pause_seconds', 'Time to pause a guest (mconsole stop).', [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1]);
     this.resumeSeconds = registry.histogram('umlmon_resume_seconds', 'Time to resume a guest (mconsole go).', [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1]);
     for (const phase of PHASES) this.guests.set({ phase }, 0);
-    this.workqueueDepth.set(undefined, 0);
+    this.workqueueDepth.set(0);
   }
 
   setPhases(phases: Iterable<Phase>): void {

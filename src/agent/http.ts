@@ -13,6 +13,11 @@ export interface HealthServerOptions {
   ready: () => boolean;
   metrics: Registry;
   logger: Logger;
+  /**
+   * Runs before each /metrics render: figures read on scrape (the guests', guest-metrics.ts).
+   * It bounds its own time; a failure is logged and the rest is served.
+   */
+  beforeScrape?: () => Promise<void>;
 }
 
 export interface HealthServer {
@@ -27,13 +32,13 @@ function processMetrics(metrics: Registry): () => void {
   const heap = metrics.gauge('nodejs_heap_used_bytes', 'V8 heap in use in bytes.');
   const cpu = metrics.gauge('process_cpu_seconds_total', 'User and system CPU time of the agent process in seconds.');
   const started = metrics.gauge('process_start_time_seconds', 'Start time of the agent process since the Unix epoch in seconds.');
-  started.set(undefined, Math.round(Date.now() / 1000 - process.uptime()));
+  started.set(Math.round(Date.now() / 1000 - process.uptime()));
   return () => {
     const m = memoryUsage();
-    rss.set(undefined, m.rss);
-    heap.set(undefined, m.heapUsed);
+    rss.set(m.rss);
+    heap.set(m.heapUsed);
     const c = cpuUsage();
-    cpu.set(undefined, (c.user + c.system) / 1e6);
+    cpu.set((c.user + c.system) / 1e6);
   };
 }
 
@@ -58,8 +63,18 @@ export function startHealthServer(opts: HealthServerOptions): Promise<HealthServ
         return;
       }
       case '/metrics':
-        refresh();
-        res.writeHead(200, { 'Content-Type': METRICS_CONTENT_TYPE }).end(opts.metrics.render());
+        void (async () => {
+          refresh();
+          try {
+            await opts.beforeScrape?.();
+          } catch (err) {
+            log.warn({ err: err instanceof Error ? err.message : String(err) }, 'reading guest metrics failed; serving the rest');
+          }
+          const text = await opts.metrics.render();
+          res.writeHead(200, { 'Content-Type': METRICS_CONTENT_TYPE }).end(req.method === 'HEAD' ? undefined : text);
+        })().catch((err: unknown) => {
+          if (!res.headersSent) res.writeHead(500, { 'Content-Type': 'text/plain' }).end(`metrics failed: ${err instanceof Error ? err.message : String(err)}\n`);
+        });
         return;
       default:
         res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found: try /healthz, /readyz or /metrics\n');

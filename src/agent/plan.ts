@@ -59,8 +59,15 @@ export interface PlanInput {
    * agent stopped it for them): starting it again is the user's wish, not a restart.
    */
   exitAcknowledged: boolean;
-  /** A scheduled backup is due. */
+  /** A scheduled backup is due, or one was asked for (annotation umlmon.io/backup-requested-at). */
   backupDue: boolean;
+  /**
+   * When a restart was asked for (annotation umlmon.io/restart-requested-at, ms since the
+   * epoch): a guest whose kernel started before then is shut down gracefully and started again,
+   * whatever its restartPolicy. A time still ahead of this node's clock waits until it is past,
+   * so the new kernel always starts after it and the request is never taken twice.
+   */
+  restartRequestedAt?: number;
   /** Grace period for machines whose object is gone (their own, from labels, when known). */
   orphanGracePeriodMs: number;
   /**
@@ -76,7 +83,7 @@ export interface PlanInput {
   imageHolders?: ImageHolder[];
 }
 
-export type StopReason = 'desired' | 'deleting' | 'orphan';
+export type StopReason = 'desired' | 'deleting' | 'orphan' | 'restart';
 
 export type Action =
   | { type: 'addFinalizer' }
@@ -254,6 +261,16 @@ function planValid(input: PlanInput, desired: DesiredMachine, spec: ValidSpec, r
   }
   addFinalizer();
   result.pendingRestart = pendingRestart(spec.config, actual);
+
+  const asked = input.restartRequestedAt;
+  if (asked !== undefined && (actual.state === 'running' || actual.state === 'paused') && actual.startTime !== undefined && actual.startTime.getTime() < asked) {
+    if (asked <= input.now) {
+      result.actions.push(...stopActions(actual, spec.gracePeriodMs, 'restart'));
+      if (input.backupDue) result.backupSkipped = 'the guest is restarting';
+      return;
+    }
+    result.requeueAfterMs = Math.min(asked - input.now, 60_000);
+  }
 
   switch (actual.state) {
     case 'starting':

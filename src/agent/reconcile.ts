@@ -56,6 +56,26 @@ export interface ReconcilerDeps {
   now?: () => Date;
 }
 
+/** Set by `umlmon restart` / `kubectl umlmon restart` (RFC 3339): restart the guest once (plan.ts). */
+export const RESTART_REQUEST_ANNOTATION = 'umlmon.io/restart-requested-at';
+/** Set by `umlmon backup` / `kubectl umlmon backup`: one backup now, besides any schedule. */
+export const BACKUP_REQUEST_ANNOTATION = 'umlmon.io/backup-requested-at';
+
+/** An annotation's RFC 3339 time in ms, or undefined when absent or not a time. */
+export function requestTime(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const t = Date.parse(value);
+  return Number.isFinite(t) ? t : undefined;
+}
+
+/** Pure: a backup request is due when its time has come and no backup ran since it was made. */
+export function backupRequestDue(value: string | undefined, lastBackupTime: string | undefined, now: number): boolean {
+  const asked = requestTime(value);
+  if (asked === undefined || asked > now) return false;
+  const last = lastBackupTime !== undefined ? Date.parse(lastBackupTime) : Number.NaN;
+  return !(Number.isFinite(last) && last >= asked);
+}
+
 /** What the reconciler remembers about a key between passes (lost on restart, rebuilt from status). */
 interface KeyMemory {
   backoff?: RestartBackoff;
@@ -63,6 +83,8 @@ interface KeyMemory {
   /** exit.at (ms) of an exit the user asked for (state Stopped, or our stop). */
   acknowledgedExitAt?: number;
   backupDue?: boolean;
+  /** The umlmon.io/backup-requested-at value already acted on (a failed one is not retried). */
+  backupRequestHandled?: string;
   guest?: GuestInfo;
   lastBackup?: UmlMachineStatus['lastBackup'];
   phase?: Phase;
@@ -252,11 +274,17 @@ export class Reconciler {
         // After an agent restart: the status we wrote says the user had it stopped.
         (memory.acknowledgedExitAt === undefined && conditionOf(machine?.status, 'Ready')?.reason === 'Stopped'));
     if (memory.restartCount === undefined) memory.restartCount = machine?.status?.restartCount ?? 0;
-    const backupDue = memory.backupDue === true;
+    const now = this.#now().getTime();
+    const backupRequest = machine?.metadata.annotations?.[BACKUP_REQUEST_ANNOTATION];
+    const backupAsked = backupRequestDue(backupRequest, memory.lastBackup?.time ?? machine?.status?.lastBackup?.time, now) && memory.backupRequestHandled !== backupRequest;
+    if (backupAsked) memory.backupRequestHandled = backupRequest;
+    const backupDue = memory.backupDue === true || backupAsked;
     memory.backupDue = false;
+    const restartRequestedAt = requestTime(machine?.metadata.annotations?.[RESTART_REQUEST_ANNOTATION]);
 
     const decided = plan({
-      now: this.#now().getTime(),
+      now,
+      ...(restartRequestedAt !== undefined ? { restartRequestedAt } : {}),
       sourceSynced: this.#source.synced(),
       draining: this.#draining,
       desired,
@@ -272,7 +300,7 @@ export class Reconciler {
     if (decided.backoff) memory.backoff = decided.backoff;
     if (decided.clearBackoff) memory.backoff = undefined;
     if (decided.actions.length > 0) log.debug({ actions: decided.actions.map((a) => a.type) }, 'plan');
-    if (decided.backupSkipped && machine) this.#event(machine, 'Warning', 'BackupFailed', `scheduled backup skipped: ${decided.backupSkipped}`);
+    if (decided.backupSkipped && machine) this.#event(machine, 'Warning', 'BackupFailed', `backup skipped: ${decided.backupSkipped}`);
 
     let failure: Failure | undefined;
     let finalizerRemoved = false;
@@ -413,19 +441,19 @@ export class Reconciler {
       case 'pause': {
         const t0 = performance.now();
         await rt.pause(action.id);
-        this.#metrics?.pauseSeconds.observe(undefined, (performance.now() - t0) / 1000);
+        this.#metrics?.pauseSeconds.observe((performance.now() - t0) / 1000);
         event('Normal', 'Paused', 'the guest is paused (mconsole stop)');
         return;
       }
       case 'resume': {
         const t0 = performance.now();
         await rt.resume(action.id);
-        this.#metrics?.resumeSeconds.observe(undefined, (performance.now() - t0) / 1000);
+        this.#metrics?.resumeSeconds.observe((performance.now() - t0) / 1000);
         event('Normal', 'Resumed', 'the guest is running again (mconsole go)');
         return;
       }
       case 'stop': {
-        const why = { desired: 'state is Stopped', deleting: 'the machine is being deleted', orphan: 'its object is gone' }[action.reason];
+        const why = { desired: 'state is Stopped', deleting: 'the machine is being deleted', orphan: 'its object is gone', restart: `a restart was asked for (${RESTART_REQUEST_ANNOTATION})` }[action.reason];
         event('Normal', 'Stopping', `shutting the guest down (${why}): ctrl-alt-del, then halt after ${Math.round(action.gracePeriodMs / 1000)} s`);
         this.#stopping.add(action.id);
         try {
@@ -434,7 +462,9 @@ export class Reconciler {
           this.#stopping.delete(action.id);
         }
         const exit = rt.get(action.id)?.exit;
-        if (action.reason === 'desired' && exit) memory.acknowledgedExitAt = exit.at.getTime();
+        // Asked for (state Stopped, or a restart): the next pass starts it again only if wanted,
+        // and never counts it as a crash.
+        if ((action.reason === 'desired' || action.reason === 'restart') && exit) memory.acknowledgedExitAt = exit.at.getTime();
         this.#disksReleased();
         event('Normal', 'Stopped', exit ? `the guest is down: ${describeExit(exit)}` : 'the guest is down');
         return;

@@ -83,8 +83,10 @@ export function kernelArgs({ config, measuredLpj, interfaceSpecs }: KernelArgsIn
     `umid=${config.id}`,
     `uml_dir=${IN_JAIL.umlDir}`,
     `mconsole=notify:${IN_JAIL.notify}`,
-    // The console and kernel log go to fd 1, which is console.log in the state directory.
-    'con0=null,fd:1',
+    // The console reads fd 0, a FIFO in the state directory (console.in, where `umlmon console`
+    // writes), and writes fd 1, console.log opened for append. No pty: a pty needs a reader that
+    // outlives the agent, a file never blocks the guest and loses nothing while no agent runs.
+    'con0=fd:0,fd:1',
     'con=null',
     'ssl=null',
     ...config.disks.map(diskDeviceSpec),

@@ -1,6 +1,6 @@
 // Reads the kernel's console log as it grows (fs.watch, no polling) and recognises the few lines
 // the runtime acts on. classifyConsoleLine is pure; ConsoleFollower is the thin effectful shell.
-import { closeSync, fstatSync, openSync, readSync, watch, type FSWatcher } from 'node:fs';
+import { LogTail, rotateConsoleLog, shouldRotate } from './console-log.ts';
 import { FP_REGS_FAILURE } from './kernel-compat.ts';
 
 export type ConsoleSignal =
@@ -27,7 +27,10 @@ export function classifyConsoleLine(raw: string): ConsoleSignal | undefined {
   if (lpj) return { type: 'lpj', value: Number(lpj[1]) };
   const panic = /Kernel panic - not syncing: (.*)$/.exec(line);
   if (panic) return { type: 'panic', message: panic[1]! };
-  if (/^Bus error - the host .* ran out of space/.test(line)) return { type: 'memory-file-full', message: line };
+  // Not anchored: printk does not start a new line after what the guest wrote to its console
+  // (a shell's prompt), so the message can follow it on the same line.
+  const busError = /Bus error - the host .* ran out of space.*$/.exec(line);
+  if (busError) return { type: 'memory-file-full', message: busError[0] };
   if (/Emergency Sync complete/.test(line)) return { type: 'sync-complete' };
   if (FP_REGS_FAILURE.test(line)) return { type: 'kernel-incompatible', line };
   return undefined;
@@ -56,46 +59,47 @@ export function summarizeConsole(text: string): ConsoleSummary {
   return summary;
 }
 
-/** Calls onSignal for each recognised line appended to the file from `offset` on. */
+export interface ConsoleRotation {
+  /** Rotate once the log is larger than this (console-log.ts); 0: never. */
+  maxBytes: number;
+  /** Whether the writer appends (checked by the caller, once per kernel). */
+  canRotate: () => boolean;
+}
+
+/** Calls onSignal for each recognised line appended to the file from `offset` on; rotates it. */
 export class ConsoleFollower {
   private readonly path: string;
+  private readonly tail: LogTail;
+  private readonly rotation: ConsoleRotation | undefined;
   private readonly onSignal: (signal: ConsoleSignal) => void;
-  private offset: number;
   private carry = '';
-  private watcher: FSWatcher | undefined;
-  private closed = false;
 
-  constructor(path: string, offset: number, onSignal: (signal: ConsoleSignal) => void) {
+  constructor(path: string, offset: number, onSignal: (signal: ConsoleSignal) => void, rotation?: ConsoleRotation) {
     this.path = path;
-    this.offset = offset;
     this.onSignal = onSignal;
-    this.watcher = watch(path, { persistent: false }, () => this.drain());
-    this.watcher.on('error', () => this.close());
+    this.rotation = rotation;
+    this.tail = new LogTail(path, offset, (chunk) => this.consume(chunk.toString('utf8')));
     this.drain();
   }
 
-  /** Reads what was appended since the last call. Safe to call any time (e.g. on exit). */
+  /** Reads what was appended since the last call, then rotates a log past its limit. Safe to call any time (e.g. on exit). */
   drain(): void {
-    if (this.closed) return;
-    let fd: number;
+    this.tail.drain();
+    if (!this.rotation) return;
+    let size: number;
     try {
-      fd = openSync(this.path, 'r');
+      size = LogTail.sizeOf(this.path);
     } catch {
       return;
     }
+    if (!shouldRotate(size, this.rotation.maxBytes) || !this.rotation.canRotate()) return;
+    this.tail.drain(); // whatever came in since: read before it moves to console.log.1
     try {
-      const size = fstatSync(fd).size;
-      if (size < this.offset) this.offset = 0; // truncated: start over
-      const buf = Buffer.alloc(64 * 1024);
-      while (this.offset < size) {
-        const n = readSync(fd, buf, 0, buf.length, this.offset);
-        if (n <= 0) break;
-        this.offset += n;
-        this.consume(buf.subarray(0, n).toString('utf8'));
-      }
-    } finally {
-      closeSync(fd);
+      rotateConsoleLog(this.path);
+    } catch {
+      return; // tried again on the next write
     }
+    this.tail.drain(); // sees the truncation: reads from the new start
   }
 
   private consume(text: string): void {
@@ -109,8 +113,6 @@ export class ConsoleFollower {
   }
 
   close(): void {
-    this.closed = true;
-    this.watcher?.close();
-    this.watcher = undefined;
+    this.tail.close();
   }
 }

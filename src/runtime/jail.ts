@@ -251,7 +251,12 @@ export function buildJailScript(input: JailScriptInput): string {
   const pidFile = shellQuote(paths.kernelPidFile);
   const statusFile = shellQuote(paths.exitStatusFile);
   lines.push(
-    `${kernel} &`,
+    // A background job of a shell without job control has its stdin replaced by /dev/null
+    // before its own redirections (POSIX; so `<&0` would dup /dev/null): the console's input
+    // FIFO is kept on fd 3 and given back to the kernel as its stdin.
+    'exec 3<&0',
+    `${kernel} <&3 3<&- &`,
+    'exec 3<&-',
     'kernel=$!',
     `echo "$kernel" > ${pidFile}.tmp && mv -f ${pidFile}.tmp ${pidFile}`,
     // wait returns early if a trapped signal arrives; none is trapped, but loop until the kernel is gone.

@@ -24,6 +24,10 @@ export interface MachinePaths {
   dir: string;
   machineFile: string;
   consoleLog: string;
+  /** A FIFO, the kernel's stdin (con0's input): what `umlmon console` types goes in here. */
+  consoleInput: string;
+  /** Held by the one `umlmon console` session that may type (console-session.ts). */
+  consoleWriterLock: string;
   jailScript: string;
   jailDir: string;
   kernel: string;
@@ -58,6 +62,8 @@ export function machinePaths(stateDir: string, id: string): MachinePaths {
     dir,
     machineFile: join(dir, 'machine.json'),
     consoleLog: join(dir, 'console.log'),
+    consoleInput: join(dir, 'console.in'),
+    consoleWriterLock: join(dir, 'console.writer'),
     jailScript: join(dir, 'jail.sh'),
     jailDir,
     kernel: join(jailDir, IN_JAIL.kernel),

@@ -2,16 +2,17 @@
 // over mconsole, and reports what they do. Decisions live in pure modules (validate, cmdline,
 // console, allocations); device and backup operations in disks.ts and backup.ts; this file
 // sequences the machine's lifecycle and keeps the per-machine state.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, constants as fsConstants, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve, sep } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SharedAllocations } from './allocations.ts';
 import { backupMachine } from './backup.ts';
 import { createMachineCgroup, removeEmptyCgroupParent, removeMachineCgroup } from './cgroup.ts';
 import { diskFilesInJail, interfaceDeviceSpec, kernelArgs } from './cmdline.ts';
-import { ConsoleFollower, summarizeConsole, type ConsoleSignal } from './console.ts';
+import { ConsoleFollower, summarizeConsole, type ConsoleRotation, type ConsoleSignal } from './console.ts';
+import { writesAppending } from './console-log.ts';
 import { diskFailureReason, interfaceFailureReason, missingDisks } from './device-check.ts';
 import { imageConflict, imageHoldersOf, imageInUseMessage } from './image-use.ts';
 import { attachDisk, detachDisk, parsePartitions } from './disks.ts';
@@ -52,6 +53,7 @@ interface Settings {
   mconsoleTimeoutMs: number;
   startTimeoutMs: number;
   umlSwitch: string;
+  consoleLogMaxBytes: number;
   log: RuntimeLogger;
 }
 
@@ -125,6 +127,7 @@ export class UmlRuntime implements Runtime {
       mconsoleTimeoutMs: options.mconsoleTimeoutMs ?? 5000,
       startTimeoutMs: options.startTimeoutMs ?? 60000,
       umlSwitch: options.umlSwitch ?? 'uml_switch',
+      consoleLogMaxBytes: options.consoleLogMaxBytes ?? 4 * MiB,
       log: options.logger ?? silentLogger,
     };
     this.sharedDir = sharedDir(stateDir);
@@ -171,9 +174,11 @@ export class UmlRuntime implements Runtime {
       config: r.config,
       disks: r.disks.map((d) => ({ ...d })),
       interfaces: r.interfaces.map((i) => ({ ...i })),
-      consoles: [{ name: 'con0', hostDevice: `file:${r.consoleLog}` }],
+      consoles: [{ name: 'con0', hostDevice: existsSync(m.paths.consoleInput) ? `fifo:${m.paths.consoleInput},file:${r.consoleLog}` : `file:${r.consoleLog}` }],
       consoleLog: r.consoleLog,
     };
+    if (existsSync(m.paths.consoleInput)) status.consoleInput = m.paths.consoleInput;
+    if (r.cgroupDirs.length > 0) status.cgroupDirs = [...r.cgroupDirs];
     if (r.bootTime) status.bootTime = new Date(r.bootTime);
     if (r.kernelVersion) status.kernelVersion = r.kernelVersion;
     if (r.mconsoleSocket) status.mconsoleSocket = r.mconsoleSocket;
@@ -325,14 +330,22 @@ export class UmlRuntime implements Runtime {
         throw new RuntimeError('jail-failed', config, errorText(error), { cause: error });
       }
 
-      const consoleFd = openSync(paths.consoleLog, 'w', 0o640);
+      // Append mode: the log can then be truncated under the kernel (rotation, console-log.ts).
+      const consoleFd = openSync(paths.consoleLog, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC | fsConstants.O_APPEND, 0o640);
+      let consoleIn: number | undefined;
       try {
+        // The console's input: a FIFO the kernel holds open for reading and writing, so it never
+        // sees end-of-file when a `umlmon console` session ends (UML's generic_read takes
+        // end-of-file for an I/O error on the console).
+        rmSync(paths.consoleInput, { force: true });
+        execFileSync('mkfifo', ['-m', '0600', paths.consoleInput], { stdio: ['ignore', 'ignore', 'pipe'] });
+        consoleIn = openSync(paths.consoleInput, 'r+');
         mkdirSync(paths.monitorDir, { recursive: true, mode: 0o755 });
         // detached: a session of its own, so nothing of the agent's reaches it. unshare execs
         // the jail script (no fork): this pid is the monitor's, which then starts the kernel in
         // a session and process group of the kernel's own (jail.ts).
         child = spawn('unshare', ['--mount', '--propagation', 'private', '/bin/sh', paths.jailScript], {
-          detached: true, stdio: ['ignore', consoleFd, consoleFd], env: { PATH: SYSTEM_PATH }, cwd: paths.dir,
+          detached: true, stdio: [consoleIn, consoleFd, consoleFd], env: { PATH: SYSTEM_PATH }, cwd: paths.dir,
         });
         child.once('exit', (code, signal) => this.onMonitorExit(m, code, signal));
         await new Promise<void>((ok, fail) => {
@@ -344,6 +357,7 @@ export class UmlRuntime implements Runtime {
         throw new RuntimeError('start-failed', config, `could not spawn the jail: ${errorText(error)}`, { cause: error });
       } finally {
         closeSync(consoleFd);
+        if (consoleIn !== undefined) closeSync(consoleIn);
       }
     } catch (error) {
       for (const attached of interfaces) await this.releaseHostInterface(config.id, attached);
@@ -357,7 +371,7 @@ export class UmlRuntime implements Runtime {
     m.record.monitorPid = monitorPid;
     m.record.monitorStartTicks = readStartTicks(monitorPid) ?? '';
     this.machines.set(config.id, m);
-    m.console = new ConsoleFollower(paths.consoleLog, 0, (signal) => this.onConsole(m, signal));
+    m.console = new ConsoleFollower(paths.consoleLog, 0, (signal) => this.onConsole(m, signal), this.consoleRotation(m));
     const kernelPid = await waitForKernelPid(paths.kernelPidFile, () => child.exitCode !== null || child.signalCode !== null, this.settings.startTimeoutMs);
     const pid = kernelPid ?? monitorPid;
     const startTicks = readStartTicks(pid) ?? '';
@@ -394,12 +408,25 @@ export class UmlRuntime implements Runtime {
     return this.status(m);
   }
 
+  /** Rotation of a machine's console log, once its kernel is known to append (console-log.ts). */
+  private consoleRotation(m: Machine): ConsoleRotation {
+    let appends: boolean | undefined;
+    return {
+      maxBytes: this.settings.consoleLogMaxBytes,
+      canRotate: () => {
+        // Asked only once the log is past its limit; the kernel's pid is known by then.
+        if (appends === undefined && m.record.pid && m.record.startTicks) appends = writesAppending(m.record.pid);
+        return appends === true;
+      },
+    };
+  }
+
   /** Leaves nothing of a dead machine's run but its private disks (COW files are guest data). */
   private cleanStale(paths: MachinePaths, machine: { id: string; name: string }): void {
     if (!existsSync(paths.dir)) return;
     const left = unmountAllUnder(paths.dir);
     if (left.length) throw new RuntimeError('jail-failed', machine, `stale mounts under ${paths.dir} could not be unmounted: ${left.join(', ')}`);
-    for (const path of [paths.umlDir, paths.tmpDir, paths.notifySocket, paths.devDir, paths.sharedMount, paths.jailScript, paths.monitorDir]) {
+    for (const path of [paths.umlDir, paths.tmpDir, paths.notifySocket, paths.devDir, paths.sharedMount, paths.jailScript, paths.monitorDir, paths.consoleInput, paths.consoleWriterLock]) {
       rmSync(path, { recursive: true, force: true });
     }
     if (existsSync(paths.consoleLog)) renameSync(paths.consoleLog, `${paths.consoleLog}.previous`);
@@ -705,7 +732,7 @@ export class UmlRuntime implements Runtime {
       /* no console log yet */
     }
     try {
-      m.console = new ConsoleFollower(paths.consoleLog, offset, (signal) => this.onConsole(m, signal));
+      m.console = new ConsoleFollower(paths.consoleLog, offset, (signal) => this.onConsole(m, signal), this.consoleRotation(m));
     } catch (error) {
       this.settings.log.warn({ machine: record.id, err: errorText(error) }, 'cannot follow the console log');
     }

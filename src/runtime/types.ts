@@ -123,6 +123,10 @@ export interface MachineStatus {
   mconsoleSocket?: string;
   /** Host path of the kernel's console and log file. */
   consoleLog?: string;
+  /** Host path of the FIFO the console reads (absent for kernels started without one). */
+  consoleInput?: string;
+  /** The machine's cgroup directories (empty where the node has none): its CPU and memory figures. */
+  cgroupDirs?: string[];
 }
 
 export type RuntimeEvent =
@@ -217,5 +221,7 @@ export interface RuntimeOptions {
   startTimeoutMs?: number;
   /** The uml_switch binary used for `daemon` interfaces (default "uml_switch"). */
   umlSwitch?: string;
+  /** console.log is rotated (one old copy, console.log.1) once larger than this (default 4 MiB; 0: never). */
+  consoleLogMaxBytes?: number;
   logger?: RuntimeLogger;
 }

@@ -450,3 +450,26 @@ describe('plan: a readWrite image is one machine\'s at a time', () => {
     assert.match(p.devicesPending ?? '', /disk ubd1: image data\.img is in use/);
   });
 });
+
+describe('plan: a restart asked for (umlmon.io/restart-requested-at)', () => {
+  it('a guest started before the request is shut down gracefully, also when paused', () => {
+    const running = plan(input({ actual: actual('running'), restartRequestedAt: NOW - 1_000 }));
+    assert.deepEqual(running.actions, [{ type: 'stop', id: ID, gracePeriodMs: 30_000, reason: 'restart' }]);
+    assert.deepEqual(types(plan(input({ actual: actual('paused'), desired: desired({ state: 'Paused' }), restartRequestedAt: NOW - 1_000 }))), ['resume', 'stop']);
+  });
+  it('after the stop, the acknowledged exit starts again whatever the restart policy', () => {
+    const p = plan(input({ actual: exited({ code: 0 }), desired: desired({ restartPolicy: 'Never' }), exitAcknowledged: true, restartRequestedAt: NOW - 1_000 }));
+    assert.deepEqual(types(p), ['start']);
+  });
+  it('a guest started after the request is left alone: a request is taken once', () => {
+    assert.deepEqual(types(plan(input({ actual: actual('running', { startTime: new Date(NOW - 500) }), restartRequestedAt: NOW - 1_000 }))), []);
+  });
+  it('a request ahead of this node\'s clock waits for its time', () => {
+    const p = plan(input({ actual: actual('running'), restartRequestedAt: NOW + 5_000 }));
+    assert.deepEqual(types(p), []);
+    assert.equal(p.requeueAfterMs, 5_000);
+  });
+  it('a Stopped machine stays stopped', () => {
+    assert.deepEqual(types(plan(input({ actual: exited({ code: 0 }), desired: desired({ state: 'Stopped' }), exitAcknowledged: true, restartRequestedAt: NOW - 1_000 }))), []);
+  });
+});

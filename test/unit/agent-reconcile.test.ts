@@ -533,3 +533,17 @@ describe('agent core with an in-memory source and runtime', () => {
 });
 
 process.on('exit', () => rmSync(imageRoot, { recursive: true, force: true }));
+
+describe('backup requests (umlmon.io/backup-requested-at)', () => {
+  it('due once its time has come and until a backup has run since', async () => {
+    const { backupRequestDue, requestTime } = await import('../../src/agent/reconcile.ts');
+    const now = Date.parse('2026-01-01T12:00:00Z');
+    assert.equal(backupRequestDue(undefined, undefined, now), false);
+    assert.equal(backupRequestDue('not a time', undefined, now), false);
+    assert.equal(backupRequestDue('2026-01-01T11:59:00Z', undefined, now), true);
+    assert.equal(backupRequestDue('2026-01-01T11:59:00Z', '2026-01-01T11:00:00Z', now), true);
+    assert.equal(backupRequestDue('2026-01-01T11:59:00Z', '2026-01-01T11:59:30Z', now), false);
+    assert.equal(backupRequestDue('2026-01-01T12:05:00Z', undefined, now), false, 'not before its time');
+    assert.equal(requestTime('2026-01-01T12:00:00Z'), now);
+  });
+});

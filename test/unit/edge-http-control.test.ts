@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { Registry } from '../../src/agent/metrics.ts';
 import { startHealthServer } from '../../src/agent/http.ts';
-import { controlRequest, ControlUnavailableError, mconsoleCommandProblem, startControlServer, type ControlHandlers } from '../../src/agent/control.ts';
+import { controlConsole, controlRequest, ControlUnavailableError, mconsoleCommandProblem, startControlServer, type ControlHandlers } from '../../src/agent/control.ts';
 
 const logger = pino({ level: 'silent' });
 const dirs: string[] = [];
@@ -104,5 +104,47 @@ test('tcp control socket needs the token', async () => {
     assert.deepEqual(await controlRequest(address, { op: 'list' }, { timeoutMs: 5000, token }), [{ machine: 'default/a', phase: 'Running' }]);
   } finally {
     await server.close();
+  }
+});
+
+test('control console: after the reply line, raw bytes both ways; the agent side can end it; errors end the connection', async () => {
+  const dir = tempDir();
+  const address = { kind: 'unix' as const, path: join(dir, 'control.sock') };
+  const typed: string[] = [];
+  let send: ((b: Buffer) => void) | undefined;
+  let end: ((why: string) => void) | undefined;
+  let closed = 0;
+  const server = await startControlServer({
+    address, logger, defaultDrainTimeoutSeconds: 120,
+    handlers: {
+      ...handlers([]),
+      console: (machine, options, onData) => {
+        if (machine !== 'default/a') throw new Error(`no machine ${machine} on n1`);
+        send = onData;
+        return { info: { machine, holder: options.holder, readOnly: options.readOnly }, write: (b) => { typed.push(b.toString()); return true; }, close: () => { closed++; }, onEnd: (cb) => { end = cb; } };
+      },
+    },
+  });
+  try {
+    const { socket, info } = await controlConsole(address, { op: 'console', machine: 'default/a', readOnly: false, holder: 'alice' }, { timeoutMs: 5000 });
+    assert.deepEqual(info, { machine: 'default/a', holder: 'alice via the unix control socket', readOnly: false });
+    const received: string[] = [];
+    socket.on('data', (d: Buffer) => received.push(d.toString()));
+    socket.write('ls\r');
+    send!(Buffer.from('umlguest:~# '));
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(typed, ['ls\r']);
+    assert.equal(received.join(''), 'umlguest:~# ');
+    const gone = new Promise((r) => socket.once('close', r));
+    end!('the guest\'s kernel exited');
+    await gone;
+    assert.match(received.join(''), /\[umlmon: the guest's kernel exited\]/);
+    for (let i = 0; i < 100 && closed === 0; i++) await new Promise((r) => setTimeout(r, 20)); // the server sees its side close next
+    assert.equal(closed, 1, 'the session is closed with the connection');
+    await assert.rejects(controlConsole(address, { op: 'console', machine: 'default/b', readOnly: true, holder: 'bob' }, { timeoutMs: 5000 }), /no machine default\/b on n1/);
+    // A console request's text inside another request's value does not switch the connection to raw bytes.
+    assert.deepEqual(await controlRequest(address, { op: 'status', machine: 'default/a', note: '"op":"console"' } as never, { timeoutMs: 5000 }), { phase: 'Running' });
+  } finally {
+    await server?.close();
   }
 });

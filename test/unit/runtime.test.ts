@@ -76,7 +76,7 @@ describe('kernel command line', () => {
       { name: 'ubd2', image: 'iso.img', mode: 'readOnly' },
     ] }), measuredLpj: 4242, interfaceSpecs: ['eth0=mcast,fe:fd:00:00:00:01,239.0.0.1,1102,1'] });
     assert.deepEqual(args, [
-      'mem=64M', 'umid=abc123', 'uml_dir=/uml', 'mconsole=notify:/notify', 'con0=null,fd:1', 'con=null', 'ssl=null',
+      'mem=64M', 'umid=abc123', 'uml_dir=/uml', 'mconsole=notify:/notify', 'con0=fd:0,fd:1', 'con=null', 'ssl=null',
       'ubd0=/disks/ubd0.cow,/disks/ubd0.base', 'ubd1=/disks/ubd1.img', 'ubd2r=/disks/ubd2.img', 'root=/dev/ubda',
       'eth0=mcast,fe:fd:00:00:00:01,239.0.0.1,1102,1', 'initcall_blacklist=raid6_select_algo', 'lpj=4242', 'console=tty0',
     ]);
@@ -122,6 +122,9 @@ describe('console', () => {
     assert.deepEqual(classifyConsoleLine('Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(98,0)'),
       { type: 'panic', message: 'VFS: Unable to mount root fs on unknown-block(98,0)' });
     assert.equal(classifyConsoleLine('<3>Bus error - the host /dev/shm or /tmp mount likely just ran out of space')?.type, 'memory-file-full');
+    // After the console shell's prompt, on the same line (printk starts no new line after it).
+    assert.deepEqual(classifyConsoleLine('umlguest:~# \x1b[6nBus error - the host /dev/shm or /tmp mount likely just ran out of space'),
+      { type: 'memory-file-full', message: 'Bus error - the host /dev/shm or /tmp mount likely just ran out of space' });
     assert.equal(classifyConsoleLine('sysrq: Emergency Sync complete')?.type, 'sync-complete');
     assert.equal(classifyConsoleLine('random line'), undefined);
     const s = summarizeConsole('Calibrating delay loop... 1.00 BogoMIPS (lpj=5)\nKernel panic - not syncing: first\nKernel panic - not syncing: second\n');
@@ -222,7 +225,8 @@ describe('jail', () => {
     assert.match(script, /mount -o remount,bind,ro '\/var\/lib\/umlmon\/machines\/abc\/jail\/disks\/ubd0.base'/);
     assert.ok(script.includes(shellQuote("/img/it's.img")));
     const kernelLine = lines.findIndex((l) => l.includes(' /linux '));
-    assert.match(lines[kernelLine]!, /^\/usr\/bin\/setsid \/usr\/bin\/env -i TMPDIR=\/tmp PATH=\/ \/usr\/bin\/setarch x86_64 -R \/usr\/bin\/setpriv --no-new-privs \/usr\/sbin\/chroot --userspec=200001:200001 --groups=200001 '\/var\/lib\/umlmon\/machines\/abc\/jail' \/linux 'mem=64M' 'root=\/dev\/ubda' &$/);
+    assert.match(lines[kernelLine]!, /^\/usr\/bin\/setsid \/usr\/bin\/env -i TMPDIR=\/tmp PATH=\/ \/usr\/bin\/setarch x86_64 -R \/usr\/bin\/setpriv --no-new-privs \/usr\/sbin\/chroot --userspec=200001:200001 --groups=200001 '\/var\/lib\/umlmon\/machines\/abc\/jail' \/linux 'mem=64M' 'root=\/dev\/ubda' <&3 3<&- &$/);
+    assert.equal(lines[kernelLine - 1], 'exec 3<&0', 'the console FIFO (stdin) is kept on fd 3 for the kernel: a background job gets /dev/null');
     assert.ok(kernelLine > last, 'the kernel starts after every step');
     assert.ok(lines.slice(kernelLine).some((l) => l.includes("'/var/lib/umlmon/machines/abc/monitor/exit-status'")), 'the monitor writes the wait status');
   });

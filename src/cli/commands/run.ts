@@ -3,7 +3,7 @@
 // the health/metrics endpoint and the control socket. SIGTERM or SIGINT stops watching,
 // finishes in-flight work and exits within seconds, leaving every guest running (draining is
 // `umlmon drain`); a second signal exits at once.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { CONFIG_FLAGS_HELP, loadConfig, type AgentConfig } from '../../agent/config.ts';
 import { startAgent, type Agent } from '../../agent/agent.ts';
@@ -12,9 +12,11 @@ import { startHealthServer, type HealthServer } from '../../agent/http.ts';
 import { createLogger, type Logger } from '../../agent/logger.ts';
 import { keyFromLabels, machineIdOf } from '../../agent/machine-config.ts';
 import { Registry } from '../../agent/metrics.ts';
+import { GuestMetrics } from '../../agent/guest-metrics.ts';
 import type { MachineSource } from '../../agent/source.ts';
 import { createDirectorySource } from '../../agent/sources/directory.ts';
 import { createRuntime } from '../../runtime/index.ts';
+import { openConsole } from '../../runtime/console-session.ts';
 import { MconsoleClient } from '../../runtime/mconsole/index.ts';
 import type { MachineStatus, Runtime } from '../../runtime/types.ts';
 
@@ -40,14 +42,25 @@ function controlHandlers(config: AgentConfig, source: MachineSource, runtime: Ru
         const key = `${m.metadata.namespace ?? 'default'}/${m.metadata.name}`;
         known.add(key);
         const rt = runtimeMachineOf(runtime, key);
+        const alive = rt !== undefined && rt.state !== 'exited';
         return {
           machine: key, state: m.spec.state ?? 'Running', phase: m.status?.phase ?? 'Pending',
-          umid: rt?.id ?? null, pid: rt?.pid ?? null, runtimeState: rt?.state ?? null,
+          umid: rt?.id ?? null, pid: alive ? rt.pid ?? null : null, runtimeState: rt?.state ?? null,
+          // What `umlmon ls` shows beside them (the columns of kubectl get uml -o wide).
+          kernel: m.spec.kernel ?? 'default', kernelVersion: alive ? rt.kernelVersion ?? null : null,
+          memory: m.spec.memory ?? m.status?.memory ?? null, restarts: m.status?.restartCount ?? 0,
+          startTime: alive ? rt.startTime?.toISOString() ?? null : null,
         };
       });
       for (const rt of runtime.list()) {
         const key = keyFromLabels(rt.config.labels) ?? rt.name;
-        if (!known.has(key)) rows.push({ machine: key, state: null, phase: 'NotInSource', umid: rt.id, pid: rt.pid ?? null, runtimeState: rt.state });
+        const alive = rt.state !== 'exited';
+        if (!known.has(key)) {
+          rows.push({
+            machine: key, state: null, phase: 'NotInSource', umid: rt.id, pid: alive ? rt.pid ?? null : null, runtimeState: rt.state,
+            kernel: null, kernelVersion: rt.kernelVersion ?? null, memory: null, restarts: null, startTime: alive ? rt.startTime?.toISOString() ?? null : null,
+          });
+        }
       }
       return rows;
     },
@@ -68,6 +81,26 @@ function controlHandlers(config: AgentConfig, source: MachineSource, runtime: Ru
         const key = keyFromLabels(m.config.labels) ?? m.name;
         return { machine: key, outcome: !now || now.state === 'exited' ? 'stopped' : `still ${now.state}` };
       });
+    },
+    console(key, options, onData) {
+      const rt = runtimeMachineOf(runtime, key);
+      if (!rt) {
+        if (source.get(key)) throw new Error(`${key} has no running kernel on ${config.nodeName} (its state is ${source.get(key)?.spec.state ?? 'Running'}, phase ${source.get(key)?.status?.phase ?? 'Pending'}); start it first`);
+        throw new Error(`no machine ${key} on ${config.nodeName}`);
+      }
+      if (rt.state === 'exited') throw new Error(`${key} is not running (its kernel has exited); start it first`);
+      // The lock's pid is the agent's: a session of an agent that died is free again.
+      const { session } = openConsole(config.stateDir, rt.id, { ...options, onData }, existsSync);
+      let ended: ((why: string) => void) | undefined;
+      const off = runtime.onEvent((event) => {
+        if (event.type === 'exited' && event.id === rt.id) ended?.('the guest\'s kernel exited');
+      });
+      return {
+        info: { machine: key, node: config.nodeName, umid: rt.id, state: rt.state, readOnly: session.readOnly },
+        write: (bytes) => session.write(bytes),
+        close: () => { off(); session.close(); },
+        onEnd: (callback) => { ended = callback; },
+      };
     },
     async mconsole(key, command) {
       const rt = runtimeMachineOf(runtime, key);
@@ -119,6 +152,7 @@ export async function main(argv: string[]): Promise<number> {
   let http: HealthServer | undefined;
   let control: ControlServer | undefined;
   let runtime: Runtime | undefined;
+  let guestMetrics: GuestMetrics | undefined;
   let shuttingDown: Promise<number> | undefined;
   let markStopped: (code: number) => void = () => {};
   const stopped = new Promise<number>((resolve) => { markStopped = resolve; });
@@ -130,6 +164,7 @@ export async function main(argv: string[]): Promise<number> {
       await control?.close().catch(() => {});
       await agent?.stop().catch((err: unknown) => logger.error({ err: String(err) }, 'stopping the agent failed'));
       await http?.close().catch(() => {});
+      guestMetrics?.close();
       await runtime?.close().catch((err: unknown) => logger.warn({ err: String(err) }, 'closing the runtime failed'));
       logger.info({ ms: Date.now() - started }, 'agent stopped');
       logger.flush();
@@ -155,11 +190,15 @@ export async function main(argv: string[]): Promise<number> {
   try {
     // Health first: /healthz answers while the runtime adopts; /readyz says when it is done.
     if (config.listenAddress) {
-      http = await startHealthServer({ listen: config.listenAddress, ready: () => agent?.ready() ?? false, metrics, logger });
+      http = await startHealthServer({
+        listen: config.listenAddress, ready: () => agent?.ready() ?? false, metrics, logger,
+        beforeScrape: () => guestMetrics?.update() ?? Promise.resolve(),
+      });
     }
     runtime = createRuntime({ stateDir: config.stateDir, imageRoot: config.imageRoot, logger });
     const source = await makeSource(config, logger);
     agent = await startAgent(config, { source, runtime, logger, metrics });
+    guestMetrics = new GuestMetrics(metrics, { nodeName: config.nodeName, runtime, objects: () => source.list() });
     if (shuttingDown) return await shuttingDown;
     control = await startControlServer({
       address: config.controlAddress, handlers: controlHandlers(config, source, runtime, agent), logger,
