@@ -41,7 +41,9 @@ export const SCHEDULER_USER = 'system:kube-scheduler';
 export function nodeControlPlaneOptions(nodeName: string, extra: ControlPlaneOptions = {}): ControlPlaneOptions {
   return {
     ...extra,
-    controllers: [...(extra.controllers ?? DEFAULT_CONTROLLERS), 'daemonset'],
+    // nodelifecycle: a kubelet registers its node with the not-ready NoSchedule taint, and only
+    // this controller lifts it once the node is Ready (DaemonSet pods do not tolerate it).
+    controllers: [...(extra.controllers ?? DEFAULT_CONTROLLERS), 'daemonset', 'nodelifecycle'],
     kubeletClient: true,
     extraUsers: [...(extra.extraUsers ?? []), { name: `system:node:${nodeName}`, groups: ['system:nodes'] }, { name: SCHEDULER_USER }],
   };
@@ -109,9 +111,19 @@ function installExitHook(): void {
   if (hookInstalled) return;
   hookInstalled = true;
   // Last resort when a test process exits without stop(): kill the processes (groups) it started.
-  process.on('exit', () => {
+  const cleanup = () => {
     for (const n of live) n.killAllSync();
-  });
+  };
+  process.on('exit', cleanup);
+  // A signal ends the process without 'exit' (control-plane.ts does the same for its own).
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    const onSignal = () => {
+      cleanup();
+      process.removeListener(signal, onSignal);
+      if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+    };
+    process.on(signal, onSignal);
+  }
 }
 
 export async function startNode(cp: ControlPlane, options: NodeOptions): Promise<Node> {
@@ -166,7 +178,7 @@ class NodeInstance implements Node {
       await this.ctr(['version']);
       return true;
     });
-    for (const image of this.#options.images) await this.#importImage(image);
+    await this.#importImages(this.#options.images);
 
     this.#start('kube-scheduler', join(this.#cp.binDir, 'kube-scheduler'), [
       `--kubeconfig=${this.#cp.kubeconfigFor(SCHEDULER_USER)}`,
@@ -191,10 +203,14 @@ class NodeInstance implements Node {
       `--pod-infra-container-image=${this.#options.pauseImage}`,
       '--v=1',
     ]);
-    await waitUntil(`node ${this.name} Ready`, deadline, this.#procs, async () => {
-      const out = await run('kubectl', ['--kubeconfig', this.#cp.adminKubeconfig, 'get', 'node', this.name, '-o',
-        'jsonpath={.status.conditions[?(@.type=="Ready")].status}']);
-      return out.trim() === 'True';
+    // Ready, and schedulable: the node lifecycle controller has lifted the not-ready taint.
+    await waitUntil(`node ${this.name} Ready and untainted`, deadline, this.#procs, async () => {
+      const node = JSON.parse(await run('kubectl', ['--kubeconfig', this.#cp.adminKubeconfig, 'get', 'node', this.name, '-o', 'json'])) as {
+        spec?: { taints?: { key: string }[] };
+        status?: { conditions?: { type: string; status: string }[] };
+      };
+      const ready = node.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+      return ready && (node.spec?.taints ?? []).length === 0;
     });
   }
 
@@ -202,9 +218,10 @@ class NodeInstance implements Node {
     return run('ctr', ['--address', this.#socket, '--namespace', 'k8s.io', ...args]);
   }
 
-  async #importImage(image: string): Promise<void> {
-    const archive = join(this.dir, 'image.tar');
-    await run('podman', ['save', '--format', 'docker-archive', '-o', archive, image]);
+  /** From podman's store into containerd's k8s.io namespace, where the CRI looks (one archive). */
+  async #importImages(images: string[]): Promise<void> {
+    const archive = join(this.dir, 'images.tar');
+    await run('podman', ['save', '-m', '--format', 'docker-archive', '-o', archive, ...images]);
     try {
       await this.ctr(['images', 'import', archive]);
     } finally {
