@@ -15,7 +15,7 @@
 //   `kubernetes` leads nowhere; the agent talks to the API server where it listens.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
@@ -63,6 +63,7 @@ async function withCluster(name: string, agentStateDir: (stateDir: string) => st
   const stateDir = join(work, name, 'state');
   const parent = defaultCgroupParent(agentStateDir(stateDir));
   cgroupParents.add(parent);
+  const parentDirs = cgroupParentDirs(parent).filter((d) => !existsSync(d));
   mkdirSync(join(stateDir, 'images'), { recursive: true });
   copyFileSync(join(imageRoot, TEST_IMAGE), join(stateDir, 'images', TEST_IMAGE));
   const cp = await startControlPlane(nodeControlPlaneOptions(nodeName));
@@ -89,6 +90,13 @@ async function withCluster(name: string, agentStateDir: (stateDir: string) => st
     killGuestsLeft(parent);
     await node?.stop();
     await cp.stop();
+    // The guests' cgroup parent, if this test's agent made it (an agent leaves it while guests may run).
+    for (const d of parentDirs) {
+      try {
+        rmdirSync(d);
+      } catch { /* not there, or not empty: then something still runs, and says so below */ }
+    }
+    assert.deepEqual(guestsLeft(parent), [], 'no guest of the test left running');
   }
 }
 
@@ -122,6 +130,12 @@ function guestsLeft(parent: string): number[] {
   return pids;
 }
 
+function cgroupParentDirs(parent: string): string[] {
+  const root = '/sys/fs/cgroup';
+  if (existsSync(join(root, 'cgroup.controllers'))) return [join(root, parent)];
+  return readdirSync(root).map((h) => join(root, h)).filter((h) => existsSync(join(h, 'cgroup.procs'))).map((h) => join(h, parent));
+}
+
 function killGuestsLeft(parent: string): void {
   for (const pid of guestsLeft(parent)) {
     try {
@@ -142,7 +156,8 @@ async function scenario(c: Cluster): Promise<void> {
   const { kubectl } = c;
   await until('the agent pod Ready', async () => (await kubectl(['-n', AGENT_NS, 'get', 'pods', '-o',
     'jsonpath={.items[*].status.conditions[?(@.type=="Ready")].status}'])).trim() === 'True');
-  const podName = async () => (await kubectl(['-n', AGENT_NS, 'get', 'pods', '-l', 'app.kubernetes.io/name=umlmon', '-o', 'jsonpath={.items[0].metadata.name}'])).trim();
+  /** The agent's pod ('' when there is none). */
+  const podName = async () => (await kubectl(['-n', AGENT_NS, 'get', 'pods', '-l', 'app.kubernetes.io/name=umlmon', '-o', 'jsonpath={.items[*].metadata.name}'])).trim().split(' ')[0] ?? '';
   const pod1 = await podName();
   const exec = (args: string[]) => kubectl(['-n', AGENT_NS, 'exec', pod1, '--', ...args]);
 
@@ -186,6 +201,11 @@ async function scenario(c: Cluster): Promise<void> {
   const drain = await kubectl(['-n', AGENT_NS, 'exec', pod2, '--', 'umlmon', 'drain', '--timeout', '60s']);
   await until('the kernel gone after drain', () => !alive(pid), 60_000);
   assert.match(drain, new RegExp(NAME), `drain names the machine it shut down:\n${drain}`);
+  await until('status.phase Stopped after the drain', async () => (await machine()).status?.phase === 'Stopped', 60_000);
+
+  // Uninstall the agent (the machine stays, Stopped): its pod stops with SIGTERM, as on a node.
+  await kubectl(['-n', AGENT_NS, 'delete', 'daemonset', 'umlmon', '--wait=true']);
+  await until('the agent pod gone', async () => (await podName()) === '');
 }
 
 const ENV_PATCH = (cp: ControlPlane) => [
