@@ -171,6 +171,8 @@ async function scenario(c: Cluster): Promise<void> {
   // As docs/operations.md has it: kubectl exec ... -- umlmon mconsole <ns>/<name> version.
   assert.match(await exec(['umlmon', 'mconsole', `${NS}/${NAME}`, 'version']), /Linux/);
   const check = await exec(['umlmon', 'check']);
+  // Exit 0 (kubectl exec fails otherwise): the config, and the image's kernel runs on this host.
+  assert.match(check, /configuration OK/, `umlmon check in the pod:\n${check}`);
   assert.match(check, /default/, `umlmon check names the default kernel:\n${check}`);
   const logs = await kubectl(['-n', AGENT_NS, 'logs', pod1]);
   assert.match(logs, new RegExp(NAME), 'the agent logs name the machine');
