@@ -345,13 +345,22 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
     }).join('\n');
   }
 
-  /** Synchronous last resort (process exit): SIGKILL to what this node started. */
+  /**
+   * Synchronous last resort (process exit without stop()): SIGKILL to what this node started, and
+   * the sysctls back. The rest (containers' mounts, cgroups, hard-coded paths) needs stop().
+   */
   killAllSync(): void {
+    if (this.#stopped) return;
     for (const p of this.#procs) killGroup(p, 'SIGKILL');
     for (const pid of this.#shimPids()) {
       try {
         process.kill(pid, 'SIGKILL');
       } catch { /* gone */ }
+    }
+    for (const [s, v] of this.#sysctls) {
+      try {
+        writeFileSync(`/proc/sys/${s}`, v);
+      } catch { /* nothing more to do at exit */ }
     }
   }
 
