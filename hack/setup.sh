@@ -22,6 +22,8 @@ APT_PACKAGES=(
   iproute2            # tap devices for the vector transport
   util-linux          # unshare, setarch, mount
   golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev  # hack/helm-render
+  containerd runc containernetworking-plugins  # the one-node cluster of test/e2e/daemonset.test.ts (test/support/node.ts)
+  podman debootstrap  # its images: hack/build-node-images.sh and the Containerfile, without a registry
 )
 
 log() { printf 'setup: %s\n' "$*" >&2; }

@@ -45,6 +45,17 @@ export interface ControlPlaneOptions {
    * must then watch again from where it was: a short one makes that happen within a test.
    */
   minRequestTimeoutSeconds?: number;
+  /**
+   * Users to authenticate by token besides the admin and the user (e.g. a kubelet's
+   * system:node:NAME in system:nodes, system:kube-scheduler); kubeconfigFor(name) has theirs.
+   */
+  extraUsers?: { name: string; groups?: string[] }[];
+  /**
+   * Let the API server reach kubelets (logs, exec): a client certificate for it
+   * (--kubelet-client-certificate/--kubelet-client-key, in system:masters), kubelets' serving
+   * certificates checked against the cluster CA, reached at their InternalIP.
+   */
+  kubeletClient?: boolean;
 }
 
 /** One API request, from the API server's audit log. */
@@ -82,6 +93,8 @@ export interface ControlPlane {
   /** A kubeconfig for a user with no RBAC bindings at all (only system:authenticated). */
   userKubeconfig: string;
   caFile: string;
+  /** The CA's private key, to sign more certificates (a kubelet's serving certificate). */
+  caKeyFile: string;
   adminToken: string;
   userToken: string;
   /** The non-admin user's name, for RoleBindings. */
@@ -90,6 +103,8 @@ export interface ControlPlane {
   dir: string;
   /** The directory with the Kubernetes binaries (hack/build-control-plane.sh's output). */
   binDir: string;
+  /** A kubeconfig (path) for one of options.extraUsers. */
+  kubeconfigFor(name: string): string;
   /** GET /version of the API server. */
   versionInfo: VersionInfo;
   /**
@@ -246,6 +261,7 @@ class Instance implements ControlPlane {
   adminKubeconfig: string;
   userKubeconfig: string;
   caFile: string;
+  caKeyFile: string;
   adminToken = randomBytes(24).toString('hex');
   userToken = randomBytes(24).toString('hex');
   userName = USER_NAME;
@@ -270,6 +286,7 @@ class Instance implements ControlPlane {
     this.binDir = binDir;
     this.#options = options;
     this.caFile = join(dir, 'pki/ca.crt');
+    this.caKeyFile = join(dir, 'pki/ca.key');
     this.adminKubeconfig = join(dir, 'admin.kubeconfig');
     this.userKubeconfig = join(dir, 'user.kubeconfig');
     liveDirs.add(dir);
@@ -374,6 +391,12 @@ class Instance implements ControlPlane {
       `--audit-log-path=${join(this.dir, 'audit.log')}`,
       '--audit-log-format=json',
       '--audit-log-mode=blocking',
+      ...(this.#options.kubeletClient ? [
+        `--kubelet-client-certificate=${join(pki, 'kubelet-client.crt')}`,
+        `--kubelet-client-key=${join(pki, 'kubelet-client.key')}`,
+        `--kubelet-certificate-authority=${this.caFile}`,
+        '--kubelet-preferred-address-types=InternalIP',
+      ] : []),
       '--profiling=false',
       '--v=1',
     ], join(this.dir, 'kube-apiserver.log'));
@@ -473,6 +496,11 @@ class Instance implements ControlPlane {
     return out.join('\n');
   }
 
+  kubeconfigFor(name: string): string {
+    if (!(this.#options.extraUsers ?? []).some((u) => u.name === name)) throw new Error(`${name} is not one of the control plane's extraUsers`);
+    return join(this.dir, 'users', `${name.replace(/[^A-Za-z0-9_.-]/g, '_')}.kubeconfig`);
+  }
+
   #get(path: string, token: string): Promise<HttpResult> {
     return httpsGet(`${this.url}${path}`, token, this.#ca);
   }
@@ -503,13 +531,23 @@ class Instance implements ControlPlane {
     writeFileSync(join(this.dir, 'audit-policy.yaml'), [
       'apiVersion: audit.k8s.io/v1', 'kind: Policy', 'omitStages: [RequestReceived]', 'rules:', '- level: Metadata', '',
     ].join('\n'));
+    if (this.#options.kubeletClient) {
+      writeFileSync(join(pki, 'kubelet-client.ext'), 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n');
+      await ssl(['req', '-new', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'kubelet-client.key', '-out', 'kubelet-client.csr', '-subj', '/O=system:masters/CN=kube-apiserver-kubelet-client']);
+      await ssl(['x509', '-req', '-in', 'kubelet-client.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'kubelet-client.crt', '-days', '30', '-extfile', 'kubelet-client.ext']);
+    }
+
+    const extra = (this.#options.extraUsers ?? []).map((u) => ({ ...u, token: randomBytes(24).toString('hex') }));
     // token,user,uid,"group,..."
     writeFileSync(join(this.dir, 'tokens.csv'), [
       `${this.adminToken},admin,admin,"system:masters"`,
       `${this.userToken},${USER_NAME},${USER_NAME}`,
       `${this.#controllerToken},system:kube-controller-manager,system:kube-controller-manager`,
+      ...extra.map((u) => `${u.token},${u.name},${u.name}${u.groups?.length ? `,"${u.groups.join(',')}"` : ''}`),
       '',
     ].join('\n'), { mode: 0o600 });
+    if (extra.length > 0) mkdirSync(join(this.dir, 'users'));
+    for (const u of extra) writeFileSync(this.kubeconfigFor(u.name), kubeconfig(this.url, this.#ca, u.name, u.token), { mode: 0o600 });
     writeFileSync(this.adminKubeconfig, kubeconfig(this.url, this.#ca, 'admin', this.adminToken), { mode: 0o600 });
     writeFileSync(this.userKubeconfig, kubeconfig(this.url, this.#ca, USER_NAME, this.userToken), { mode: 0o600 });
     writeFileSync(join(this.dir, 'controller-manager.kubeconfig'), kubeconfig(this.url, this.#ca, 'system:kube-controller-manager', this.#controllerToken), { mode: 0o600 });

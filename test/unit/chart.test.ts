@@ -201,7 +201,8 @@ test('non-default values (ci/custom-values.yaml) reach every object', () => {
   assert.equal(ds.spec.template.metadata.annotations['example.com/team'], 'platform');
   assert.equal(ds.spec.template.metadata.labels['example.com/tier'], 'infra');
   assert.deepEqual(agent.resources.limits, { cpu: '1', memory: '1Gi' });
-  assert.deepEqual(agent.env[1], { name: 'UV_THREADPOOL_SIZE', value: '8' });
+  assert.deepEqual(agent.env[1], { name: 'UMLMON_STATE_DIR', value: '/srv/umlmon' }, 'kubectl exec ... umlmon mconsole finds guests in stateDir');
+  assert.deepEqual(agent.env[2], { name: 'UV_THREADPOOL_SIZE', value: '8' });
   assert.equal(agent.ports[0].containerPort, 19473);
 
   const volumes = Object.fromEntries((pod.volumes as Obj[]).map((v) => [v.name, v]));
