@@ -62,7 +62,6 @@ export interface AgentConfig {
   memory: { minBytes: number; maxBytes: number; defaultBytes: number };
   workers: number;
   resyncPeriodSeconds: number;
-  guestInfoIntervalSeconds: number;
   logLevel: LogLevel;
   drainTimeoutSeconds: number;
   /** Which config file was read, if any (for the startup log). */
@@ -135,7 +134,6 @@ export const CONFIG_SCHEMA = {
     },
     workers: { type: 'integer', minimum: 1, maximum: 64 },
     resyncPeriodSeconds: { type: 'integer', minimum: 1 },
-    guestInfoIntervalSeconds: { type: 'integer', minimum: 0 },
     logLevel: { enum: [...LOG_LEVELS] },
     drainTimeoutSeconds: { type: 'integer', minimum: 0 },
   },
@@ -158,7 +156,6 @@ interface RawConfig {
   memory?: { min?: string | number; max?: string | number; default?: string | number };
   workers?: number;
   resyncPeriodSeconds?: number;
-  guestInfoIntervalSeconds?: number;
   logLevel?: LogLevel;
   drainTimeoutSeconds?: number;
 }
@@ -180,6 +177,10 @@ function keyPath(instancePath: string, child?: string): string {
 export function describeSchemaError(e: ErrorObject): string {
   switch (e.keyword) {
     case 'additionalProperties':
+      // Gone since status stopped carrying uptime and load (they moved to bootTime and metrics).
+      if (e.instancePath === '' && e.params.additionalProperty === 'guestInfoIntervalSeconds') {
+        return 'guestInfoIntervalSeconds: no longer a setting (status has no guest uptime or load to refresh: uptime follows from status.bootTime); remove it';
+      }
       return `${keyPath(e.instancePath, String(e.params.additionalProperty))}: unknown key`;
     case 'required':
       return `${keyPath(e.instancePath, String(e.params.missingProperty))}: is required`;
@@ -241,7 +242,7 @@ export function parseControl(value: string): ControlAddress | Error {
 
 type Setter = (raw: RawConfig, value: string) => string | undefined;
 
-function intSetter(key: 'workers' | 'resyncPeriodSeconds' | 'guestInfoIntervalSeconds' | 'drainTimeoutSeconds'): Setter {
+function intSetter(key: 'workers' | 'resyncPeriodSeconds' | 'drainTimeoutSeconds'): Setter {
   return (raw, value) => {
     const v = parseDuration(value);
     if (v === undefined) return `'${value}' is not a whole number of seconds`;
@@ -282,7 +283,6 @@ const SETTERS: Record<string, Setter> = {
   controlTokenFile: stringSetter('controlTokenFile'),
   workers: intSetter('workers'),
   resyncPeriodSeconds: intSetter('resyncPeriodSeconds'),
-  guestInfoIntervalSeconds: intSetter('guestInfoIntervalSeconds'),
   drainTimeoutSeconds: intSetter('drainTimeoutSeconds'),
   logLevel: (raw, v) => {
     if (!(LOG_LEVELS as readonly string[]).includes(v)) return `'${v}' must be one of ${LOG_LEVELS.join(', ')}`;
@@ -322,7 +322,6 @@ const FLAG_KEYS: Record<string, keyof typeof SETTERS> = {
   'control-token-file': 'controlTokenFile',
   workers: 'workers',
   'resync-period': 'resyncPeriodSeconds',
-  'guest-info-interval': 'guestInfoIntervalSeconds',
   'drain-timeout': 'drainTimeoutSeconds',
   'log-level': 'logLevel',
 };
@@ -342,7 +341,6 @@ export const CONFIG_FLAGS_HELP = `config options (each overrides the config file
   --kernel NAME=PATH           add or replace a kernel (repeatable)
   --workers N                  parallel reconciles (default 4)
   --resync-period DURATION     safety-net resync (default 600s)
-  --guest-info-interval DURATION  guest uptime/load refresh, 0 = off (default 30s)
   --drain-timeout DURATION     default for drain (default 120s)
   --log-level LEVEL            trace|debug|info|warn|error|fatal|silent ($UMLMON_LOG_LEVEL)
   -v, --verbose                same as --log-level debug`;
@@ -487,7 +485,6 @@ export function loadConfig(input: LoadConfigInput): LoadConfigResult {
     memory: { minBytes: bytes.min as number, maxBytes: bytes.max as number, defaultBytes: bytes.default as number },
     workers: raw.workers ?? 4,
     resyncPeriodSeconds: raw.resyncPeriodSeconds ?? 600,
-    guestInfoIntervalSeconds: raw.guestInfoIntervalSeconds ?? 30,
     logLevel: raw.logLevel ?? 'info',
     drainTimeoutSeconds: raw.drainTimeoutSeconds ?? 120,
   };

@@ -222,7 +222,7 @@ test('non-default values (ci/custom-values.yaml) reach every object', () => {
   assert.equal(config.listenAddress?.port, 19473);
   assert.equal(config.workers, 8);
   assert.equal(config.resyncPeriodSeconds, 300);
-  assert.equal(config.guestInfoIntervalSeconds, 30, 'defaults of keys the file does not set stay');
+  assert.equal(config.drainTimeoutSeconds, 120, 'a value not overridden keeps the chart\'s default');
   assert.equal(config.logLevel, 'debug');
   assert.deepEqual(config.kernels.lts, { path: '/opt/uml-kernels/linux-6.6.uml', args: ['loglevel=4'] });
 

@@ -31,7 +31,6 @@ test('defaults with no file, no environment and no flags', () => {
   assert.deepEqual(c.memory, { minBytes: 40 * 2 ** 20, maxBytes: 16 * 2 ** 30, defaultBytes: 128 * 2 ** 20 });
   assert.equal(c.workers, 4);
   assert.equal(c.resyncPeriodSeconds, 600);
-  assert.equal(c.guestInfoIntervalSeconds, 30);
   assert.equal(c.logLevel, 'info');
   assert.equal(c.drainTimeoutSeconds, 120);
   assert.equal(c.kubeconfig, undefined);
@@ -77,6 +76,13 @@ test('unknown keys and bad values name the key', () => {
   assert.match(text, /source: must be one of directory, kubernetes/);
   assert.match(text, /kernels\.default\.paht: unknown key/);
   assert.match(text, /kernels\.default\.path: is required/);
+});
+
+test('guestInfoIntervalSeconds is gone, and an old config that sets it is told why', () => {
+  const r = load(['-f', '/c.yaml'], {}, { '/c.yaml': 'guestInfoIntervalSeconds: 30\n' });
+  assert.equal(r.ok, false);
+  assert.match(r.ok ? '' : r.errors.join('\n'), /guestInfoIntervalSeconds: no longer a setting .*uptime follows from status\.bootTime.*remove it/);
+  assert.equal(load(['--guest-info-interval', '30s'], {}, {}).ok, false, 'nor is its flag');
 });
 
 test('relative paths on the command line and in the environment are taken from the working directory', () => {
