@@ -339,7 +339,7 @@ export const CONFIG_FLAGS_HELP = `config options (each overrides the config file
   --control URL                unix:///path, tcp://host:port or none ($UMLMON_CONTROL)
   --control-token-file PATH    bearer token for a tcp:// control address
   --kernel NAME=PATH           add or replace a kernel (repeatable)
-  --workers N                  parallel reconciles (default 4)
+  --workers N                  parallel reconciles (default 32)
   --resync-period DURATION     safety-net resync (default 600s)
   --drain-timeout DURATION     default for drain (default 120s)
   --log-level LEVEL            trace|debug|info|warn|error|fatal|silent ($UMLMON_LOG_LEVEL)
@@ -483,7 +483,9 @@ export function loadConfig(input: LoadConfigInput): LoadConfigResult {
     kernels,
     defaultKernelArgs: raw.defaultKernelArgs ?? [...DEFAULT_KERNEL_ARGS],
     memory: { minBytes: bytes.min as number, maxBytes: bytes.max as number, defaultBytes: bytes.default as number },
-    workers: raw.workers ?? 4,
+    // A pass that starts a guest mostly waits for the kernel (its mconsole, ~0.1 s), not for
+    // CPU: 4 workers made 100 machines at once wait on each other, not on the node.
+    workers: raw.workers ?? 32,
     resyncPeriodSeconds: raw.resyncPeriodSeconds ?? 600,
     logLevel: raw.logLevel ?? 'info',
     drainTimeoutSeconds: raw.drainTimeoutSeconds ?? 120,

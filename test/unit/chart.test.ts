@@ -125,7 +125,7 @@ test('the ConfigMap holds a config the agent accepts, consistent with the pod: k
   assert.deepEqual(config.controlAddress, { kind: 'unix', path: '/var/lib/umlmon/control.sock' });
   assert.deepEqual(config.kernels, { default: { path: '/usr/local/lib/umlmon/linux' } });
   assert.deepEqual(config.defaultKernelArgs, ['lpj=auto']);
-  assert.equal(config.workers, 4);
+  assert.equal(config.workers, 32);
   assert.equal(config.logLevel, 'info');
   const agent = find(objs, 'DaemonSet').spec.template.spec.containers[0];
   assert.equal(config.listenAddress?.port, agent.ports[0].containerPort, 'probes reach the port the agent listens on');

@@ -29,7 +29,7 @@ test('defaults with no file, no environment and no flags', () => {
   assert.deepEqual(c.kernels, { default: { path: '/usr/local/lib/umlmon/linux' } });
   assert.deepEqual(c.defaultKernelArgs, ['lpj=auto']);
   assert.deepEqual(c.memory, { minBytes: 40 * 2 ** 20, maxBytes: 16 * 2 ** 30, defaultBytes: 128 * 2 ** 20 });
-  assert.equal(c.workers, 4);
+  assert.equal(c.workers, 32);
   assert.equal(c.resyncPeriodSeconds, 600);
   assert.equal(c.logLevel, 'info');
   assert.equal(c.drainTimeoutSeconds, 120);
