@@ -551,7 +551,8 @@ async function runMode(mode: 'directory' | 'kubernetes', floors: Floors, nodeRss
     const api2 = await kube?.api();
     const own2 = kube ? new Map(kube.own) : undefined;
     const rss = rssKiB(pid) / 1024;
-    row(mode, { figure: `agent RSS, ${GUESTS} idle guests`, value: `${rss.toFixed(1)} MiB (peak ${(peak / 1024).toFixed(1)})`, floor: `bare node ${nodeRss.toFixed(1)} MiB`, ratio: rss / nodeRss, target: mode === 'directory' ? '≤ 60 MiB at 100 guests' : '≤ 80 MiB at 1 guest' });
+    const heap = ((await metric(port, 'nodejs_heap_used_bytes')) ?? NaN) / MiB;
+    row(mode, { figure: `agent RSS, ${GUESTS} idle guests`, value: `${rss.toFixed(1)} MiB (peak ${(peak / 1024).toFixed(1)}; V8 heap in use ${heap.toFixed(1)})`, floor: `bare node ${nodeRss.toFixed(1)} MiB`, ratio: rss / nodeRss, target: mode === 'directory' ? '≤ 60 MiB at 100 guests' : '≤ 80 MiB at 1 guest' });
     row(mode, { figure: `agent CPU, ${GUESTS} idle guests, ${seconds.toFixed(0)} s`, value: `${(cpu * 100).toFixed(2)} % of a core`, target: '≤ 1 %' });
     row(mode, { figure: `agent wakeups, ${GUESTS} idle guests`, value: `${wakeups.toFixed(1)} /s (context switches, all threads)`, target: 'a few a second' });
     row(mode, { figure: `status writes, ${GUESTS} idle guests, ${seconds.toFixed(0)} s`, value: String(writes), target: '0' });
