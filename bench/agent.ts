@@ -13,8 +13,8 @@
 //   - Kubernetes mode: requests to the API server (from its own metrics, the bench's own
 //     requests taken out) idle and per started guest, and the watch events an agent receives,
 //     extrapolated on paper to 1,000 nodes × 100 guests.
-// The agent runs as a node runs it: compiled (dist/, `npm run build`, what the Containerfile
-// ships). Its at-start RSS from the checkout's sources (Node's type stripping included) is
+// The agent runs as a node runs it: compiled (dist/, `npm run build`) with the node flags of the
+// Containerfile's ENTRYPOINT. Its at-start RSS from the checkout's sources (Node's type stripping included) is
 // printed as well.
 //   node bench/agent.ts [--mode directory|kubernetes|both] [--guests N] [--idle-seconds 60]
 //                       [--cycles 10] [--single-repeats 5] [--form dist|src]
@@ -362,14 +362,21 @@ function kubernetesDriver(cp: ControlPlane, kubeconfigFile: string): Driver & { 
 
 let agent: ChildProcess | undefined;
 
-function agentEntry(form: string): string {
-  return form === 'src' ? join(REPO_ROOT, 'src/cli/main.ts') : join(REPO_ROOT, 'dist/cli/main.js');
+/** node's flags of the image's ENTRYPOINT (Containerfile), so the bench runs the agent as a node does. */
+function entrypointFlags(): string[] {
+  const line = readFileSync(join(REPO_ROOT, 'Containerfile'), 'utf8').split('\n').findLast((l) => l.startsWith('ENTRYPOINT '));
+  const argv = line ? (JSON.parse(line.slice('ENTRYPOINT '.length)) as string[]) : [];
+  return argv.slice(1, -1).filter((a) => a.startsWith('--'));
+}
+
+function agentEntry(form: string): string[] {
+  return form === 'src' ? [join(REPO_ROOT, 'src/cli/main.ts')] : [...entrypointFlags(), join(REPO_ROOT, 'dist/cli/main.js')];
 }
 
 function startAgent(driver: Driver, stateDir: string, port: number, control: string, form = FORM): ChildProcess {
   const out = openSync(join(base, `agent-${driver.mode}.log`), 'a');
   const child = spawn(process.execPath, [
-    agentEntry(form), 'run', ...driver.agentArgs, '--state-dir', stateDir, '--image-root', imageRoot,
+    ...agentEntry(form), 'run', ...driver.agentArgs, '--state-dir', stateDir, '--image-root', imageRoot,
     '--backup-dir', join(base, 'b'), '--node-name', NODE, '--kernel', `default=${umlKernel()}`,
     '--listen', `127.0.0.1:${port}`, '--control', control, '--log-level', 'info',
   ], { stdio: ['ignore', out, out] });
@@ -638,6 +645,7 @@ async function main(): Promise<void> {
     const build = spawnSync('npm', ['run', '--silent', 'build'], { cwd: REPO_ROOT, encoding: 'utf8' });
     if (build.status !== 0) throw new Error(`npm run build failed: ${build.stdout}${build.stderr}`);
   }
+  console.log(`agent: ${FORM === 'src' ? 'node src/cli/main.ts' : `node ${agentEntry('dist').join(' ')}`} (the Containerfile's ENTRYPOINT)`);
   console.log(`bench/agent.ts: ${GUESTS} guests of ${GUEST_MEMORY / MiB} MiB, idle window ${IDLE_SECONDS} s, ${CYCLES} pause/resume cycles, ${SINGLE_REPEATS} single creates`);
   const nodeRss = await bareNodeRss();
   const tsRss = await bareNodeRss([], `import(${JSON.stringify(join(REPO_ROOT, 'src/api/umid.ts'))}).then(() => setInterval(() => {}, 1e6))`);

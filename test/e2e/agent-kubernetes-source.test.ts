@@ -14,10 +14,10 @@ import { promisify } from 'node:util';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { parse, stringify } from 'yaml';
-import { KubeConfig } from '@kubernetes/client-node';
 import { startEmulator, type Emulator } from '../emulator/index.ts';
 import { createKubernetesSource } from '../../src/agent/sources/kubernetes.ts';
 import { createEventRecorder } from '../../src/agent/events.ts';
+import { loadKubeClient, type KubeClient } from '../../src/agent/kube-client.ts';
 import type { MachineSource } from '../../src/agent/source.ts';
 import { REPO_ROOT } from '../support/uml.ts';
 
@@ -72,10 +72,8 @@ function memoryLogger() {
   return { logger: pino({ level: 'debug' }, stream), lines };
 }
 
-function kc(e: Emulator): KubeConfig {
-  const k = new KubeConfig();
-  k.loadFromFile(e.kubeconfigPath);
-  return k;
+function kc(e: Emulator): KubeClient {
+  return loadKubeClient(e.kubeconfigPath);
 }
 
 /** Resolves when `cond()` holds, polling the in-memory state (cheap) every 20 ms. */
@@ -94,7 +92,7 @@ test('server-side filtering: only this node\'s machines; watch, status, finalize
   await kubectl(emulator, ['apply', '-f', '-'], machine('theirs-1', 'node-b'));
   const { logger, lines } = memoryLogger();
   const changed: string[] = [];
-  const src = createKubernetesSource({ nodeName: 'node-a', logger, kubeConfig: kc(emulator), watchTimeoutSeconds: 30 });
+  const src = createKubernetesSource({ nodeName: 'node-a', logger, client: kc(emulator), watchTimeoutSeconds: 30 });
   sources.push(src);
   assert.equal(src.synced(), false);
   await src.start((k) => changed.push(k));
@@ -172,7 +170,7 @@ test('field selector refused (API server < 1.31): watch everything, filter local
   assert.match(await probe.text(), /field label not supported/);
 
   const { logger, lines } = memoryLogger();
-  const src = createKubernetesSource({ nodeName: 'node-a', logger, kubeConfig: kc(oldEmulator) });
+  const src = createKubernetesSource({ nodeName: 'node-a', logger, client: kc(oldEmulator) });
   sources.push(src);
   await src.start(() => {});
   assert.equal(src.filteringLocally(), true);
@@ -197,7 +195,7 @@ test('Events: events.k8s.io/v1 with the reporting fields, repeats folded into a 
   await kubectl(emulator, ['apply', '-f', '-'], machine('evented', 'node-a'));
   const obj = JSON.parse(await kubectl(emulator, ['get', 'uml', 'evented', '-o', 'json']));
   const { logger } = memoryLogger();
-  const rec = createEventRecorder({ nodeName: 'node-a', logger, kubeConfig: kc(emulator), seriesFlushMs: 50 });
+  const rec = createEventRecorder({ nodeName: 'node-a', logger, client: kc(emulator), seriesFlushMs: 50 });
   rec.record(obj, 'Warning', 'GuestPanic', 'kernel panic: sysrq triggered crash');
   await new Promise((r) => setTimeout(r, 300));
   rec.record(obj, 'Warning', 'GuestPanic', 'kernel panic: sysrq triggered crash');

@@ -85,8 +85,7 @@ function controlHandlers(config: AgentConfig, source: MachineSource, runtime: Ru
 
 async function makeSource(config: AgentConfig, logger: Logger): Promise<MachineSource> {
   if (config.source === 'kubernetes') {
-    // Loaded only here: client-node is most of the agent's memory, and the directory source
-    // (the embedded default) does not need it.
+    // Loaded only here: the directory source (the embedded default) needs no API client.
     const { createKubernetesSource } = await import('../../agent/sources/kubernetes.ts');
     return createKubernetesSource({
       nodeName: config.nodeName, logger,
