@@ -364,6 +364,8 @@ let agent: ChildProcess | undefined;
 
 /** node's flags of the image's ENTRYPOINT (Containerfile), so the bench runs the agent as a node does. */
 function entrypointFlags(): string[] {
+  // UMLMON_BENCH_NODE_FLAGS="" (or other flags) measures the agent without (or with) them instead.
+  if (process.env.UMLMON_BENCH_NODE_FLAGS !== undefined) return process.env.UMLMON_BENCH_NODE_FLAGS.split(' ').filter(Boolean);
   const line = readFileSync(join(REPO_ROOT, 'Containerfile'), 'utf8').split('\n').findLast((l) => l.startsWith('ENTRYPOINT '));
   const argv = line ? (JSON.parse(line.slice('ENTRYPOINT '.length)) as string[]) : [];
   return argv.slice(1, -1).filter((a) => a.startsWith('--'));

@@ -237,6 +237,17 @@ export function createKubernetesSource(opts: KubernetesSourceOptions): MachineSo
     }
   }
 
+  /**
+   * The answer to a write replaces the cached object only while the cache still holds the
+   * version the write started from. The answer and the watch come over different connections:
+   * when the watch brought a newer version first (someone edited the spec meanwhile), the
+   * answer is older and must not take its place; the watch delivers the answer's version too.
+   */
+  function keepIfNewer(key: MachineKey, base: UmlMachine, updated: UmlMachine | undefined): void {
+    if (!updated?.metadata || !mine(updated)) return;
+    if (cache.get(key)?.metadata.resourceVersion === base.metadata.resourceVersion) cache.set(key, updated);
+  }
+
   async function getFresh(m: UmlMachine): Promise<UmlMachine | undefined> {
     try {
       return await api.call<UmlMachine>('get', MACHINES, { namespace: m.metadata.namespace ?? 'default', name: m.metadata.name });
@@ -277,7 +288,7 @@ export function createKubernetesSource(opts: KubernetesSourceOptions): MachineSo
         });
         // Keep the cache as fresh as the server: the watch delivers the same version later and
         // is then recognised as nothing new.
-        if (updated?.metadata && cache.has(key) && mine(updated)) cache.set(key, updated);
+        keepIfNewer(key, machine, updated);
       } catch (err) {
         if (apiStatusCode(err) === 404) throw new ObjectGoneError(`machine ${key} is gone (HTTP 404); its status is not written`, { cause: err });
         throw new Error(`machine ${key}: writing status failed: ${apiErrorMessage(err)} (HTTP ${apiStatusCode(err) ?? '?'})`, { cause: err });
@@ -303,7 +314,7 @@ export function createKubernetesSource(opts: KubernetesSourceOptions): MachineSo
           const updated = await api.call<UmlMachine>('update', MACHINES, {
             namespace: current.metadata.namespace ?? 'default', name: current.metadata.name, body,
           });
-          if (updated?.metadata && cache.has(key) && mine(updated)) cache.set(key, updated);
+          keepIfNewer(key, current, updated);
           return;
         } catch (err) {
           const code = apiStatusCode(err);
