@@ -1,177 +1,76 @@
-// The agent end to end, in directory mode on real jailed UML kernels (`umlmon run` as a child
-// process, as a user runs it):
-//   - raw boot time of the same image through the runtime alone (start() → 'booted'), sequential;
-//   - create→Ready latency for 1, 10 and 30 machines written at once (median and p99), from the
-//     moment the files are written to the Ready condition's lastTransitionTime (the agent's clock,
-//     same host), so status-file polling does not add to it;
-//   - pause and resume latency: spec edit → phase Paused / Running (and the mconsole part, from
-//     the agent's umlmon_pause_seconds / umlmon_resume_seconds);
-//   - the agent's RSS and CPU over 30 s with 30 idle guests (guest info refresh at its 30 s default).
-//   node bench/agent.ts [--sizes 1,10,30] [--idle-seconds 30] [--boots 5] [--cycles 10]
-import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+// The agent end to end on real jailed UML kernels, in directory mode and in Kubernetes mode
+// against a real 1.20 API server (test/support/control-plane.ts), with every figure of issue 10
+// printed beside the raw floor measured in the same run (the runtime alone, in this process):
+//   - create → Ready, 1 machine (median of several) vs raw boot (runtime start → booted);
+//   - pause / resume, spec edit → Paused condition (p99) vs mconsole stop / go itself;
+//   - 30 machines at once → all Ready, and N (default 100) at once → all Running, vs the runtime
+//     starting as many at once;
+//   - graceful stop of a guest that powers off on ctrl-alt-del (spec state Stopped → phase
+//     Stopped) vs runtime.stop() with a grace period;
+//   - drain of N guests (the control socket's drain) vs the runtime stopping N at once;
+//   - with N idle guests over the idle window: agent RSS (vs a bare Node process), CPU, wakeups
+//     (context switches of all its threads), status writes;
+//   - Kubernetes mode: requests to the API server (from its own metrics, the bench's own
+//     requests taken out) idle and per started guest, and the watch events an agent receives,
+//     extrapolated on paper to 1,000 nodes × 100 guests.
+// The agent runs as a node runs it: compiled (dist/, `npm run build`) with the node flags of the
+// Containerfile's ENTRYPOINT. Its at-start RSS from the checkout's sources (Node's type stripping included) is
+// printed as well.
+//   node bench/agent.ts [--mode directory|kubernetes|both] [--guests N] [--idle-seconds 60]
+//                       [--cycles 10] [--single-repeats 5] [--form dist|src]
+//   UMLMON_BENCH_GUESTS=N overrides the default of 100 (each guest takes ~50 MiB of RAM).
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, renameSync, rmSync, watch, writeFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
+import { freemem } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import type { UmlMachineStatus } from '../src/api/types.ts';
+import { controlRequest } from '../src/agent/control.ts';
 import { createRuntime } from '../src/runtime/index.ts';
-import type { MachineConfig, RuntimeEvent } from '../src/runtime/index.ts';
+import type { MachineConfig, Runtime, RuntimeEvent } from '../src/runtime/index.ts';
+import { startControlPlane, type ControlPlane } from '../test/support/control-plane.ts';
 import { REPO_ROOT, TEST_IMAGE, testImageRoot, umlKernel } from '../test/support/uml.ts';
 
 const args = new Map<string, string>();
 for (let i = 2; i < process.argv.length; i += 2) args.set(process.argv[i]!.replace(/^--/, ''), process.argv[i + 1] ?? '');
-const SIZES = (args.get('sizes') ?? '1,10,30').split(',').map(Number);
-const IDLE_SECONDS = Number(args.get('idle-seconds') ?? 30);
-const BOOTS = Number(args.get('boots') ?? 5);
-const CYCLES = Number(args.get('cycles') ?? 10);
-/** Single-machine creates are repeated for a median worth the name. */
-const SINGLE_REPEATS = Number(args.get('single-repeats') ?? 5);
-const FAST_ARGS = ['lpj=auto'];
-const CLI = join(REPO_ROOT, 'src/cli/main.ts');
+const MODE = args.get('mode') ?? 'both';
 const MiB = 2 ** 20;
+const GUEST_MEMORY = 48 * MiB;
+const requestedGuests = Number(args.get('guests') ?? process.env.UMLMON_BENCH_GUESTS ?? 100);
+// Each guest needs its memory file on a tmpfs and a few MiB of host memory besides: never more
+// than half of what is free now.
+const GUESTS = Math.max(1, Math.min(requestedGuests, Math.floor(freemem() / 2 / (GUEST_MEMORY + 16 * MiB))));
+const MID = Math.min(30, GUESTS);
+const IDLE_SECONDS = Number(args.get('idle-seconds') ?? 60);
+const CYCLES = Number(args.get('cycles') ?? 10);
+const SINGLE_REPEATS = Number(args.get('single-repeats') ?? 5);
+const FORM = args.get('form') ?? 'dist';
+const FAST_ARGS = ['lpj=auto'];
+const NODE = 'bench';
 
 const base = mkdtempSync('/tmp/umlmon-bench-agent-');
-const machinesDir = join(base, 'm');
-const stateDir = join(base, 's');
 const imageRoot = join(base, 'i');
-const tag = Math.random().toString(36).slice(2, 7);
-const port = 20000 + Math.floor(Math.random() * 40000);
-let agent: ChildProcess | undefined;
+const tag = Math.random().toString(36).slice(2, 6);
+
+// ---- small helpers ------------------------------------------------------------------------
 
 function quantile(xs: number[], q: number): number {
   const s = [...xs].sort((a, b) => a - b);
   if (s.length === 0) return NaN;
   return s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)]!;
 }
-const ms = (x: number): string => `${x.toFixed(0)} ms`;
+const median = (xs: number[]): number => quantile(xs, 0.5);
+const ms = (x: number): string => (x >= 10_000 ? `${(x / 1000).toFixed(1)} s` : x >= 1000 ? `${(x / 1000).toFixed(2)} s` : x >= 20 ? `${x.toFixed(0)} ms` : `${x.toFixed(1)} ms`);
+const sleep = (msec: number): Promise<void> => new Promise((r) => setTimeout(r, msec));
 
-function sleep(msec: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, msec));
-}
-
-async function until<T>(what: string, probe: () => T | undefined | false, timeoutMs = 300_000, everyMs = 20): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error(`bench: timed out waiting for ${what}`);
-    await sleep(everyMs);
-  }
-}
-
-// ---- raw boot through the runtime ---------------------------------------------------------
-
-async function rawBoots(): Promise<number[]> {
-  // The agent's own state directory: the lpj the first boot measures there serves both.
-  const rt = createRuntime({ stateDir, imageRoot });
-  const samples: number[] = [];
-  try {
-    for (let i = 0; i < BOOTS; i++) {
-      const id = `rb${tag}${i}`.slice(0, 12);
-      const config: MachineConfig = {
-        id, name: `bench/${id}`, kernel: umlKernel(), memoryBytes: 48 * MiB, cmdline: [], defaultArgs: FAST_ARGS,
-        disks: [{ name: 'ubd0', image: TEST_IMAGE, mode: 'cow' }], interfaces: [],
-      };
-      const booted = new Promise<number>((resolve) => {
-        const off = rt.onEvent((e: RuntimeEvent) => {
-          if (e.type === 'booted' && e.id === id) {
-            off();
-            resolve(performance.now());
-          }
-        });
-      });
-      const t0 = performance.now();
-      await rt.start(config);
-      samples.push((await booted) - t0);
-      await rt.stop(id, { gracePeriodMs: 0 });
-      await rt.remove(id);
-    }
-  } finally {
-    await rt.close();
-  }
-  return samples;
-}
-
-// ---- the agent ------------------------------------------------------------------------------
-
-function startAgent(): ChildProcess {
-  const out = openSync(join(base, 'agent.log'), 'a');
-  const child = spawn(process.execPath, [
-    CLI, 'run', '--source', 'directory', '--machines-dir', machinesDir, '--state-dir', stateDir, '--image-root', imageRoot,
-    '--backup-dir', join(base, 'b'), '--node-name', 'bench', '--kernel', `default=${umlKernel()}`,
-    '--listen', `127.0.0.1:${port}`, '--control', 'none', '--log-level', 'info',
-  ], { stdio: ['ignore', out, out] });
-  closeSync(out);
-  return child;
-}
-
-const nameOf = (i: number): string => `b${tag}-${i}`;
-
-function writeMachine(name: string, state = 'Running'): void {
-  const doc = {
-    apiVersion: 'umlmon.io/v1alpha1', kind: 'UmlMachine', metadata: { name },
-    spec: { nodeName: 'bench', state, memory: '48Mi', shutdownGracePeriodSeconds: 10, disks: [{ name: 'ubd0', image: TEST_IMAGE, mode: 'cow' }] },
-  };
-  const tmp = join(machinesDir, `.${name}.tmp`);
-  writeFileSync(tmp, JSON.stringify(doc));
-  renameSync(tmp, join(machinesDir, `${name}.yaml`));
-}
-
-function status(name: string): UmlMachineStatus | undefined {
-  try {
-    return (parse(readFileSync(join(machinesDir, `${name}.status.yaml`), 'utf8')) as { status?: UmlMachineStatus }).status;
-  } catch {
-    return undefined;
-  }
-}
-
-function readyAt(name: string): number | undefined {
-  const s = status(name);
-  const ready = s?.conditions?.find((c) => c.type === 'Ready');
-  return s?.phase === 'Running' && ready?.status === 'True' ? Date.parse(ready.lastTransitionTime) : undefined;
-}
-
-async function removeAll(names: string[]): Promise<void> {
-  for (const n of names) rmSync(join(machinesDir, `${n}.yaml`), { force: true });
-  await until('machines removed', () => !existsSync(join(stateDir, 'machines')) || readdirSync(join(stateDir, 'machines')).length === 0, 300_000, 200);
-}
-
-async function createToReady(n: number): Promise<{ names: string[]; latencies: number[]; wall: number }> {
-  const names = Array.from({ length: n }, (_, i) => nameOf(i));
-  const t0 = Date.now();
-  for (const name of names) writeMachine(name);
-  const latencies = await until(`${n} machines Ready`, () => {
-    const at = names.map(readyAt);
-    return at.every((x) => x !== undefined) ? at.map((x) => x! - t0) : undefined;
-  });
-  return { names, latencies, wall: Math.max(...latencies) };
-}
-
-async function pauseResume(name: string): Promise<{ pause: number[]; resume: number[] }> {
-  const pause: number[] = [];
-  const resume: number[] = [];
-  for (let i = 0; i < CYCLES; i++) {
-    let t0 = Date.now();
-    writeMachine(name, 'Paused');
-    const p = await until('Paused', () => {
-      const c = status(name)?.conditions?.find((x) => x.type === 'Paused');
-      return c?.status === 'True' && Date.parse(c.lastTransitionTime) >= t0 && Date.parse(c.lastTransitionTime);
-    });
-    pause.push(p - t0);
-    t0 = Date.now();
-    writeMachine(name, 'Running');
-    const r = await until('Running', () => {
-      const c = status(name)?.conditions?.find((x) => x.type === 'Paused');
-      return c?.status === 'False' && Date.parse(c.lastTransitionTime) >= t0 && Date.parse(c.lastTransitionTime);
-    });
-    resume.push(r - t0);
-  }
-  return { pause, resume };
-}
-
-async function metric(name: string): Promise<number | undefined> {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
-  return line ? Number(line.split(' ')[1]) : undefined;
+/** One line of the report: the figure, the floor and their ratio. */
+interface Row { figure: string; value: string; floor?: string; ratio?: number; target: string }
+const report = new Map<string, Row[]>();
+function row(mode: string, r: Row): void {
+  if (!report.has(mode)) report.set(mode, []);
+  report.get(mode)!.push(r);
+  console.log(`  ${r.figure}: ${r.value}${r.floor ? `  (floor ${r.floor}${r.ratio !== undefined ? `, ×${r.ratio.toFixed(2)}` : ''})` : ''}  target ${r.target}`);
 }
 
 function cpuTicks(pid: number): number {
@@ -179,106 +78,624 @@ function cpuTicks(pid: number): number {
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return Number(fields[11]) + Number(fields[12]); // utime + stime
 }
-
 function rssKiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) : NaN;
 }
-
-async function main(): Promise<void> {
-  mkdirSync(machinesDir, { recursive: true });
-  mkdirSync(imageRoot, { recursive: true });
-  copyFileSync(join(testImageRoot(), TEST_IMAGE), join(imageRoot, TEST_IMAGE));
-
-  const raw = await rawBoots();
-  console.log(`raw boot (runtime start → booted, jailed, ${raw.length} sequential): median ${ms(quantile(raw, 0.5))}, p99 ${ms(quantile(raw, 0.99))}`);
-
-  agent = startAgent();
-  await until('agent ready', () => {
-    void fetch(`http://127.0.0.1:${port}/readyz`).then((r) => { if (r.ok) readyFlag = true; }, () => {});
-    return readyFlag;
-  }, 60_000, 100);
-  console.log(`agent pid ${agent.pid}, RSS at start ${(rssKiB(agent.pid!) / 1024).toFixed(1)} MiB`);
-
-  console.log('\ncreate → Ready (files written at once; Ready lastTransitionTime − write time)');
-  for (const n of SIZES) {
-    if (n === 1 && SINGLE_REPEATS > 1) {
-      const singles: number[] = [];
-      for (let i = 1; i < SINGLE_REPEATS; i++) {
-        const one = await createToReady(1);
-        singles.push(one.latencies[0]!);
-        await removeAll(one.names);
-      }
-      const last = await createToReady(1);
-      singles.push(last.latencies[0]!);
-      console.log(`   1 machine, ${singles.length} times: median ${ms(quantile(singles, 0.5))}, p99 ${ms(quantile(singles, 0.99))} (each: ${singles.map((x) => x.toFixed(0)).join(', ')} ms)`);
-      await measurePauseResume(last.names[0]!);
-      await removeAll(last.names);
-      continue;
+/** Context switches of every thread: each is one wakeup of the agent (or a preemption). */
+function switches(pid: number): number {
+  let sum = 0;
+  for (const t of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const text = readFileSync(`/proc/${pid}/task/${t}/status`, 'utf8');
+      sum += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(text)?.[1] ?? 0) + Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(text)?.[1] ?? 0);
+    } catch {
+      /* thread gone */
     }
-    const { names, latencies, wall } = await createToReady(n);
-    console.log(`  ${String(n).padStart(2)} machines: median ${ms(quantile(latencies, 0.5))}, p99 ${ms(quantile(latencies, 0.99))}, all Ready after ${ms(wall)}`);
-    if (n === SIZES[0]) await measurePauseResume(names[0]!);
-    if (n === Math.max(...SIZES)) await measureIdle(n);
-    await removeAll(names);
+  }
+  return sum;
+}
+
+/** RSS of a Node process that only waits, from the same binary: the floor of any agent. */
+async function bareNodeRss(flags: string[] = [], script = 'setInterval(() => {}, 1e6)'): Promise<number> {
+  const child = spawn(process.execPath, [...flags, '-e', script], { stdio: 'ignore' });
+  await sleep(1500);
+  const rss = rssKiB(child.pid!);
+  child.kill('SIGKILL');
+  return rss / 1024;
+}
+
+// ---- the raw floor: the runtime alone -----------------------------------------------------
+
+interface Floors { boot: number; startMid: number; startAll: number; stop: number; drainAll: number }
+
+function rawConfig(id: string): MachineConfig {
+  return {
+    id, name: `bench/${id}`, kernel: umlKernel(), memoryBytes: GUEST_MEMORY, cmdline: [], defaultArgs: FAST_ARGS,
+    disks: [{ name: 'ubd0', image: TEST_IMAGE, mode: 'cow' }], interfaces: [],
+  };
+}
+
+function allSaw(rt: Runtime, ids: string[], type: RuntimeEvent['type']): Promise<number> {
+  const waiting = new Set(ids);
+  return new Promise((resolve) => {
+    const off = rt.onEvent((e: RuntimeEvent) => {
+      if (e.type === type && waiting.delete(e.id) && waiting.size === 0) {
+        off();
+        resolve(performance.now());
+      }
+    });
+  });
+}
+
+/** Starts n at once: the time until every kernel has booted. Returns once every guest's init runs (cad powers it off from then on). */
+async function startMany(rt: Runtime, prefix: string, n: number): Promise<{ ids: string[]; ms: number }> {
+  const ids = Array.from({ length: n }, (_, i) => `${prefix}${tag}${i}`.slice(0, 12));
+  const all = allSaw(rt, ids, 'booted');
+  const init = allSaw(rt, ids, 'guest-message');
+  const t0 = performance.now();
+  await Promise.all(ids.map((id) => rt.start(rawConfig(id))));
+  const t = (await all) - t0;
+  await init;
+  return { ids, ms: t };
+}
+
+async function rawFloors(stateDir: string): Promise<Floors> {
+  const rt = createRuntime({ stateDir, imageRoot });
+  try {
+    const boots: number[] = [];
+    for (let i = 0; i < SINGLE_REPEATS; i++) {
+      const { ids, ms: t } = await startMany(rt, 'rb', 1);
+      boots.push(t);
+      await rt.stop(ids[0]!, { gracePeriodMs: 0 });
+      await rt.remove(ids[0]!);
+    }
+    const mid = await startMany(rt, 'rm', MID);
+    const stops: number[] = [];
+    for (const id of mid.ids.slice(0, Math.min(5, MID))) {
+      const t0 = performance.now();
+      await rt.stop(id, { gracePeriodMs: 10_000 });
+      stops.push(performance.now() - t0);
+    }
+    await Promise.all(mid.ids.map(async (id) => {
+      await rt.stop(id, { gracePeriodMs: 0 });
+      await rt.remove(id);
+    }));
+    const all = await startMany(rt, 'ra', GUESTS);
+    const t0 = performance.now();
+    await Promise.all(all.ids.map((id) => rt.stop(id, { gracePeriodMs: 10_000 })));
+    const drainAll = performance.now() - t0;
+    for (const id of all.ids) await rt.remove(id);
+    return { boot: median(boots), startMid: mid.ms, startAll: all.ms, stop: median(stops), drainAll };
+  } finally {
+    await rt.close();
   }
 }
 
-async function measurePauseResume(name: string): Promise<void> {
-  const pr = await pauseResume(name);
-  const mean = async (metricName: string): Promise<string> =>
-    (((await metric(`${metricName}_sum`))! / (await metric(`${metricName}_count`))!) * 1000).toFixed(2);
-  console.log(`  pause  (spec edit → Paused=True, ${CYCLES}x): median ${ms(quantile(pr.pause, 0.5))}, p99 ${ms(quantile(pr.pause, 0.99))}; mconsole stop itself: mean ${await mean('umlmon_pause_seconds')} ms`);
-  console.log(`  resume (spec edit → Paused=False, ${CYCLES}x): median ${ms(quantile(pr.resume, 0.5))}, p99 ${ms(quantile(pr.resume, 0.99))}; mconsole go itself: mean ${await mean('umlmon_resume_seconds')} ms`);
+// ---- the two sources, as the bench drives them ---------------------------------------------
+
+interface Counters {
+  /** Status writes: status files replaced (directory), status PATCHes (Kubernetes). */
+  statusWrites: number;
 }
 
-async function measureIdle(n: number): Promise<void> {
-  await sleep(5000);
-  const pid = agent!.pid!;
-  const hz = 100; // USER_HZ on Linux
-  const c0 = cpuTicks(pid);
-  const t0 = performance.now();
-  let peakRss = rssKiB(pid);
-  const sampler = setInterval(() => (peakRss = Math.max(peakRss, rssKiB(pid))), 1000);
-  await sleep(IDLE_SECONDS * 1000);
-  clearInterval(sampler);
-  const seconds = (performance.now() - t0) / 1000;
-  const cpu = (cpuTicks(pid) - c0) / hz / seconds;
-  console.log(`  agent with ${n} idle guests over ${seconds.toFixed(0)} s: CPU ${(cpu * 100).toFixed(2)} % of one core, RSS ${(rssKiB(pid) / 1024).toFixed(1)} MiB (peak ${(peakRss / 1024).toFixed(1)} MiB)`);
+interface Driver {
+  readonly mode: 'directory' | 'kubernetes';
+  agentArgs: string[];
+  write(name: string, state: string): Promise<void>;
+  remove(name: string): Promise<void>;
+  status(name: string): UmlMachineStatus | undefined;
+  /** Resolves at the next change the bench can see (a status file, a watch event). */
+  changed(): Promise<void>;
+  counters(): Promise<Counters>;
+  close(): Promise<void>;
 }
 
-let readyFlag = false;
+function manifest(name: string, state: string): Record<string, unknown> {
+  return {
+    apiVersion: 'umlmon.io/v1alpha1', kind: 'UmlMachine', metadata: { name, namespace: 'default' },
+    spec: { nodeName: NODE, state, memory: '48Mi', shutdownGracePeriodSeconds: 10, disks: [{ name: 'ubd0', image: TEST_IMAGE, mode: 'cow' }] },
+  };
+}
 
-async function cleanup(): Promise<void> {
-  for (const f of existsSync(machinesDir) ? readdirSync(machinesDir) : []) if (f.endsWith('.yaml') && !f.includes('.status.')) rmSync(join(machinesDir, f));
-  if (agent && agent.exitCode === null) {
-    await until('machines removed', () => !existsSync(join(stateDir, 'machines')) || readdirSync(join(stateDir, 'machines')).length === 0, 120_000, 200).catch(() => {});
+class Waiters {
+  #waiters: (() => void)[] = [];
+  wake(): void {
+    const w = this.#waiters;
+    this.#waiters = [];
+    for (const f of w) f();
+  }
+  next(): Promise<void> {
+    return new Promise((r) => {
+      this.#waiters.push(r);
+      setTimeout(r, 250).unref();
+    });
+  }
+}
+
+function directoryDriver(dir: string): Driver {
+  mkdirSync(dir, { recursive: true });
+  const cache = new Map<string, UmlMachineStatus | undefined>();
+  const waiters = new Waiters();
+  let writes = 0;
+  const read = (name: string): void => {
+    try {
+      cache.set(name, (parse(readFileSync(join(dir, `${name}.status.yaml`), 'utf8')) as { status?: UmlMachineStatus }).status);
+    } catch {
+      cache.delete(name);
+    }
+  };
+  // The agent writes a status file by renaming a temporary file over it: one rename event each.
+  const watcher = watch(dir, (type, file) => {
+    const f = file?.toString() ?? '';
+    if (!f.endsWith('.status.yaml')) return;
+    if (type === 'rename') writes++;
+    read(f.slice(0, -'.status.yaml'.length));
+    waiters.wake();
+  });
+  return {
+    mode: 'directory',
+    agentArgs: ['--source', 'directory', '--machines-dir', dir],
+    async write(name, state) {
+      const tmp = join(dir, `.${name}.tmp`);
+      writeFileSync(tmp, JSON.stringify(manifest(name, state)));
+      renameSync(tmp, join(dir, `${name}.yaml`));
+    },
+    async remove(name) {
+      rmSync(join(dir, `${name}.yaml`), { force: true });
+    },
+    status: (name) => cache.get(name),
+    changed: () => waiters.next(),
+    counters: async () => ({ statusWrites: writes }),
+    async close() {
+      watcher.close();
+    },
+  };
+}
+
+/** The API server's own counters: requests by verb/resource/subresource, watch events and bytes. */
+interface ApiCounts { requests: Map<string, number>; watchEvents: number; watchBytes: number }
+
+function kubernetesDriver(cp: ControlPlane, kubeconfigFile: string): Driver & { api(): Promise<ApiCounts>; own: Map<string, number>; ownWatch: { events: number; bytes: number } } {
+  const ca = readFileSync(cp.caFile);
+  const url = new URL(cp.url);
+  const cache = new Map<string, UmlMachineStatus | undefined>();
+  const waiters = new Waiters();
+  const own = new Map<string, number>();
+  const ownWatch = { events: 0, bytes: 0 };
+  const path = '/apis/umlmon.io/v1alpha1/namespaces/default/umlmachines';
+  const count = (key: string): void => { own.set(key, (own.get(key) ?? 0) + 1); };
+
+  function call(method: string, p: string, body?: unknown, contentType = 'application/json'): Promise<{ status: number; text: string }> {
+    return new Promise((resolve, reject) => {
+      const req = httpsRequest({ host: url.hostname, port: url.port, path: p, method, ca, headers: { authorization: `Bearer ${cp.adminToken}`, 'content-type': contentType, accept: 'application/json' } }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (text += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+      });
+      req.on('error', reject);
+      req.end(body === undefined ? undefined : JSON.stringify(body));
+    });
+  }
+
+  let watchReq: ReturnType<typeof httpsRequest> | undefined;
+  function startWatch(): void {
+    count('WATCH umlmachines');
+    watchReq = httpsRequest({ host: url.hostname, port: url.port, path: `${path}?watch=1&allowWatchBookmarks=false`, ca, headers: { authorization: `Bearer ${cp.adminToken}` } }, (res) => {
+      let buffer = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        buffer += chunk;
+        for (let nl = buffer.indexOf('\n'); nl >= 0; nl = buffer.indexOf('\n')) {
+          const line = buffer.slice(0, nl);
+          buffer = buffer.slice(nl + 1);
+          if (!line) continue;
+          ownWatch.events++;
+          ownWatch.bytes += Buffer.byteLength(line);
+          const e = JSON.parse(line) as { type: string; object: { metadata: { name: string }; status?: UmlMachineStatus } };
+          if (e.type === 'DELETED') cache.delete(e.object.metadata.name);
+          else cache.set(e.object.metadata.name, e.object.status);
+          waiters.wake();
+        }
+      });
+    });
+    watchReq.on('error', () => {});
+    watchReq.end();
+  }
+  startWatch();
+
+  async function api(): Promise<ApiCounts> {
+    const text = (await call('GET', '/metrics')).text;
+    const requests = new Map<string, number>();
+    let watchEvents = 0;
+    let watchBytes = 0;
+    for (const line of text.split('\n')) {
+      if (line.startsWith('apiserver_request_total{')) {
+        const labels = Object.fromEntries([...line.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1], m[2]]));
+        if (labels.resource !== 'umlmachines' && labels.resource !== 'events') continue;
+        const key = `${labels.verb} ${labels.resource}${labels.subresource ? `/${labels.subresource}` : ''}`;
+        requests.set(key, (requests.get(key) ?? 0) + Number(line.split(' ').at(-1)));
+      } else if (line.includes('kind="UmlMachine"')) {
+        if (line.startsWith('apiserver_watch_events_total{')) watchEvents += Number(line.split(' ').at(-1));
+        if (line.startsWith('apiserver_watch_events_sizes_sum{')) watchBytes += Number(line.split(' ').at(-1));
+      }
+    }
+    count('GET metrics');
+    return { requests, watchEvents, watchBytes };
+  }
+
+  return {
+    mode: 'kubernetes',
+    agentArgs: ['--source', 'kubernetes', '--kubeconfig', kubeconfigFile],
+    own,
+    ownWatch,
+    api,
+    async write(name, state) {
+      count('PATCH umlmachines');
+      const patched = await call('PATCH', `${path}/${name}`, { spec: { state } }, 'application/merge-patch+json');
+      if (patched.status === 404) {
+        count('POST umlmachines');
+        const created = await call('POST', path, manifest(name, state));
+        if (created.status >= 300) throw new Error(`create ${name}: ${created.status} ${created.text}`);
+      } else if (patched.status >= 300) {
+        throw new Error(`patch ${name}: ${patched.status} ${patched.text}`);
+      }
+    },
+    async remove(name) {
+      count('DELETE umlmachines');
+      await call('DELETE', `${path}/${name}`);
+    },
+    status: (name) => cache.get(name),
+    changed: () => waiters.next(),
+    async counters() {
+      const a = await api();
+      return { statusWrites: [...a.requests].filter(([k]) => k.endsWith('umlmachines/status') && !k.startsWith('GET') && !k.startsWith('WATCH')).reduce((s, [, v]) => s + v, 0) };
+    },
+    async close() {
+      watchReq?.destroy();
+    },
+  };
+}
+
+// ---- the agent ------------------------------------------------------------------------------
+
+let agent: ChildProcess | undefined;
+
+/** node's flags of the image's ENTRYPOINT (Containerfile), so the bench runs the agent as a node does. */
+function entrypointFlags(): string[] {
+  // UMLMON_BENCH_NODE_FLAGS="" (or other flags) measures the agent without (or with) them instead.
+  if (process.env.UMLMON_BENCH_NODE_FLAGS !== undefined) return process.env.UMLMON_BENCH_NODE_FLAGS.split(' ').filter(Boolean);
+  const line = readFileSync(join(REPO_ROOT, 'Containerfile'), 'utf8').split('\n').findLast((l) => l.startsWith('ENTRYPOINT '));
+  const argv = line ? (JSON.parse(line.slice('ENTRYPOINT '.length)) as string[]) : [];
+  return argv.slice(1, -1).filter((a) => a.startsWith('--'));
+}
+
+function agentEntry(form: string): string[] {
+  return form === 'src' ? [join(REPO_ROOT, 'src/cli/main.ts')] : [...entrypointFlags(), join(REPO_ROOT, 'dist/cli/main.js')];
+}
+
+function startAgent(driver: Driver, stateDir: string, port: number, control: string, form = FORM): ChildProcess {
+  const out = openSync(join(base, `agent-${driver.mode}.log`), 'a');
+  const child = spawn(process.execPath, [
+    ...agentEntry(form), 'run', ...driver.agentArgs, '--state-dir', stateDir, '--image-root', imageRoot,
+    '--backup-dir', join(base, 'b'), '--node-name', NODE, '--kernel', `default=${umlKernel()}`,
+    '--listen', `127.0.0.1:${port}`, '--control', control, '--log-level', 'info',
+  ], { stdio: ['ignore', out, out] });
+  closeSync(out);
+  return child;
+}
+
+async function untilReady(port: number): Promise<void> {
+  const end = Date.now() + 60_000;
+  for (;;) {
+    try {
+      if ((await fetch(`http://127.0.0.1:${port}/readyz`)).ok) return;
+    } catch {
+      /* not listening yet */
+    }
+    if (Date.now() > end) throw new Error('bench: the agent did not get ready within 60 s');
+    await sleep(100);
+  }
+}
+
+async function metric(port: number, name: string): Promise<number | undefined> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  return line ? Number(line.split(' ')[1]) : undefined;
+}
+
+async function until<T>(driver: Driver, what: string, probe: () => T | undefined | false, timeoutMs = 300_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = probe();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > end) throw new Error(`bench: timed out waiting for ${what}`);
+    await driver.changed();
+  }
+}
+
+const condition = (s: UmlMachineStatus | undefined, type: string) => s?.conditions?.find((c) => c.type === type);
+
+function readyAt(driver: Driver, name: string): number | undefined {
+  const s = driver.status(name);
+  const ready = condition(s, 'Ready');
+  return s?.phase === 'Running' && ready?.status === 'True' ? Date.parse(ready.lastTransitionTime) : undefined;
+}
+
+async function createToReady(driver: Driver, names: string[]): Promise<number[]> {
+  const t0 = Date.now();
+  await Promise.all(names.map((n) => driver.write(n, 'Running')));
+  return until(driver, `${names.length} machines Ready`, () => {
+    const at = names.map((n) => readyAt(driver, n));
+    return at.every((x) => x !== undefined) ? at.map((x) => x! - t0) : undefined;
+  });
+}
+
+async function removeAll(driver: Driver, stateDir: string, names: string[]): Promise<void> {
+  await Promise.all(names.map((n) => driver.remove(n)));
+  const machines = join(stateDir, 'machines');
+  const end = Date.now() + 300_000;
+  while (existsSync(machines) && readdirSync(machines).length > 0) {
+    if (Date.now() > end) throw new Error('bench: machines were not removed within 300 s');
+    await sleep(100);
+  }
+}
+
+async function pauseResume(driver: Driver, name: string): Promise<{ pause: number[]; resume: number[] }> {
+  const pause: number[] = [];
+  const resume: number[] = [];
+  for (let i = 0; i < CYCLES; i++) {
+    for (const [state, want, into] of [['Paused', 'True', pause], ['Running', 'False', resume]] as const) {
+      const t0 = Date.now();
+      await driver.write(name, state);
+      const at = await until(driver, state, () => {
+        const c = condition(driver.status(name), 'Paused');
+        return c?.status === want && Date.parse(c.lastTransitionTime) >= t0 && Date.parse(c.lastTransitionTime);
+      });
+      into.push(at - t0);
+    }
+  }
+  return { pause, resume };
+}
+
+/** spec state Stopped → phase Stopped, seen by the bench (a guest whose init powers off on cad). */
+async function gracefulStops(driver: Driver, name: string, times: number): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < times; i++) {
+    await driver.write(name, 'Running');
+    await until(driver, 'Running again', () => readyAt(driver, name));
+    await sleep(500); // the guest's init runs (before it, the kernel answers cad by rebooting)
+    const t0 = performance.now();
+    await driver.write(name, 'Stopped');
+    await until(driver, 'Stopped', () => driver.status(name)?.phase === 'Stopped');
+    out.push(performance.now() - t0);
+  }
+  return out;
+}
+
+// ---- one mode -------------------------------------------------------------------------------
+
+async function runMode(mode: 'directory' | 'kubernetes', floors: Floors, nodeRss: number): Promise<void> {
+  console.log(`\n== ${mode} mode: ${GUESTS} guests${GUESTS < requestedGuests ? ` (of ${requestedGuests} asked: limited by free memory)` : ''}, agent ${FORM === 'src' ? 'from the sources' : 'compiled (dist/)'} ==`);
+  const stateDir = join(base, 's'); // shared with the raw floor: the lpj it measured serves both
+  const port = 20000 + Math.floor(Math.random() * 40000);
+  const controlPath = join(base, `control-${mode}.sock`);
+  let cp: ControlPlane | undefined;
+  let driver: Driver | undefined;
+  let kube: ReturnType<typeof kubernetesDriver> | undefined;
+  try {
+    if (mode === 'kubernetes') {
+      cp = await startControlPlane();
+      const apply = spawnSync('kubectl', ['--kubeconfig', cp.adminKubeconfig, 'apply', '--validate=false', '-f', join(REPO_ROOT, 'crds')], { encoding: 'utf8' });
+      if (apply.status !== 0) throw new Error(`kubectl apply crds: ${apply.stderr}`);
+      spawnSync('kubectl', ['--kubeconfig', cp.adminKubeconfig, 'wait', '--for=condition=Established', 'crd/umlmachines.umlmon.io', '--timeout=60s']);
+      await sleep(1000);
+      kube = kubernetesDriver(cp, cp.adminKubeconfig);
+      driver = kube;
+    } else {
+      driver = directoryDriver(join(base, 'm'));
+    }
+    agent = startAgent(driver, stateDir, port, `unix://${controlPath}`);
+    await untilReady(port);
+    const pid = agent.pid!;
+    console.log(`  agent pid ${pid}, RSS at start ${(rssKiB(pid) / 1024).toFixed(1)} MiB (a bare node process: ${nodeRss.toFixed(1)} MiB)`);
+
+    // create → Ready, one machine at a time; the last one stays for pause/resume and stop.
+    const singles: number[] = [];
+    for (let i = 0; i < SINGLE_REPEATS; i++) {
+      const name = `one-${tag}-${i}`;
+      singles.push((await createToReady(driver, [name]))[0]!);
+      if (i < SINGLE_REPEATS - 1) await removeAll(driver, stateDir, [name]);
+    }
+    const one = `one-${tag}-${SINGLE_REPEATS - 1}`;
+    row(mode, { figure: 'create → Ready, 1 machine (median)', value: ms(median(singles)), floor: `raw boot ${ms(floors.boot)}`, ratio: median(singles) / floors.boot, target: `≤ raw × 1.05 + 50 ms = ${ms(floors.boot * 1.05 + 50)}` });
+    console.log(`    each: ${singles.map((x) => x.toFixed(0)).join(', ')} ms`);
+
+    const pr = await pauseResume(driver, one);
+    const mean = async (m: string): Promise<number> => ((await metric(port, `${m}_sum`))! / (await metric(port, `${m}_count`))!) * 1000;
+    const stopMs = await mean('umlmon_pause_seconds');
+    const goMs = await mean('umlmon_resume_seconds');
+    row(mode, { figure: `pause, spec edit → Paused=True (p99 of ${CYCLES})`, value: `${ms(quantile(pr.pause, 0.99))} (median ${ms(median(pr.pause))})`, floor: `mconsole stop ${ms(stopMs)}`, ratio: quantile(pr.pause, 0.99) / stopMs, target: '≤ 20 ms' });
+    row(mode, { figure: `resume, spec edit → Paused=False (p99 of ${CYCLES})`, value: `${ms(quantile(pr.resume, 0.99))} (median ${ms(median(pr.resume))})`, floor: `mconsole go ${ms(goMs)}`, ratio: quantile(pr.resume, 0.99) / goMs, target: '≤ 20 ms' });
+
+    // Kubernetes mode's memory target is for one guest: measured while `one` runs.
+    await sleep(3000);
+    row(mode, { figure: 'agent RSS, 1 guest', value: `${(rssKiB(pid) / 1024).toFixed(1)} MiB`, floor: `bare node ${nodeRss.toFixed(1)} MiB`, ratio: rssKiB(pid) / 1024 / nodeRss, target: mode === 'kubernetes' ? '≤ 80 MiB' : '-' });
+
+    const stops = await gracefulStops(driver, one, 3);
+    row(mode, { figure: 'graceful stop, guest powers off on ctrl-alt-del (median of 3)', value: ms(median(stops)), floor: `runtime.stop ${ms(floors.stop)}`, ratio: median(stops) / floors.stop, target: '≤ 200 ms' });
+    await removeAll(driver, stateDir, [one]);
+
+    const midNames = Array.from({ length: MID }, (_, i) => `mid-${tag}-${i}`);
+    const mid = await createToReady(driver, midNames);
+    row(mode, { figure: `${MID} machines at once, all Ready`, value: `${ms(Math.max(...mid))} (median ${ms(median(mid))})`, floor: `runtime ${ms(floors.startMid)}`, ratio: Math.max(...mid) / floors.startMid, target: MID === 30 ? '≤ 1.2 s' : '-' });
+    await removeAll(driver, stateDir, midNames);
+
+    const api0 = await kube?.api();
+    const own0 = kube ? new Map(kube.own) : undefined;
+    const ownWatch0 = kube ? { ...kube.ownWatch } : undefined;
+    const names = Array.from({ length: GUESTS }, (_, i) => `g-${tag}-${i}`);
+    const all = await createToReady(driver, names);
+    row(mode, { figure: `${GUESTS} machines at once, all Running`, value: `${ms(Math.max(...all))} (median ${ms(median(all))})`, floor: `runtime ${ms(floors.startAll)}`, ratio: Math.max(...all) / floors.startAll, target: GUESTS === 100 ? '≤ 3 s' : '-' });
+    // Let the last status writes and Events of the starts land before counting the idle ones.
+    await sleep(5000);
+    const api1 = await kube?.api();
+    const own1 = kube ? new Map(kube.own) : undefined;
+    const ownWatch1 = kube ? { ...kube.ownWatch } : undefined;
+
+    // Idle.
+    const w0 = (await driver.counters()).statusWrites;
+    const c0 = cpuTicks(pid);
+    const s0 = switches(pid);
+    const t0 = performance.now();
+    let peak = rssKiB(pid);
+    const sampler = setInterval(() => (peak = Math.max(peak, rssKiB(pid))), 1000);
+    await sleep(IDLE_SECONDS * 1000);
+    clearInterval(sampler);
+    const seconds = (performance.now() - t0) / 1000;
+    const cpu = (cpuTicks(pid) - c0) / 100 / seconds;
+    const wakeups = (switches(pid) - s0) / seconds;
+    const writes = (await driver.counters()).statusWrites - w0;
+    const api2 = await kube?.api();
+    const own2 = kube ? new Map(kube.own) : undefined;
+    const rss = rssKiB(pid) / 1024;
+    const heap = ((await metric(port, 'nodejs_heap_used_bytes')) ?? NaN) / MiB;
+    row(mode, { figure: `agent RSS, ${GUESTS} idle guests`, value: `${rss.toFixed(1)} MiB (peak ${(peak / 1024).toFixed(1)}; V8 heap in use ${heap.toFixed(1)})`, floor: `bare node ${nodeRss.toFixed(1)} MiB`, ratio: rss / nodeRss, target: mode === 'directory' ? '≤ 60 MiB at 100 guests' : '≤ 80 MiB at 1 guest' });
+    row(mode, { figure: `agent CPU, ${GUESTS} idle guests, ${seconds.toFixed(0)} s`, value: `${(cpu * 100).toFixed(2)} % of a core`, target: '≤ 1 %' });
+    row(mode, { figure: `agent wakeups, ${GUESTS} idle guests`, value: `${wakeups.toFixed(1)} /s (context switches, all threads)`, target: 'a few a second' });
+    row(mode, { figure: `status writes, ${GUESTS} idle guests, ${seconds.toFixed(0)} s`, value: String(writes), target: '0' });
+
+    if (kube && api0 && api1 && api2 && own0 && own1 && own2 && ownWatch0 && ownWatch1) {
+      printApiLoad(api0, api1, api2, own0, own1, own2, ownWatch0, ownWatch1, seconds);
+    }
+
+    // Drain through the control socket, as `umlmon drain` asks a running agent.
+    const d0 = performance.now();
+    await controlRequest({ kind: 'unix', path: controlPath }, { op: 'drain', timeoutSeconds: 60 }, { timeoutMs: 120_000 });
+    const drain = performance.now() - d0;
+    row(mode, { figure: `drain of ${GUESTS} guests`, value: ms(drain), floor: `runtime ${ms(floors.drainAll)}`, ratio: drain / floors.drainAll, target: '≤ 3 s at 100' });
+    await removeAll(driver, stateDir, names);
+
+  } finally {
+    if (agent && agent.exitCode === null) {
+      const exited = new Promise((r) => agent!.once('exit', r));
+      agent.kill('SIGTERM');
+      await exited;
+    }
+    agent = undefined;
+    killLeftovers(stateDir);
+    await driver?.close();
+    await cp?.stop();
+  }
+}
+
+function printApiLoad(api0: ApiCounts, api1: ApiCounts, api2: ApiCounts, own0: Map<string, number>, own1: Map<string, number>, own2: Map<string, number>,
+  ownWatch0: { events: number; bytes: number }, ownWatch1: { events: number; bytes: number }, idleSeconds: number): void {
+  // The agent's requests: the API server's counts minus the bench's own.
+  const agentRequests = (from: ApiCounts, to: ApiCounts, ownFrom: Map<string, number>, ownTo: Map<string, number>): Map<string, number> => {
+    const out = new Map<string, number>();
+    for (const [k, v] of to.requests) {
+      if (k.startsWith('WATCH')) continue; // long-running: counted when they end
+      const n = v - (from.requests.get(k) ?? 0) - ((ownTo.get(k) ?? 0) - (ownFrom.get(k) ?? 0));
+      if (n > 0) out.set(k, n);
+    }
+    return out;
+  };
+  const sum = (m: Map<string, number>): number => [...m.values()].reduce((s, v) => s + v, 0);
+  const describe = (m: Map<string, number>): string => [...m].map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
+  const starts = agentRequests(api0, api1, own0, own1);
+  const idle = agentRequests(api1, api2, own1, own2);
+  const perGuest = sum(starts) / GUESTS;
+  const idlePerMinute = (sum(idle) / idleSeconds) * 60;
+  console.log('  API-server load from this agent (apiserver_request_total, the bench\'s own requests taken out):');
+  console.log(`    per started guest: ${perGuest.toFixed(1)} requests (${describe(starts)}; over ${GUESTS} starts)`);
+  console.log(`    idle, ${GUESTS} guests: ${idlePerMinute.toFixed(1)} requests/minute (${describe(idle)})`);
+  // Watch events: the server counts every event it sends to every watcher; the bench's own watch is taken out.
+  const events = api1.watchEvents - api0.watchEvents - (ownWatch1.events - ownWatch0.events);
+  const bytes = api1.watchBytes - api0.watchBytes - (ownWatch1.bytes - ownWatch0.bytes);
+  const eventsPerGuest = events / GUESTS;
+  const bytesPerEvent = events > 0 ? bytes / events : 0;
+  console.log(`    watch events to the agent per started guest: ${eventsPerGuest.toFixed(1)} (${bytesPerEvent.toFixed(0)} bytes each); idle: ${api2.watchEvents - api1.watchEvents} in ${idleSeconds.toFixed(0)} s (the bench's own watch included)`);
+  const nodes = 1000;
+  const perNode = 100;
+  console.log(`  on paper, ${nodes} nodes × ${perNode} guests:`);
+  console.log(`    idle: ${((idlePerMinute / GUESTS) * perNode * nodes).toFixed(0)} requests/minute to the API server (${((idlePerMinute / GUESTS) * perNode * nodes / 60).toFixed(1)}/s)`);
+  console.log(`    starting every guest once: ${(perGuest * perNode * nodes).toFixed(0)} requests`);
+  const mine = eventsPerGuest * perNode;
+  const everyone = eventsPerGuest * perNode * nodes;
+  console.log(`    watch traffic per agent for one start of its ${perNode} guests: ${mine.toFixed(0)} events (${(mine * bytesPerEvent / MiB).toFixed(2)} MiB) where the server filters by spec.nodeName (1.32+ selectable fields);`);
+  console.log(`      on 1.20 every agent receives every machine's: ${everyone.toFixed(0)} events (${(everyone * bytesPerEvent / MiB).toFixed(0)} MiB) per agent, ×${nodes} agents = ${(everyone * nodes * bytesPerEvent / 2 ** 30).toFixed(0)} GiB sent by the server`);
+}
+
+function killLeftovers(stateDir: string): void {
+  const dir = join(stateDir, 'machines');
+  for (const id of existsSync(dir) ? readdirSync(dir) : []) {
+    try {
+      const { pid } = JSON.parse(readFileSync(join(dir, id, 'machine.json'), 'utf8')) as { pid?: number };
+      if (pid) process.kill(-pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+}
+
+async function main(): Promise<void> {
+  mkdirSync(imageRoot, { recursive: true });
+  copyFileSync(join(testImageRoot(), TEST_IMAGE), join(imageRoot, TEST_IMAGE));
+  if (FORM === 'dist') {
+    const build = spawnSync('npm', ['run', '--silent', 'build'], { cwd: REPO_ROOT, encoding: 'utf8' });
+    if (build.status !== 0) throw new Error(`npm run build failed: ${build.stdout}${build.stderr}`);
+  }
+  console.log(`agent: ${FORM === 'src' ? 'node src/cli/main.ts' : `node ${agentEntry('dist').join(' ')}`} (the Containerfile's ENTRYPOINT)`);
+  console.log(`bench/agent.ts: ${GUESTS} guests of ${GUEST_MEMORY / MiB} MiB, idle window ${IDLE_SECONDS} s, ${CYCLES} pause/resume cycles, ${SINGLE_REPEATS} single creates`);
+  const nodeRss = await bareNodeRss();
+  const tsRss = await bareNodeRss([], `import(${JSON.stringify(join(REPO_ROOT, 'src/api/umid.ts'))}).then(() => setInterval(() => {}, 1e6))`);
+  console.log(`  a bare node process: ${nodeRss.toFixed(1)} MiB RSS; one that has loaded one .ts file (type stripping): ${tsRss.toFixed(1)} MiB`);
+
+  console.log(`\n== raw floor: the runtime alone (jailed, ${GUESTS} guests, this process) ==`);
+  const floors = await rawFloors(join(base, 's'));
+  console.log(`  boot (start → booted, median of ${SINGLE_REPEATS}) ${ms(floors.boot)}; ${MID} at once ${ms(floors.startMid)}; ${GUESTS} at once ${ms(floors.startAll)}`);
+  console.log(`  graceful stop (cad → poweroff → exit, median of 5) ${ms(floors.stop)}; ${GUESTS} stopped at once ${ms(floors.drainAll)}`);
+
+  const modes = MODE === 'both' ? (['directory', 'kubernetes'] as const) : [MODE as 'directory' | 'kubernetes'];
+  for (const mode of modes) await runMode(mode, floors, nodeRss);
+
+  // The agent from the checkout's sources, as `npm start` runs it: what type stripping adds.
+  {
+    const driver = directoryDriver(join(base, 'm-src'));
+    const port = 20000 + Math.floor(Math.random() * 40000);
+    agent = startAgent(driver, join(base, 's'), port, 'none', 'src');
+    await untilReady(port);
+    await sleep(1000);
+    console.log(`\nagent from the sources (node src/cli/main.ts), directory mode, no guests: RSS ${(rssKiB(agent.pid!) / 1024).toFixed(1)} MiB`);
     const exited = new Promise((r) => agent!.once('exit', r));
     agent.kill('SIGTERM');
     await exited;
+    agent = undefined;
+    await driver.close();
   }
-  // Whatever is left (a failed run): kill the kernels this bench recorded.
-  for (const dir of [join(stateDir, 'machines')]) {
-    for (const id of existsSync(dir) ? readdirSync(dir) : []) {
-      try {
-        const { pid } = JSON.parse(readFileSync(join(dir, id, 'machine.json'), 'utf8')) as { pid?: number };
-        if (pid) process.kill(-pid, 'SIGKILL');
-      } catch {
-        /* gone */
-      }
-    }
+
+  console.log('\n== summary (figure | value | floor | ×floor | target) ==');
+  for (const [mode, rows] of report) {
+    console.log(`${mode}:`);
+    for (const r of rows) console.log(`  | ${r.figure} | ${r.value} | ${r.floor ?? '-'} | ${r.ratio !== undefined ? r.ratio.toFixed(2) : '-'} | ${r.target} |`);
   }
+}
+
+async function cleanup(): Promise<void> {
+  if (agent && agent.exitCode === null) agent.kill('SIGKILL');
+  for (const s of existsSync(base) ? readdirSync(base).filter((f) => f === 's') : []) killLeftovers(join(base, s));
   rmSync(base, { recursive: true, force: true });
 }
 
 main().then(
   () => cleanup(),
   async (error: unknown) => {
-    console.error(error instanceof Error ? error.message : String(error));
-    console.error(`agent log: ${join(base, 'agent.log')} (kept)`);
+    console.error(error instanceof Error ? (error.stack ?? error.message) : String(error));
+    for (const f of existsSync(base) ? readdirSync(base).filter((x) => x.endsWith('.log')) : []) copyFileSync(join(base, f), `/tmp/umlmon-bench-failed-${f}`);
+    console.error('agent logs kept as /tmp/umlmon-bench-failed-agent-*.log');
     process.exitCode = 1;
-    const log = join(base, 'agent.log');
-    if (existsSync(log)) copyFileSync(log, '/tmp/umlmon-bench-agent-failed.log');
     await cleanup();
   },
 );

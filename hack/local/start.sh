@@ -19,7 +19,7 @@ if [ "$(id -u)" -ne 0 ]; then
   say "  run npm start as root (or with sudo)"
   exit 1
 fi
-if ! [ -x /usr/local/lib/umlmon/linux ] || ! [ -d node_modules/@kubernetes/client-node ]; then
+if ! [ -x /usr/local/lib/umlmon/linux ] || ! [ -d node_modules/yaml ]; then
   say "umlmon's UML kernel or the npm dependencies are missing: run hack/setup.sh (as root) first"
   exit 1
 fi

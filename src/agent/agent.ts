@@ -28,8 +28,6 @@ export interface AgentOptions {
   workers: number;
   /** Every key is reconciled again this often: a safety net, not the mechanism. */
   resyncPeriodSeconds: number;
-  /** How often uptime and load of booted guests are read (mconsole proc); 0 turns it off. */
-  guestInfoIntervalSeconds: number;
 }
 
 export interface AgentDeps {

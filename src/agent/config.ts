@@ -60,7 +60,6 @@ export interface AgentConfig {
   memory: { minBytes: number; maxBytes: number; defaultBytes: number };
   workers: number;
   resyncPeriodSeconds: number;
-  guestInfoIntervalSeconds: number;
   logLevel: LogLevel;
   drainTimeoutSeconds: number;
   /** Which config file was read, if any (for the startup log). */
@@ -87,7 +86,7 @@ export interface LoadConfigInput {
 }
 
 export type LoadConfigResult =
-  | { ok: true; config: AgentConfig; positionals: string[]; extra: Record<string, unknown> }
+  | { ok: true; config: AgentConfig; positionals: string[]; extra: Record<string, unknown>; warnings: string[] }
   | { ok: false; errors: string[] };
 
 // ---------------------------------------------------------------------------------------------
@@ -115,6 +114,8 @@ interface Setting<T> {
   read?: Reader<T>;
   /** A path: relative values from flags or the environment are taken from the working directory. */
   path?: boolean;
+  /** Why the setting is gone: still accepted, ignored, and warned about. */
+  deprecated?: string;
 }
 
 const quantity = { type: ['string', 'integer'] } as const;
@@ -162,9 +163,14 @@ const SETTINGS = {
     schema: { type: 'object', additionalProperties: false, properties: { min: quantity, max: quantity, default: quantity } },
     shownDefault: '{min: 40Mi, max: 16Gi, default: 128Mi}',
   } as Setting<{ min?: string | number; max?: string | number; default?: string | number }>,
-  workers: { schema: { type: 'integer', minimum: 1, maximum: 64 }, env: 'UMLMON_WORKERS', flag: { name: 'workers', arg: 'N' }, help: 'parallel reconciles', shownDefault: '4', value: 4, read: seconds } as Setting<number>,
+  // A pass that starts a guest mostly waits for the kernel (its mconsole, ~0.1 s), not for CPU:
+  // 4 workers made 100 machines at once wait on each other, not on the node (bench/agent.ts).
+  workers: { schema: { type: 'integer', minimum: 1, maximum: 64 }, env: 'UMLMON_WORKERS', flag: { name: 'workers', arg: 'N' }, help: 'parallel reconciles', shownDefault: '32', value: 32, read: seconds } as Setting<number>,
   resyncPeriodSeconds: { schema: { type: 'integer', minimum: 1 }, flag: { name: 'resync-period', arg: 'DURATION' }, help: 'safety-net resync', shownDefault: '600s', value: 600, read: seconds } as Setting<number>,
-  guestInfoIntervalSeconds: { schema: { type: 'integer', minimum: 0 }, flag: { name: 'guest-info-interval', arg: 'DURATION' }, help: 'guest uptime/load refresh, 0 = off', shownDefault: '30s', value: 30, read: seconds } as Setting<number>,
+  // Gone: status no longer carries guest uptime or load to refresh (uptime follows from
+  // status.bootTime; load and memory are metrics). Still accepted, so that a config written for
+  // an older agent does not keep the new one from starting; loadConfig warns about it.
+  guestInfoIntervalSeconds: { schema: { type: 'integer', minimum: 0 }, flag: { name: 'guest-info-interval', arg: 'DURATION' }, help: 'ignored (deprecated: status has no guest uptime or load any more)', shownDefault: 'none', read: seconds, deprecated: 'status has no guest uptime or load to refresh any more (uptime follows from status.bootTime; load and memory are on /metrics); remove it' } as Setting<number>,
   logLevel: { schema: { enum: [...LOG_LEVELS] }, env: 'UMLMON_LOG_LEVEL', flag: { name: 'log-level', arg: 'LEVEL' }, help: LOG_LEVELS.join('|'), shownDefault: 'info', value: 'info', read: oneOf(LOG_LEVELS, `one of ${LOG_LEVELS.join(', ')}`) } as Setting<LogLevel>,
   drainTimeoutSeconds: { schema: { type: 'integer', minimum: 0 }, flag: { name: 'drain-timeout', arg: 'DURATION' }, help: 'default for drain', shownDefault: '120s', value: 120, read: seconds } as Setting<number>,
 } as const;
@@ -233,6 +239,10 @@ function keyPath(instancePath: string, child?: string): string {
 export function describeSchemaError(e: ErrorObject): string {
   switch (e.keyword) {
     case 'additionalProperties':
+      // Gone since status stopped carrying uptime and load (they moved to bootTime and metrics).
+      if (e.instancePath === '' && e.params.additionalProperty === 'guestInfoIntervalSeconds') {
+        return 'guestInfoIntervalSeconds: no longer a setting (status has no guest uptime or load to refresh: uptime follows from status.bootTime); remove it';
+      }
       return `${keyPath(e.instancePath, String(e.params.additionalProperty))}: unknown key`;
     case 'required':
       return `${keyPath(e.instancePath, String(e.params.missingProperty))}: is required`;
@@ -448,7 +458,6 @@ export function loadConfig(input: LoadConfigInput): LoadConfigResult {
     memory: { minBytes: bytes.min as number, maxBytes: bytes.max as number, defaultBytes: bytes.default as number },
     workers: raw.workers ?? defaultOf('workers'),
     resyncPeriodSeconds: raw.resyncPeriodSeconds ?? defaultOf('resyncPeriodSeconds'),
-    guestInfoIntervalSeconds: raw.guestInfoIntervalSeconds ?? defaultOf('guestInfoIntervalSeconds'),
     logLevel: raw.logLevel ?? defaultOf('logLevel'),
     drainTimeoutSeconds: raw.drainTimeoutSeconds ?? defaultOf('drainTimeoutSeconds'),
   };
@@ -457,5 +466,8 @@ export function loadConfig(input: LoadConfigInput): LoadConfigResult {
   if (controlToken !== undefined) config.controlToken = controlToken;
   if (text !== undefined) config.configFile = path;
   const extra = Object.fromEntries(Object.keys(input.extraOptions ?? {}).map((k) => [k, flags[k]]));
-  return { ok: true, config, positionals: parsed.positionals, extra };
+  const warnings = (Object.entries(SETTINGS) as [SettingKey, Setting<unknown>][])
+    .filter(([key, s]) => s.deprecated !== undefined && raw[key] !== undefined)
+    .map(([key, s]) => `${key} is ignored: ${s.deprecated}`);
+  return { ok: true, config, positionals: parsed.positionals, extra, warnings };
 }

@@ -1,5 +1,6 @@
-// The controller: wires the source's changes, the runtime's node events, a slow resync, guest
-// info refreshes and backup schedules into one work queue, and runs reconcile(key) on workers.
+// The controller: wires the source's changes, the runtime's node events, a slow resync and
+// backup schedules into one work queue, and runs reconcile(key) on workers. Nothing here polls
+// a machine: an idle guest wakes the agent for nothing (one resync timer for the whole node).
 //
 // Startup order matters (kubevirt #18763, #18981): subscribe to runtime events, adopt the
 // machines that kept running while the agent was away, wait for the source's initial list,
@@ -19,7 +20,6 @@ import { WorkQueue, runWorkers, type Clock } from './workqueue.ts';
 export interface ControllerOptions {
   workers: number;
   resyncPeriodSeconds: number;
-  guestInfoIntervalSeconds: number;
 }
 
 export interface ControllerDeps {
@@ -49,7 +49,6 @@ export class Controller {
   #adopted = false;
   #started = false;
   #stopped = false;
-  #guestInfoBusy = false;
 
   constructor(options: ControllerOptions, deps: ControllerDeps) {
     this.#options = options;
@@ -95,7 +94,6 @@ export class Controller {
       this.#every(resync ? this.#options.resyncPeriodSeconds : 3600, () => {
         if (resync) this.enqueueAll();
       }, { keepAlive: true });
-      this.#every(this.#options.guestInfoIntervalSeconds, () => void this.#refreshGuestInfo());
       this.#logger.info({ source: this.#source.kind, workers: this.#options.workers }, 'source synced; reconciling');
     });
     return { adopted, synced };
@@ -236,27 +234,6 @@ export class Controller {
       this.#source.event(machine, type, reason, message);
     } catch (error) {
       this.#logger.warn({ machine: key, reason, err: errorText(error) }, 'recording an Event failed');
-    }
-  }
-
-  /** mconsole `proc uptime` / `proc loadavg` of booted guests, one at a time: cheap and rare. */
-  async #refreshGuestInfo(): Promise<void> {
-    if (this.#guestInfoBusy || this.#stopped) return;
-    this.#guestInfoBusy = true;
-    try {
-      for (const m of this.#runtime.list()) {
-        if (m.state !== 'running' || m.bootTime === undefined) continue;
-        const key = keyFromLabels(m.config.labels);
-        if (!key || !this.#source.get(key)) continue;
-        try {
-          const info = await this.#runtime.guestInfo(m.id);
-          if (this.#reconciler.setGuestInfo(key, info)) this.queue.add(key);
-        } catch (error) {
-          this.#logger.debug({ machine: key, err: errorText(error) }, 'guest info refresh failed');
-        }
-      }
-    } finally {
-      this.#guestInfoBusy = false;
     }
   }
 

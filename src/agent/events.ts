@@ -6,8 +6,8 @@
 // for (or fails because of) an Event. Servers without events.k8s.io get core/v1 Events (with
 // count and lastTimestamp) instead.
 import { randomBytes } from 'node:crypto';
-import { CoreV1Api, EventsV1Api, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import type { KubeClient, Resource } from './kube-client.ts';
 import type { UmlMachine } from '../api/types.ts';
 import type { EventType } from './source.ts';
 
@@ -31,7 +31,7 @@ export interface EventSink {
 export interface EventRecorderOptions {
   nodeName: string;
   logger: Logger;
-  kubeConfig?: KubeConfig;
+  client?: KubeClient;
   sink?: EventSink;
   /** Repeats within this window fold into a series (default 10 min). */
   seriesWindowMs?: number;
@@ -53,17 +53,17 @@ function statusCode(err: unknown): number | undefined {
   return typeof e?.code === 'number' ? e.code : typeof e?.statusCode === 'number' ? e.statusCode : undefined;
 }
 
-export function apiEventSink(kc: KubeConfig): EventSink {
-  const events = kc.makeApiClient(EventsV1Api);
-  const core = kc.makeApiClient(CoreV1Api);
-  const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+/** What the recorder writes (chart-rbac.test.ts checks the ClusterRole grants each call). */
+const EVENTS_V1: Resource = { group: 'events.k8s.io', version: 'v1', resource: 'events' };
+const CORE_EVENTS: Resource = { group: '', version: 'v1', resource: 'events' };
+
+export function apiEventSink(client: KubeClient): EventSink {
   return {
-    // The generated clients type times as Date and would serialise them with millisecond
-    // precision; MicroTime strings are passed through unchanged.
-    async createV1(namespace, body) { await events.createNamespacedEvent({ namespace, body: body as never }); },
-    async patchV1(namespace, name, patch) { await events.patchNamespacedEvent({ namespace, name, body: patch }, merge); },
-    async createCore(namespace, body) { await core.createNamespacedEvent({ namespace, body: body as never }); },
-    async patchCore(namespace, name, patch) { await core.patchNamespacedEvent({ namespace, name, body: patch }, merge); },
+    // MicroTime strings are sent as they are (six fractional digits).
+    async createV1(namespace, body) { await client.call('create', EVENTS_V1, { namespace, body }); },
+    async patchV1(namespace, name, patch) { await client.call('patch', EVENTS_V1, { namespace, name, body: patch }); },
+    async createCore(namespace, body) { await client.call('create', CORE_EVENTS, { namespace, body }); },
+    async patchCore(namespace, name, patch) { await client.call('patch', CORE_EVENTS, { namespace, name, body: patch }); },
   };
 }
 
@@ -82,7 +82,7 @@ interface Series {
 
 export function createEventRecorder(opts: EventRecorderOptions): EventRecorder {
   const log = opts.logger.child({ component: 'events' });
-  const sink = opts.sink ?? apiEventSink(opts.kubeConfig ?? (() => { throw new Error('events: a kubeConfig or a sink is needed'); })());
+  const sink = opts.sink ?? apiEventSink(opts.client ?? (() => { throw new Error('events: a client or a sink is needed'); })());
   const windowMs = opts.seriesWindowMs ?? 10 * 60_000;
   const flushMs = opts.seriesFlushMs ?? 1000;
   const burst = opts.burst ?? 25;

@@ -14,7 +14,7 @@ import { FINALIZER, type Phase, type UmlMachine, type UmlMachineStatus } from '.
 import { validateMachine, type ValidationLimits } from '../api/validate.ts';
 import { RuntimeError, errorText } from '../runtime/errors.ts';
 import { imageHoldersOf } from '../runtime/image-use.ts';
-import type { GuestInfo, MachineStatus, Runtime } from '../runtime/types.ts';
+import type { MachineStatus, Runtime } from '../runtime/types.ts';
 import { DEFAULT_RETAIN, runBackup } from './backups.ts';
 import type { CoreMetrics } from './core-metrics.ts';
 import {
@@ -85,7 +85,6 @@ interface KeyMemory {
   backupDue?: boolean;
   /** The umlmon.io/backup-requested-at value already acted on (a failed one is not retried). */
   backupRequestHandled?: string;
-  guest?: GuestInfo;
   lastBackup?: UmlMachineStatus['lastBackup'];
   phase?: Phase;
   /** The InvalidSpec message already reported, so that repeats are not new Events. */
@@ -169,14 +168,6 @@ export class Reconciler {
   /** A scheduled backup is due: the next pass runs it. */
   markBackupDue(key: MachineKey): void {
     this.#remember(key).backupDue = true;
-  }
-
-  /** Latest guest info; true when it differs from what status shows (worth a pass). */
-  setGuestInfo(key: MachineKey, info: GuestInfo): boolean {
-    const memory = this.#remember(key);
-    const changed = memory.guest?.loadAverage !== info.loadAverage || Math.floor(memory.guest?.uptimeSeconds ?? -1) !== Math.floor(info.uptimeSeconds);
-    memory.guest = info;
-    return changed;
   }
 
   /** True while the agent itself is stopping this machine (its exit is expected). */
@@ -340,7 +331,6 @@ export class Reconciler {
         plan: decided,
         exitAcknowledged: exitAcknowledged || (after?.state === 'exited' && after.exit?.at.getTime() === memory.acknowledgedExitAt),
         restartCount: memory.restartCount ?? 0,
-        ...(memory.guest ? { guest: memory.guest } : {}),
         ...(memory.lastBackup ? { lastBackup: memory.lastBackup } : {}),
         ...(failure ? { error: { message: errorText(failure.error), devices: failure.devices === true } } : {}),
       });
@@ -435,7 +425,6 @@ export class Reconciler {
         }
         if (action.restart) memory.restartCount = (memory.restartCount ?? 0) + 1;
         memory.acknowledgedExitAt = undefined;
-        memory.guest = undefined;
         return;
       }
       case 'pause': {

@@ -80,7 +80,6 @@ export interface UmlMachineStatus {
   disks?: { name: string; image: string; mode: DiskMode; attached: boolean; message?: string }[];
   interfaces?: { name: string; transport: Transport; mac: string; attached: boolean; message?: string }[];
   consoles?: { name: string; hostDevice: string }[];
-  guest?: { uptimeSeconds?: number; loadAverage?: string };
   lastBackup?: { time: string; result: 'Succeeded' | 'Failed'; location?: string; message?: string };
   conditions?: Condition[];
 }

@@ -56,14 +56,26 @@ export function dlopenedLibraries(linked: string[], exists: (path: string) => bo
   return extra;
 }
 
+/**
+ * ldd's answer per kernel file (path and identity): ldd is a synchronous child process of ~10 ms,
+ * which a hundred machines starting at once ran one after the other, blocking everything else.
+ */
+const librariesOf = new Map<string, string[]>();
+
 function kernelLibraries(kernel: string): string[] {
+  const st = statSync(kernel);
+  const key = `${kernel}\0${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`;
+  const known = librariesOf.get(key);
+  if (known) return known;
   let linked: string[];
   try {
     linked = parseLdd(execFileSync('ldd', [kernel], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }));
   } catch {
-    return []; // "not a dynamic executable"
+    return []; // "not a dynamic executable" (asked again next time: a failure may pass)
   }
-  return [...linked, ...dlopenedLibraries(linked, existsSync)];
+  const libraries = [...linked, ...dlopenedLibraries(linked, existsSync)];
+  librariesOf.set(key, libraries);
+  return libraries;
 }
 
 export interface JailIdentity {

@@ -69,7 +69,30 @@ function breakStaleLock(lockPath: string): void {
   unlinkSync(aside);
 }
 
+/** Holders and waiters of each lock in this process, in order. */
+const queues = new Map<string, Promise<void>>();
+
+/**
+ * Runs fn holding the lock. Callers in this process queue for it in order (a hundred machines
+ * starting at once would otherwise find the lock file taken by one another and back off by up
+ * to 50 ms each time); the lock file is what serialises this process against the others.
+ */
 export async function withLock<T>(lockPath: string, fn: () => T | Promise<T>, options: LockOptions = {}): Promise<T> {
+  const previous = queues.get(lockPath) ?? Promise.resolve();
+  let release!: () => void;
+  const held = new Promise<void>((r) => (release = r));
+  const mine = previous.then(() => held);
+  queues.set(lockPath, mine);
+  await previous;
+  try {
+    return await withFileLock(lockPath, fn, options);
+  } finally {
+    release();
+    if (queues.get(lockPath) === mine) queues.delete(lockPath);
+  }
+}
+
+async function withFileLock<T>(lockPath: string, fn: () => T | Promise<T>, options: LockOptions): Promise<T> {
   const deadline = Date.now() + (options.timeoutMs ?? 10_000);
   let delay = 2;
   while (!tryAcquire(lockPath)) {

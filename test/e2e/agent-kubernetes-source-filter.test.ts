@@ -8,8 +8,9 @@ import { join } from 'node:path';
 import { startEmulator, type Emulator } from '../emulator/index.ts';
 import { createKubernetesSource } from '../../src/agent/sources/kubernetes.ts';
 import type { MachineSource } from '../../src/agent/source.ts';
+import { loadKubeClient, type KubeClient } from '../../src/agent/kube-client.ts';
 import { REPO_ROOT } from '../support/uml.ts';
-import { kubeConfigFrom, kubectlWith, machine, memoryLogger, until } from '../support/source-kit.ts';
+import { kubectlWith, machine, memoryLogger, until } from '../support/source-kit.ts';
 
 const CRD = join(REPO_ROOT, 'crds/umlmachines.umlmon.io.yaml');
 
@@ -27,14 +28,14 @@ after(async () => {
 });
 
 const kubectl = kubectlWith(() => emulator.kubeconfigPath);
-const kc = (): ReturnType<typeof kubeConfigFrom> => kubeConfigFrom(emulator.kubeconfigPath);
+const kc = (): KubeClient => loadKubeClient(emulator.kubeconfigPath);
 
 test('server-side filtering: only this node\'s machines are listed and watched', async () => {
   await kubectl(['apply', '-f', '-'], machine('mine-1', 'node-a'));
   await kubectl(['apply', '-f', '-'], machine('theirs-1', 'node-b'));
   const { logger } = memoryLogger();
   const changed: string[] = [];
-  const src = createKubernetesSource({ nodeName: 'node-a', logger, kubeConfig: kc(), watchTimeoutSeconds: 30 });
+  const src = createKubernetesSource({ nodeName: 'node-a', logger, client: kc(), watchTimeoutSeconds: 30 });
   sources.push(src);
   assert.equal(src.synced(), false);
   await src.start((k) => changed.push(k));

@@ -11,9 +11,10 @@ import { join } from 'node:path';
 import { startControlPlane, type ControlPlane } from '../support/control-plane.ts';
 import { createKubernetesSource } from '../../src/agent/sources/kubernetes.ts';
 import { createEventRecorder } from '../../src/agent/events.ts';
+import { loadKubeClient, type KubeClient } from '../../src/agent/kube-client.ts';
 import type { MachineSource } from '../../src/agent/source.ts';
 import { REPO_ROOT } from '../support/uml.ts';
-import { kubeConfigFrom, kubectlWith, machine, memoryLogger, until } from '../support/source-kit.ts';
+import { kubectlWith, machine, memoryLogger, until } from '../support/source-kit.ts';
 
 const CRD = join(REPO_ROOT, 'crds/umlmachines.umlmon.io.yaml');
 
@@ -34,14 +35,14 @@ after(async () => {
 });
 
 const kubectl = kubectlWith(() => cp.adminKubeconfig);
-const kc = (): ReturnType<typeof kubeConfigFrom> => kubeConfigFrom(cp.adminKubeconfig);
+const kc = (): KubeClient => loadKubeClient(cp.adminKubeconfig);
 
 test('field selector refused (1.20): watch everything, filter locally, say so once; watch, status, finalizer, delete', async () => {
   await kubectl(['apply', '-f', '-'], machine('mine-1', 'node-a'));
   await kubectl(['apply', '-f', '-'], machine('theirs-1', 'node-b'));
   const { logger, lines } = memoryLogger();
   const changed: string[] = [];
-  const src = createKubernetesSource({ nodeName: 'node-a', logger, kubeConfig: kc(), watchTimeoutSeconds: 2 });
+  const src = createKubernetesSource({ nodeName: 'node-a', logger, client: kc(), watchTimeoutSeconds: 2 });
   sources.push(src);
   assert.equal(src.synced(), false);
   await src.start((k) => changed.push(k));
@@ -99,7 +100,7 @@ test('field selector refused (1.20): watch everything, filter locally, say so on
 
 test('410 Gone from a real compaction: the source relists and loses nothing', async () => {
   const { logger, lines } = memoryLogger();
-  const src = createKubernetesSource({ nodeName: 'node-c', logger, kubeConfig: kc(), watchTimeoutSeconds: 2 });
+  const src = createKubernetesSource({ nodeName: 'node-c', logger, client: kc(), watchTimeoutSeconds: 2 });
   sources.push(src);
   await kubectl(['apply', '-f', '-'], machine('c-1', 'node-c'));
   await src.start(() => {});
@@ -119,7 +120,7 @@ test('410 Gone from a real compaction: the source relists and loses nothing', as
 
 test('the API server down for 5 s: the cache keeps its machines, a change made afterwards arrives', async () => {
   const { logger, lines } = memoryLogger();
-  const src = createKubernetesSource({ nodeName: 'node-d', logger, kubeConfig: kc(), watchTimeoutSeconds: 30 });
+  const src = createKubernetesSource({ nodeName: 'node-d', logger, client: kc(), watchTimeoutSeconds: 30 });
   sources.push(src);
   await kubectl(['apply', '-f', '-'], machine('d-1', 'node-d'));
   await src.start(() => {});
@@ -137,7 +138,7 @@ test('Events: events.k8s.io/v1 with the reporting fields, repeats folded into a 
   await kubectl(['apply', '-f', '-'], machine('evented', 'node-a'));
   const obj = JSON.parse(await kubectl(['get', 'uml', 'evented', '-o', 'json']));
   const { logger } = memoryLogger();
-  const rec = createEventRecorder({ nodeName: 'node-a', logger, kubeConfig: kc(), seriesFlushMs: 50 });
+  const rec = createEventRecorder({ nodeName: 'node-a', logger, client: kc(), seriesFlushMs: 50 });
   rec.record(obj, 'Warning', 'GuestPanic', 'kernel panic: sysrq triggered crash');
   await new Promise((r) => setTimeout(r, 300));
   rec.record(obj, 'Warning', 'GuestPanic', 'kernel panic: sysrq triggered crash');

@@ -55,7 +55,6 @@ before(async () => {
     'memory: {min: 48Mi, max: 256Mi, default: 64Mi}',
     'workers: 2',
     'resyncPeriodSeconds: 600',
-    'guestInfoIntervalSeconds: 5',
     'logLevel: debug',
     '',
   ].join('\n'));

@@ -186,11 +186,13 @@ for (const kind of ['a real Kubernetes 1.20 API server', 'the emulator'] as cons
     assert.equal(r.code, 0, describe(r));
     assert.deepEqual(r.stdout.split('\n')[0]!.trim().split(/\s+/), wide, describe(r));
     // status columns show once the status has them
-    r = await kubectl(['patch', 'uml', name, '-n', ns, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { phase: 'Running', pid: 4242, restartCount: 2 } })]);
+    // bootTime an hour ago: the Uptime column shows the time since (a date column, as Age).
+    const bootTime = new Date(Date.now() - 3600_000).toISOString().replace(/\.\d+Z$/, 'Z');
+    r = await kubectl(['patch', 'uml', name, '-n', ns, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { phase: 'Running', pid: 4242, restartCount: 2, bootTime } })]);
     assert.equal(r.code, 0, describe(r));
     r = await kubectl(['get', 'uml', name, '-n', ns, '-o', 'wide', '--no-headers']);
     // the kernel column has no value yet: the server sends null, kubectl prints nothing
-    assert.match(r.stdout, new RegExp(`^${name}\\s+node-cols\\s+Running\\s+Running\\s+\\d+s\\s+4242\\s+128Mi\\s+2\\s*$`), describe(r));
+    assert.match(r.stdout, new RegExp(`^${name}\\s+node-cols\\s+Running\\s+Running\\s+\\d+s\\s+(60m|59m)\\s+4242\\s+128Mi\\s+2\\s*$`), describe(r));
   });
 
   test('get --field-selector spec.nodeName filters (selectable fields); an unsupported field is refused', async () => {

@@ -4,7 +4,6 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
-import { KubeConfig } from '@kubernetes/client-node';
 
 const run = promisify(execFile);
 
@@ -19,12 +18,6 @@ export function kubectlWith(kubeconfig: () => string): (args: string[], stdin?: 
       throw new Error(`kubectl ${args.join(' ')}: ${(err as { stderr?: string }).stderr ?? String(err)}`);
     }
   };
-}
-
-export function kubeConfigFrom(path: string): KubeConfig {
-  const k = new KubeConfig();
-  k.loadFromFile(path);
-  return k;
 }
 
 /** A UmlMachine in namespace default, as JSON for kubectl apply. */

@@ -219,7 +219,6 @@ const options: AgentOptions = {
   memory: { minBytes: 32 * MiB, maxBytes: 1024 * MiB, defaultBytes: 64 * MiB },
   workers: 2,
   resyncPeriodSeconds: 0,
-  guestInfoIntervalSeconds: 0,
 };
 
 function machine(name: string, spec: Partial<UmlMachine['spec']> = {}, meta: Partial<UmlMachine['metadata']> = {}): UmlMachine {
@@ -512,12 +511,24 @@ describe('agent core with an in-memory source and runtime', () => {
     assert.ok(!source.events.some((e) => e.reason === 'Failed'), 'no Failed Event');
   });
 
-  it('guest info reaches status at the configured interval', async () => {
+  it('an idle guest causes no status write: passes over a running guest as time goes by write nothing', async () => {
     const source = new FakeSource();
     const runtime = new FakeRuntime();
-    source.put(machine('info'));
-    await agentWith(source, runtime, { guestInfoIntervalSeconds: 0.05 });
-    await until('guest info', () => statusOf(source, 'default/info')?.guest?.loadAverage === '0.00 0.00 0.00');
+    const metrics = new Registry();
+    source.put(machine('idle'));
+    // A resync every 20 ms: many passes over a guest that just runs.
+    agents.push(await startAgent({ ...options, resyncPeriodSeconds: 0.02 }, { source, runtime, logger, metrics }));
+    await until('Running', () => statusOf(source, 'default/idle')?.phase === 'Running');
+    const passes = async (): Promise<number> => Number(/^umlmon_reconcile_total\{result="done"\} (\d+)$/m.exec(await metrics.render())?.[1] ?? 0);
+    await new Promise((r) => setTimeout(r, 100));
+    const writes = source.patches.length;
+    const before = await passes();
+    for (const end = Date.now() + 3000; (await passes()) < before + 10;) {
+      if (Date.now() > end) throw new Error('timed out waiting for: ten more passes');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.equal(source.patches.length, writes, 'no status write for an idle guest');
+    assert.ok(statusOf(source, 'default/idle')?.bootTime, 'uptime follows from status.bootTime');
   });
 
   it('stop() leaves guests running', async () => {

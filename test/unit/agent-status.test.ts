@@ -79,7 +79,7 @@ describe('phaseOf', () => {
 
 describe('buildStatus', () => {
   it('reports a running machine with the printer-column fields and conditions', () => {
-    const s = buildStatus(input({ restartCount: 2, guest: { uptimeSeconds: 61.7, loadAverage: '0.00 0.01 0.00' } }));
+    const s = buildStatus(input({ restartCount: 2 }));
     assert.equal(s.phase, 'Running');
     assert.equal(s.observedGeneration, 3);
     assert.equal(s.nodeName, 'node-1');
@@ -90,7 +90,6 @@ describe('buildStatus', () => {
     assert.equal(s.kernelVersion, 'Linux 6.1.176 #1');
     assert.equal(s.restartCount, 2);
     assert.equal(s.memory, '64Mi');
-    assert.deepEqual(s.guest, { uptimeSeconds: 61, loadAverage: '0.00 0.01 0.00' });
     assert.deepEqual(s.consoles, [{ name: 'con0', hostDevice: 'null' }]);
     assert.deepEqual(s.disks, [
       { name: 'ubd0', image: 'root.img', mode: 'cow', attached: true },
@@ -143,11 +142,17 @@ describe('buildStatus', () => {
     assert.equal(conditionOf(buildStatus(input({ actual: actual('unknown') })), 'Ready')?.status, 'Unknown');
   });
 
-  it('Paused=True while paused; no guest info unless running or paused', () => {
-    const s = buildStatus(input({ actual: actual('paused'), guest: { uptimeSeconds: 5, loadAverage: '0' } }));
+  it('Paused=True while paused', () => {
+    const s = buildStatus(input({ actual: actual('paused') }));
     assert.equal(conditionOf(s, 'Paused')?.status, 'True');
-    assert.ok(s.guest);
-    assert.equal(buildStatus(input({ actual: undefined, guest: { uptimeSeconds: 5, loadAverage: '0' } })).guest, undefined);
+  });
+
+  it('a guest that just runs has the same status an hour later: nothing to write', () => {
+    const first = buildStatus(input({ now: new Date(EARLIER) }));
+    const later = buildStatus(input({ machine: machine(first), now: new Date(Date.parse(EARLIER) + 3600_000) }));
+    assert.ok(statusEqual(first, later), 'no figure in status moves by itself');
+    assert.ok(!('guest' in later), 'no guest uptime or load in status: uptime follows from bootTime');
+    assert.equal(later.bootTime, '2026-01-01T11:59:01.000Z');
   });
 
   it('keeps lastTransitionTime while a condition status stays the same', () => {
@@ -184,6 +189,7 @@ describe('statusEqual and mergeConditions', () => {
 describe('statusPatch', () => {
   it('nulls the fields the new status drops, recursively; arrays are replaced', async () => {
     const { statusPatch } = await import('../../src/agent/status.ts');
+    // guest: what an older agent wrote (status.guest is gone): the patch removes it.
     const prev = { phase: 'Running' as const, pid: 5, guest: { uptimeSeconds: 3, loadAverage: '0' }, lastBackup: { time: 't', result: 'Failed' as const, message: 'x' }, disks: [{ name: 'ubd0', image: 'a', mode: 'cow' as const, attached: true }] };
     const next = { phase: 'Stopped' as const, lastBackup: { time: 'u', result: 'Succeeded' as const }, disks: [] };
     assert.deepEqual(statusPatch(prev, next), { phase: 'Stopped', pid: null, guest: null, lastBackup: { time: 'u', result: 'Succeeded', message: null }, disks: [] });

@@ -47,12 +47,11 @@ const FIELDS: Record<string, readonly string[]> = {
   'spec.backup': names<keyof BackupSpec>()(['schedule', 'retain']),
   status: names<keyof UmlMachineStatus>()([
     'phase', 'observedGeneration', 'nodeName', 'umid', 'pid', 'startTime', 'bootTime', 'kernelVersion', 'restartCount', 'memory',
-    'disks', 'interfaces', 'consoles', 'guest', 'lastBackup', 'conditions',
+    'disks', 'interfaces', 'consoles', 'lastBackup', 'conditions',
   ]),
   'status.disks[]': names<keyof Item<Status['disks']>>()(['name', 'image', 'mode', 'attached', 'message']),
   'status.interfaces[]': names<keyof Item<Status['interfaces']>>()(['name', 'transport', 'mac', 'attached', 'message']),
   'status.consoles[]': names<keyof Item<Status['consoles']>>()(['name', 'hostDevice']),
-  'status.guest': names<keyof Status['guest']>()(['uptimeSeconds', 'loadAverage']),
   'status.lastBackup': names<keyof Status['lastBackup']>()(['time', 'result', 'location', 'message']),
   'status.conditions[]': names<keyof Condition>()(['type', 'status', 'reason', 'message', 'lastTransitionTime', 'observedGeneration']),
 };
@@ -165,7 +164,6 @@ describe('a machine that uses every field', () => {
     disks: [{ name: 'ubd0', image: 'base/debian-12.img', mode: 'cow', attached: true }],
     interfaces: [{ name: 'vec0', transport: 'tap', mac: 'fe:fd:0a:00:00:01', attached: false }],
     consoles: [{ name: 'con0', hostDevice: 'pty:/dev/pts/4' }],
-    guest: { uptimeSeconds: 812, loadAverage: '0.00 0.01 0.00' },
     lastBackup: { time: '2026-11-21T03:00:00Z', result: 'Failed', location: '/var/lib/umlmon/backups/default/full', message: 'disk full' },
     conditions: [
       { type: 'Ready', status: 'True', reason: 'KernelBooted', message: 'up', lastTransitionTime: '2026-11-21T21:00:01Z', observedGeneration: 2 },

@@ -127,10 +127,10 @@ test('the build stage produces what the final stage copies: package.json, node_m
 test('entrypoint is the agent\'s main and the default command is what the chart runs', () => {
   const entrypoint = containerfile.find((i) => i.stage === FINAL && i.op === 'ENTRYPOINT');
   const cmd = containerfile.find((i) => i.stage === FINAL && i.op === 'CMD');
-  assert.deepEqual(JSON.parse(entrypoint?.args ?? 'null'), ['node', '/app/dist/cli/main.js']);
+  assert.deepEqual(JSON.parse(entrypoint?.args ?? 'null'), ['node', '--lite-mode', '/app/dist/cli/main.js']);
   assert.deepEqual(JSON.parse(cmd?.args ?? 'null'), ['run', '-f', '/etc/umlmon/config.yaml']);
   const onPath = containerfile.find((i) => i.stage === FINAL && i.op === 'RUN' && i.args.includes('/usr/local/bin/umlmon'));
-  assert.match(onPath?.args ?? '', /exec node \/app\/dist\/cli\/main\.js "\$@"/, 'umlmon on PATH runs the same main, for kubectl exec');
+  assert.match(onPath?.args ?? '', /exec node --lite-mode \/app\/dist\/cli\/main\.js "\$@"/, 'umlmon on PATH runs the same main, for kubectl exec');
   assert.match(onPath?.args ?? '', /chmod 0755 \/usr\/local\/bin\/umlmon/);
   const ds = parseRendering(renderChart()).map((r) => r.object as Obj).find((o) => o.kind === 'DaemonSet');
   const agent = ds?.spec.template.spec.containers[0];
@@ -167,9 +167,10 @@ test('the compiled agent runs from /app layout: entrypoint, subcommands, and the
     assert.doesNotMatch(readFileSync(js, 'utf8'), /(from\s+|import\()\s*['"]\.{1,2}\/[^'"]*\.ts['"]/, `${relative(app, js)} imports a .ts file`);
   }
 
-  const version = execFileSync('node', [join(app, 'dist/cli/main.js'), 'version'], { encoding: 'utf8', cwd: image });
+  // With the entrypoint's node flags (--lite-mode: no WebAssembly).
+  const version = execFileSync('node', ['--lite-mode', join(app, 'dist/cli/main.js'), 'version'], { encoding: 'utf8', cwd: image });
   assert.match(version, /0\.1\.0/);
-  const help = spawnSync('node', [join(app, 'dist/cli/main.js'), '--help'], { encoding: 'utf8', cwd: image });
+  const help = spawnSync('node', ['--lite-mode', join(app, 'dist/cli/main.js'), '--help'], { encoding: 'utf8', cwd: image });
   assert.equal(help.status, 0, help.stderr);
   for (const cmd of ['run', 'check', 'drain', 'mconsole', 'version']) assert.match(help.stdout, new RegExp(`\\b${cmd}\\b`));
 
@@ -177,4 +178,11 @@ test('the compiled agent runs from /app layout: entrypoint, subcommands, and the
     `const m = await import(${JSON.stringify(join(app, 'dist/api/schema.js'))}); console.log(m.CRD_URL.pathname, m.loadCrd().metadata.name);`],
   { encoding: 'utf8', cwd: image }).trim();
   assert.equal(crdName, `${join(app, 'crds/umlmachines.umlmon.io.yaml')} umlmachines.umlmon.io`);
+});
+
+test('src/ uses neither fetch nor WebAssembly: the image runs node --lite-mode, which has no WebAssembly (fetch\'s HTTP parser is WebAssembly)', () => {
+  for (const file of listFiles(join(REPO_ROOT, 'src')).filter((f) => f.endsWith('.ts'))) {
+    const text = readFileSync(file, 'utf8').replace(/^\s*\/\/.*$/gm, '');
+    assert.doesNotMatch(text, /\bfetch\(|\bWebAssembly\b|from 'undici'/, `${relative(REPO_ROOT, file)} needs WebAssembly, which the image's node --lite-mode does not have`);
+  }
 });

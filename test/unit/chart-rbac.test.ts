@@ -1,5 +1,5 @@
 // The ClusterRole against the agent's source: every Kubernetes API call in src/ (through
-// @kubernetes/client-node's API clients and its Watch) needs a grant in the chart's ClusterRole,
+// kube-client.ts's call() and watch()) needs a grant in the chart's ClusterRole,
 // and every grant is needed by some call. test/e2e/install-rbac.test.ts proves the calls a
 // machine's life makes against an RBAC-enforcing server; this covers the branches that scenario
 // cannot reach (a re-read after a conflict, the core/v1 Events fallback, Event series).
@@ -11,29 +11,15 @@ import { REPO_ROOT, parseRendering, renderChart } from '../../hack/render-chart.
 
 type Obj = Record<string, any>;
 
-/** What each client-node method the agent may call asks the API server for. */
-const METHOD_GRANTS: Record<string, Record<string, string[]>> = {
-  // The agent's only custom resource is umlmachines (GROUP/PLURAL from src/api/types.ts).
-  CustomObjectsApi: {
-    listClusterCustomObject: ['umlmon.io/umlmachines:list'],
-    listNamespacedCustomObject: ['umlmon.io/umlmachines:list'],
-    getNamespacedCustomObject: ['umlmon.io/umlmachines:get'],
-    replaceNamespacedCustomObject: ['umlmon.io/umlmachines:update'],
-    patchNamespacedCustomObject: ['umlmon.io/umlmachines:patch'],
-    createNamespacedCustomObject: ['umlmon.io/umlmachines:create'],
-    deleteNamespacedCustomObject: ['umlmon.io/umlmachines:delete'],
-    getNamespacedCustomObjectStatus: ['umlmon.io/umlmachines/status:get'],
-    replaceNamespacedCustomObjectStatus: ['umlmon.io/umlmachines/status:update'],
-    patchNamespacedCustomObjectStatus: ['umlmon.io/umlmachines/status:patch'],
-  },
-  EventsV1Api: {
-    createNamespacedEvent: ['events.k8s.io/events:create'],
-    patchNamespacedEvent: ['events.k8s.io/events:patch'],
-  },
-  CoreV1Api: {
-    createNamespacedEvent: ['core/events:create'],
-    patchNamespacedEvent: ['core/events:patch'],
-  },
+/**
+ * The resources src/ names for kube-client.ts calls (`const X: Resource = ...`), by what the
+ * ClusterRole calls them. A call is `<client>.call('<verb>', X, ...)` or `<client>.watch(X, ...)`.
+ */
+const RESOURCE_GRANTS: Record<string, string> = {
+  MACHINES: 'umlmon.io/umlmachines',
+  MACHINE_STATUS: 'umlmon.io/umlmachines/status',
+  EVENTS_V1: 'events.k8s.io/events',
+  CORE_EVENTS: 'core/events',
 };
 
 /** Grants no client call shows, and why they are needed. */
@@ -48,29 +34,25 @@ function sources(dir: string): string[] {
   });
 }
 
-/** The grants src/ needs: API client methods by the client class they were made from, and watches. */
+/** The grants src/ needs: each call of kube-client.ts's call() and watch(), by verb and resource. */
 function neededBySource(): Map<string, string[]> {
   const needed = new Map<string, string[]>();
   const need = (grant: string, where: string) => needed.set(grant, [...(needed.get(grant) ?? []), where]);
   for (const file of sources(join(REPO_ROOT, 'src'))) {
     const text = readFileSync(file, 'utf8');
     const where = relative(REPO_ROOT, file);
-    const clients = new Map<string, string>();
-    for (const m of text.matchAll(/(?:const|let)\s+(\w+)\s*=\s*\w+\.makeApiClient\((\w+)\)/g)) clients.set(m[1] ?? '', m[2] ?? '');
-    for (const [variable, api] of clients) {
-      const methods = METHOD_GRANTS[api];
-      assert.ok(methods, `${where}: makes a ${api} client; add its methods to METHOD_GRANTS (and the ClusterRole)`);
-      for (const call of text.matchAll(new RegExp(`\\b${variable}\\.(\\w+)\\(`, 'g'))) {
-        const grants = methods[call[1] ?? ''];
-        assert.ok(grants, `${where}: ${api}.${call[1]} is not in METHOD_GRANTS: say what it asks the API server for`);
-        for (const g of grants) need(g, `${where} ${api}.${call[1]}`);
-      }
+    for (const m of text.matchAll(/const\s+(\w+)\s*:\s*Resource\s*=/g)) {
+      assert.ok(RESOURCE_GRANTS[m[1] ?? ''], `${where}: resource ${m[1]}: add what the ClusterRole calls it to RESOURCE_GRANTS`);
     }
-    for (const m of text.matchAll(/(?:const|let)\s+(\w+)\s*=\s*new Watch\(/g)) {
-      for (const call of text.matchAll(new RegExp(`\\b${m[1]}\\.watch\\(\\s*([^,]+),`, 'g'))) {
-        assert.match(call[1] ?? '', /PLURAL|umlmachines/, `${where}: a watch on ${call[1]}: add its grant here`);
-        need('umlmon.io/umlmachines:watch', `${where} Watch.watch`);
-      }
+    for (const call of text.matchAll(/\.call(?:<[^>]*>)?\(\s*'(\w+)',\s*(\w+)/g)) {
+      const resource = RESOURCE_GRANTS[call[2] ?? ''];
+      assert.ok(resource, `${where}: a ${call[1]} of ${call[2]}, which is not in RESOURCE_GRANTS`);
+      need(`${resource}:${call[1]}`, `${where} ${call[1]} ${call[2]}`);
+    }
+    for (const call of text.matchAll(/\.watch\(\s*(\w+),/g)) {
+      const resource = RESOURCE_GRANTS[call[1] ?? ''];
+      if (file.endsWith('kube-client.ts') || resource === undefined) continue; // fs.watch and the like
+      need(`${resource}:watch`, `${where} watch ${call[1]}`);
     }
   }
   return needed;

@@ -125,7 +125,7 @@ test('the ConfigMap holds a config the agent accepts, consistent with the pod: k
   assert.deepEqual(config.controlAddress, { kind: 'unix', path: '/var/lib/umlmon/control.sock' });
   assert.deepEqual(config.kernels, { default: { path: '/usr/local/lib/umlmon/linux' } });
   assert.deepEqual(config.defaultKernelArgs, ['lpj=auto']);
-  assert.equal(config.workers, 4);
+  assert.equal(config.workers, 32);
   assert.equal(config.logLevel, 'info');
   const agent = find(objs, 'DaemonSet').spec.template.spec.containers[0];
   assert.equal(config.listenAddress?.port, agent.ports[0].containerPort, 'probes reach the port the agent listens on');
@@ -223,7 +223,7 @@ test('non-default values (ci/custom-values.yaml) reach every object', () => {
   assert.equal(config.listenAddress?.port, 19473);
   assert.equal(config.workers, 8);
   assert.equal(config.resyncPeriodSeconds, 300);
-  assert.equal(config.guestInfoIntervalSeconds, 30, 'defaults of keys the file does not set stay');
+  assert.equal(config.drainTimeoutSeconds, 120, 'a value not overridden keeps the chart\'s default');
   assert.equal(config.logLevel, 'debug');
   assert.deepEqual(config.kernels.lts, { path: '/opt/uml-kernels/linux-6.6.uml', args: ['loglevel=4'] });
 

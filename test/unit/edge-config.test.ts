@@ -29,9 +29,8 @@ test('defaults with no file, no environment and no flags', () => {
   assert.deepEqual(c.kernels, { default: { path: '/usr/local/lib/umlmon/linux' } });
   assert.deepEqual(c.defaultKernelArgs, ['lpj=auto']);
   assert.deepEqual(c.memory, { minBytes: 40 * 2 ** 20, maxBytes: 16 * 2 ** 30, defaultBytes: 128 * 2 ** 20 });
-  assert.equal(c.workers, 4);
+  assert.equal(c.workers, 32);
   assert.equal(c.resyncPeriodSeconds, 600);
-  assert.equal(c.guestInfoIntervalSeconds, 30);
   assert.equal(c.logLevel, 'info');
   assert.equal(c.drainTimeoutSeconds, 120);
   assert.equal(c.kubeconfig, undefined);
@@ -77,6 +76,17 @@ test('unknown keys and bad values name the key', () => {
   assert.match(text, /source: must be one of directory, kubernetes/);
   assert.match(text, /kernels\.default\.paht: unknown key/);
   assert.match(text, /kernels\.default\.path: is required/);
+});
+
+test('guestInfoIntervalSeconds is gone: an old config that sets it still loads, with a warning saying why', () => {
+  const r = load(['-f', '/c.yaml'], {}, { '/c.yaml': 'guestInfoIntervalSeconds: 30\n' });
+  assert.ok(r.ok, JSON.stringify(r));
+  assert.equal('guestInfoIntervalSeconds' in r.config, false);
+  assert.equal(r.warnings.length, 1);
+  assert.match(r.warnings[0]!, /^guestInfoIntervalSeconds is ignored: .*uptime follows from status\.bootTime.*remove it/);
+  const flag = load(['--guest-info-interval', '30s'], {}, {});
+  assert.ok(flag.ok && flag.warnings.length === 1, 'nor does its flag stop the agent');
+  assert.equal(load([], {}, {}).ok && load([], {}, {}).ok === true ? (load([], {}, {}) as { warnings: string[] }).warnings.length : -1, 0, 'no warning when it is not set');
 });
 
 test('relative paths on the command line and in the environment are taken from the working directory', () => {

@@ -237,3 +237,41 @@ test('a status file is written only when its content changes', async () => {
   assert.notEqual(statSync(statusFile).ino, first.ino, 'a change is written');
   assert.match(readFileSync(statusFile, 'utf8'), /phase: Paused/);
 });
+
+test('a file renamed into place is read at once; a file written in place waits until it is quiet', async () => {
+  const { renameSync, truncateSync } = await import('node:fs');
+  const dir = tempDir();
+  writeFileSync(join(dir, 'web.yaml'), manifest('web'));
+  writeFileSync(join(dir, 'db.yaml'), manifest('db'));
+  const { logger } = memoryLogger();
+  const c = changes();
+  // A quiet time far longer than the test: whatever is read, is read without it.
+  const src = createDirectorySource({ dir, nodeName: 'node-a', logger, debounceMs: 600_000, rescanIntervalMs: 600_000 });
+  sources.push(src);
+  await src.start(c.onChange);
+
+  // An atomic save: write a temporary file, rename it over the manifest.
+  const seen = c.next((k) => k === 'default/web');
+  writeFileSync(join(dir, '.web.yaml.tmp'), manifest('web', '  state: Paused\n'));
+  renameSync(join(dir, '.web.yaml.tmp'), join(dir, 'web.yaml'));
+  await seen;
+  assert.equal(src.get('default/web')?.spec.state, 'Paused');
+  assert.equal(src.get('default/web')?.metadata.generation, 2);
+
+  // A new file appears whole, by rename: read at once too.
+  const added = c.next((k) => k === 'default/new');
+  writeFileSync(join(dir, '.new.tmp'), manifest('new'));
+  renameSync(join(dir, '.new.tmp'), join(dir, 'new.yaml'));
+  await added;
+
+  // Written in place: truncated (as `>` or an editor's in-place save does) and not yet written
+  // again. The empty file is not taken for "no machines": db keeps running as defined.
+  const reported = c.all.length;
+  truncateSync(join(dir, 'db.yaml'), 0);
+  const removed = c.next((k) => k === 'default/gone');
+  writeFileSync(join(dir, '.gone.tmp'), manifest('gone'));
+  renameSync(join(dir, '.gone.tmp'), join(dir, 'gone.yaml'));
+  await removed; // a scan ran after the truncate (triggered by another file's rename)
+  assert.equal(src.get('default/db')?.spec.memory, '64Mi', 'the half-written file is not read while it may still be written');
+  assert.ok(!c.all.slice(reported).includes('default/db'), 'db was not reported changed or gone');
+});

@@ -3,7 +3,7 @@
 // allocations under concurrency (no kernel needed).
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -179,6 +179,30 @@ describe('allocations', () => {
       await a.releaseMacs('ma-0');
       await a.releaseUid('ma-0');
       assert.equal(JSON.parse(readFileSync(join(dir, 'macpool.json'), 'utf8'))['ma-0/eth0'], undefined);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('callers in one process take a lock one at a time, in order, without backing off on each other', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'umlrt-lock-'));
+    try {
+      const lock = join(dir, 'q.lock');
+      const order: number[] = [];
+      let inside = 0;
+      const holders = Array.from({ length: 50 }, (_, i) => withLock(lock, async () => {
+        inside++;
+        assert.equal(inside, 1, 'one holder at a time');
+        assert.ok(existsSync(lock), 'the lock file is held for the other processes');
+        await new Promise((r) => setImmediate(r));
+        order.push(i);
+        inside--;
+      }, { timeoutMs: 1000 }));
+      await Promise.all(holders);
+      assert.deepEqual(order, Array.from({ length: 50 }, (_, i) => i), 'in the order they asked');
+      assert.ok(!existsSync(lock), 'released');
+      await assert.rejects(withLock(lock, () => { throw new Error('boom'); }), /boom/);
+      assert.equal(await withLock(lock, () => 'after a failure', { timeoutMs: 1000 }), 'after a failure', 'a failing holder releases it');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

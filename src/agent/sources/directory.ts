@@ -1,7 +1,16 @@
 // Machines from a directory of UmlMachine YAML files: the embedded default, like kubelet's
 // static pods. Every *.yaml / *.yml file (one or more documents each) is read; the directory is
-// watched with fs.watch (debounced) and rescanned slowly as a safety net, since fs.watch can
-// miss events (editors that replace files, network filesystems).
+// watched with fs.watch and rescanned slowly as a safety net, since fs.watch can miss events
+// (editors that replace files, network filesystems).
+//
+// How soon a change is read depends on how it was made:
+// - a file renamed into place (an atomic save: kubectl-style tools, most editors, `mv`), created
+//   or removed is read at once: what the rename shows is the whole new file;
+// - a file written in place is read once it has been quiet for `debounceMs` (100 ms): between
+//   the truncate and the last write it is a half-written file, which must not be taken for the
+//   machine's new definition (an empty file would even delete the machine).
+// Scans never overlap: a change during a scan runs one more scan after it (coalesced). A scan
+// reads again only the files whose inode, size or times moved (the first scan reads all).
 //
 // What stands in for the API server's bookkeeping:
 // - uid: metadata.uid from the file when given, else derived from namespace/name (a name-based
@@ -26,7 +35,7 @@
 // resolves at most MANIFEST_LIMITS.aliases aliases per document.
 import { createHash } from 'node:crypto';
 import { appendFile, mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { constants, watch, type FSWatcher } from 'node:fs';
+import { constants, statSync, watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments, stringify } from 'yaml';
 import type { Logger } from 'pino';
@@ -190,6 +199,12 @@ export function createDirectorySource(opts: DirectorySourceOptions): MachineSour
   let rescanTimer: NodeJS.Timeout | undefined;
   let scanning: Promise<void> | undefined;
   let rescanAgain = false;
+  /** The next scan reads every file, changed or not (start, safety net). */
+  let fullAgain = false;
+  /** dev:ino:size:mtime:ctime of each file when it was last read. */
+  const stamps = new Map<string, string>();
+  /** Files written in place since the directory was last quiet for debounceMs: not read yet. */
+  const writing = new Set<string>();
   let notify: (key: MachineKey) => void = () => {};
 
   const statusPath = (m: UmlMachine, suffix = STATUS_SUFFIX): string =>
@@ -268,7 +283,7 @@ export function createDirectorySource(opts: DirectorySourceOptions): MachineSour
     log.warn({ file }, message);
   }
 
-  async function scan(): Promise<void> {
+  async function scan(full: boolean): Promise<void> {
     const files = await listManifestFiles();
     if (files === undefined) return;
     const changed = new Set<MachineKey>();
@@ -278,6 +293,28 @@ export function createDirectorySource(opts: DirectorySourceOptions): MachineSour
     for (const name of files) {
       const file = join(dir, name);
       try {
+        const stamp = stampOf(file);
+        const kept = keysByFile.get(file);
+        // Being written in place: a half-written file is not the machine's new definition (an
+        // empty one would delete it). Kept as last read; the quiet-time scan reads it.
+        if (writing.has(name)) {
+          for (const key of kept ?? []) {
+            seen.add(key);
+            if (!owners.has(key)) owners.set(key, file);
+          }
+          continue;
+        }
+        // Unchanged since it was read: its machines are as they were (unless another file now
+        // claims one of them first, which only a full read sorts out).
+        if (!full && stamp !== undefined && stamps.get(file) === stamp && kept !== undefined && kept.every((k) => !owners.has(k))) {
+          for (const key of kept) {
+            seen.add(key);
+            owners.set(key, file);
+          }
+          continue;
+        }
+        if (stamp === undefined) stamps.delete(file);
+        else stamps.set(file, stamp);
         const read = await readManifestFile(file);
         if (read.kind === 'gone') continue; // removed while scanning
         const parsed = read.kind === 'text' ? parseManifest(read.text, file) : unreadableManifest(file, read.reason);
@@ -325,6 +362,9 @@ export function createDirectorySource(opts: DirectorySourceOptions): MachineSour
     for (const file of [...keysByFile.keys()]) {
       if (!files.includes(file.slice(dir.length + 1))) keysByFile.delete(file);
     }
+    for (const file of [...stamps.keys()]) {
+      if (!files.includes(file.slice(dir.length + 1))) stamps.delete(file);
+    }
     for (const key of [...entries.keys()]) {
       if (seen.has(key)) continue;
       const gone = entries.get(key);
@@ -343,8 +383,9 @@ export function createDirectorySource(opts: DirectorySourceOptions): MachineSour
     for (const key of changed) notify(key);
   }
 
-  /** Runs one scan at a time; a request during a scan runs one more afterwards. */
-  function rescan(): Promise<void> {
+  /** Runs one scan at a time; requests during a scan run one more afterwards (coalesced). */
+  function rescan(full = true): Promise<void> {
+    if (full) fullAgain = true;
     if (scanning) {
       rescanAgain = true;
       return scanning;
@@ -353,7 +394,9 @@ export function createDirectorySource(opts: DirectorySourceOptions): MachineSour
       try {
         do {
           rescanAgain = false;
-          await scan();
+          const all = fullAgain;
+          fullAgain = false;
+          await scan(all);
         } while (rescanAgain && !stopped);
       } catch (err) {
         log.error({ err: String(err) }, 'rescan failed; will try again');
@@ -364,10 +407,15 @@ export function createDirectorySource(opts: DirectorySourceOptions): MachineSour
     return scanning;
   }
 
+  /** A file written in place: read once it has been quiet for debounceMs. */
   function scheduleRescan(): void {
     if (stopped) return;
     clearTimeout(debounceTimer);
-    debounceTimer = setTimeout(() => { void rescan(); }, debounceMs);
+    debounceTimer = setTimeout(() => {
+      // No write for debounceMs: whatever was being written in place is whole now.
+      writing.clear();
+      void rescan(false);
+    }, debounceMs);
   }
 
   function startWatching(): void {
@@ -377,7 +425,15 @@ export function createDirectorySource(opts: DirectorySourceOptions): MachineSour
         log.trace({ type, file: name }, 'directory event');
         // Our own writes (status, events, temporary files) are not changes to the manifests.
         if (name !== undefined && (name.startsWith('.') || name.endsWith(STATUS_SUFFIX) || name.endsWith(EVENTS_SUFFIX))) return;
-        scheduleRescan();
+        // 'rename': a name appeared or went away (renamed into place, created, removed). The
+        // file behind it is whole: read now. 'change': written in place, maybe still being.
+        if (type === 'rename' && name !== undefined && isManifestFile(name) && !stopped) {
+          writing.delete(name);
+          void rescan(false);
+        } else {
+          if (type === 'change' && name !== undefined) writing.add(name);
+          scheduleRescan();
+        }
       });
       watcher.on('error', (err) => {
         log.warn({ err: String(err) }, 'watching the machines directory failed; relying on the periodic rescan');
@@ -439,7 +495,9 @@ export function createDirectorySource(opts: DirectorySourceOptions): MachineSour
       isSynced = true;
       const tick = (): void => {
         if (stopped) return;
-        rescanTimer = setTimeout(() => { void rescan().finally(tick); }, rescanIntervalMs);
+        // Files whose stamp moved are read again: what fs.watch missed is found all the same,
+        // and a hundred unchanged manifests cost a hundred stats, not a hundred reads.
+        rescanTimer = setTimeout(() => { void rescan(false).finally(tick); }, rescanIntervalMs);
         rescanTimer.unref();
       };
       tick();
@@ -478,6 +536,20 @@ export function createDirectorySource(opts: DirectorySourceOptions): MachineSour
       await Promise.allSettled([...writeChains.values()]);
     },
   };
+}
+
+/**
+ * What tells a changed file from an unchanged one without reading it; undefined when it cannot
+ * be stat'ed. Synchronous: a stat of a local file takes microseconds, and a hundred of them
+ * through the thread pool woke the agent's threads a thousand times per scan.
+ */
+function stampOf(file: string): string | undefined {
+  try {
+    const st = statSync(file, { bigint: true });
+    return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Exposed for `umlmon check`: the machines and problems of every manifest in a directory. */

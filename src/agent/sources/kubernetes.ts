@@ -1,28 +1,30 @@
 // Machines from the Kubernetes API: a list+watch of umlmachines across namespaces, filtered
 // server-side to this node with `fieldSelector=spec.nodeName=<node>` (the CRD declares it a
-// selectable field). client-node's own ListWatch stops on most errors and never asks for
-// bookmarks, so this module runs its own reflector loop on client-node's list call and Watch:
+// selectable field). This module runs its own reflector loop over the agent's small API client
+// (kube-client.ts):
 //   list (paginated) → watch from the list's resourceVersion with bookmarks → on a clean end or
 //   a client-side timeout, watch again from the last resourceVersion → on 410 Gone, relist →
 //   on any other error, back off (0.5 s doubling to 30 s) and try again, forever.
 // API servers older than 1.31 refuse field selectors on custom resource fields (400 "field
 // label not supported"); then the source watches every machine and keeps only this node's,
 // and says so once in the log.
-import {
-  ApiException, CustomObjectsApi, KubeConfig, PatchStrategy, Watch, setHeaderOptions,
-} from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { FINALIZER, GROUP, PLURAL, VERSION, type UmlMachine, type UmlMachineStatus } from '../../api/types.ts';
 import { keyOf, ObjectGoneError, type EventType, type MachineKey, type MachineSource } from '../source.ts';
 import { createEventRecorder, type EventRecorder } from '../events.ts';
+import { ApiError, loadKubeClient, type KubeClient, type Resource } from '../kube-client.ts';
+
+/** What the agent reads and writes (chart-rbac.test.ts checks the ClusterRole grants each call). */
+const MACHINES: Resource = { group: GROUP, version: VERSION, resource: PLURAL };
+const MACHINE_STATUS: Resource = { ...MACHINES, subresource: 'status' };
 
 export interface KubernetesSourceOptions {
   nodeName: string;
   logger: Logger;
   /** A kubeconfig file; undefined means in-cluster credentials. */
   kubeconfigPath?: string;
-  /** Or a ready KubeConfig (tests). */
-  kubeConfig?: KubeConfig;
+  /** Or a ready client (tests). */
+  client?: KubeClient;
   /** Events recorder; by default one is made on the same credentials. */
   events?: EventRecorder;
   /** Server-side watch timeout; each watch asks for this plus up to 50 % jitter (default 300 s). */
@@ -41,7 +43,7 @@ export function isFieldSelectorRefusal(err: unknown): boolean {
 }
 
 export function apiStatusCode(err: unknown): number | undefined {
-  if (err instanceof ApiException) return err.code;
+  if (err instanceof ApiError) return err.code;
   const e = err as { statusCode?: unknown; code?: unknown } | null;
   if (typeof e?.statusCode === 'number') return e.statusCode;
   if (typeof e?.code === 'number') return e.code;
@@ -50,23 +52,13 @@ export function apiStatusCode(err: unknown): number | undefined {
 
 /** The API server's own words (metav1.Status message) when there are any. */
 export function apiErrorMessage(err: unknown): string {
-  if (err instanceof ApiException) {
-    let body: unknown = err.body as unknown;
-    if (typeof body === 'string') {
-      const text: string = body;
-      try { body = JSON.parse(text); } catch { return text || `HTTP ${err.code}`; }
-    }
+  if (err instanceof ApiError) {
+    let body: unknown;
+    try { body = JSON.parse(err.body); } catch { return err.body || `HTTP ${err.code}`; }
     const message = (body as { message?: unknown } | undefined)?.message;
     return typeof message === 'string' ? message : `HTTP ${err.code}`;
   }
   return err instanceof Error ? err.message : String(err);
-}
-
-export function loadKubeConfig(path: string | undefined): KubeConfig {
-  const kc = new KubeConfig();
-  if (path !== undefined) kc.loadFromFile(path);
-  else kc.loadFromCluster();
-  return kc;
 }
 
 const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
@@ -81,16 +73,13 @@ type WatchEnd = { kind: 'closed' } | { kind: 'gone' } | { kind: 'error'; err: un
 export function createKubernetesSource(opts: KubernetesSourceOptions): MachineSource & { filteringLocally(): boolean } {
   const { nodeName } = opts;
   const log = opts.logger.child({ component: 'kubernetes-source' });
-  const kc = opts.kubeConfig ?? loadKubeConfig(opts.kubeconfigPath);
-  const api = kc.makeApiClient(CustomObjectsApi);
-  const watcher = new Watch(kc);
-  const events = opts.events ?? createEventRecorder({ kubeConfig: kc, nodeName, logger: opts.logger });
+  const api = opts.client ?? loadKubeClient(opts.kubeconfigPath);
+  const events = opts.events ?? createEventRecorder({ client: api, nodeName, logger: opts.logger });
   const ownsEvents = opts.events === undefined;
   const backoff = opts.backoff ?? { initialMs: 500, maxMs: 30_000 };
   const watchTimeout = opts.watchTimeoutSeconds ?? 300;
   const pageSize = opts.pageSize ?? 500;
   const fieldSelector = `spec.nodeName=${nodeName}`;
-  const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 
   const cache = new Map<MachineKey, UmlMachine>();
   let serverSideFilter = true;
@@ -127,11 +116,8 @@ export function createKubernetesSource(opts: KubernetesSourceOptions): MachineSo
     let cont: string | undefined;
     let rv = '';
     do {
-      const page = (await api.listClusterCustomObject({
-        group: GROUP, version: VERSION, plural: PLURAL,
-        ...(serverSideFilter ? { fieldSelector } : {}),
-        limit: pageSize,
-        ...(cont ? { _continue: cont } : {}),
+      const page = (await api.call('list', MACHINES, {
+        query: { ...(serverSideFilter ? { fieldSelector } : {}), limit: pageSize, ...(cont ? { continue: cont } : {}) },
       })) as { items?: UmlMachine[]; metadata?: { resourceVersion?: string; continue?: string } };
       items.push(...(page.items ?? []));
       cont = page.metadata?.continue || undefined;
@@ -161,7 +147,7 @@ export function createKubernetesSource(opts: KubernetesSourceOptions): MachineSo
         timeoutSeconds,
         ...(serverSideFilter ? { fieldSelector } : {}),
       };
-      watcher.watch(`/apis/${GROUP}/${VERSION}/${PLURAL}`, query, (type: string, obj: unknown) => {
+      api.watch(MACHINES, query, (type: string, obj: unknown) => {
         if (stopping.signal.aborted) return;
         const o = obj as UmlMachine & { code?: number; message?: string };
         switch (type) {
@@ -251,11 +237,20 @@ export function createKubernetesSource(opts: KubernetesSourceOptions): MachineSo
     }
   }
 
+  /**
+   * The answer to a write replaces the cached object only while the cache still holds the
+   * version the write started from. The answer and the watch come over different connections:
+   * when the watch brought a newer version first (someone edited the spec meanwhile), the
+   * answer is older and must not take its place; the watch delivers the answer's version too.
+   */
+  function keepIfNewer(key: MachineKey, base: UmlMachine, updated: UmlMachine | undefined): void {
+    if (!updated?.metadata || !mine(updated)) return;
+    if (cache.get(key)?.metadata.resourceVersion === base.metadata.resourceVersion) cache.set(key, updated);
+  }
+
   async function getFresh(m: UmlMachine): Promise<UmlMachine | undefined> {
     try {
-      return (await api.getNamespacedCustomObject({
-        group: GROUP, version: VERSION, plural: PLURAL, namespace: m.metadata.namespace ?? 'default', name: m.metadata.name,
-      })) as UmlMachine;
+      return await api.call<UmlMachine>('get', MACHINES, { namespace: m.metadata.namespace ?? 'default', name: m.metadata.name });
     } catch (err) {
       if (apiStatusCode(err) === 404) return undefined;
       throw err;
@@ -288,14 +283,12 @@ export function createKubernetesSource(opts: KubernetesSourceOptions): MachineSo
     async patchStatus(machine, status: UmlMachineStatus) {
       const key = keyOf(machine);
       try {
-        const updated = (await api.patchNamespacedCustomObjectStatus({
-          group: GROUP, version: VERSION, plural: PLURAL,
-          namespace: machine.metadata.namespace ?? 'default', name: machine.metadata.name,
-          body: { status },
-        }, mergePatch)) as UmlMachine;
+        const updated = await api.call<UmlMachine>('patch', MACHINE_STATUS, {
+          namespace: machine.metadata.namespace ?? 'default', name: machine.metadata.name, body: { status },
+        });
         // Keep the cache as fresh as the server: the watch delivers the same version later and
         // is then recognised as nothing new.
-        if (updated?.metadata && cache.has(key) && mine(updated)) cache.set(key, updated);
+        keepIfNewer(key, machine, updated);
       } catch (err) {
         if (apiStatusCode(err) === 404) throw new ObjectGoneError(`machine ${key} is gone (HTTP 404); its status is not written`, { cause: err });
         throw new Error(`machine ${key}: writing status failed: ${apiErrorMessage(err)} (HTTP ${apiStatusCode(err) ?? '?'})`, { cause: err });
@@ -318,11 +311,10 @@ export function createKubernetesSource(opts: KubernetesSourceOptions): MachineSo
         };
         delete (body as { status?: unknown }).status;
         try {
-          const updated = (await api.replaceNamespacedCustomObject({
-            group: GROUP, version: VERSION, plural: PLURAL,
+          const updated = await api.call<UmlMachine>('update', MACHINES, {
             namespace: current.metadata.namespace ?? 'default', name: current.metadata.name, body,
-          })) as UmlMachine;
-          if (updated?.metadata && cache.has(key) && mine(updated)) cache.set(key, updated);
+          });
+          keepIfNewer(key, current, updated);
           return;
         } catch (err) {
           const code = apiStatusCode(err);
@@ -343,6 +335,7 @@ export function createKubernetesSource(opts: KubernetesSourceOptions): MachineSo
       currentWatch?.abort();
       await loop;
       if (ownsEvents) await events.stop();
+      if (opts.client === undefined) api.close();
     },
   };
 }

@@ -118,8 +118,7 @@ function controlHandlers(config: AgentConfig, source: MachineSource, runtime: Ru
 
 async function makeSource(config: AgentConfig, logger: Logger): Promise<MachineSource> {
   if (config.source === 'kubernetes') {
-    // Loaded only here: client-node is most of the agent's memory, and the directory source
-    // (the embedded default) does not need it.
+    // Loaded only here: the directory source (the embedded default) needs no API client.
     const { createKubernetesSource } = await import('../../agent/sources/kubernetes.ts');
     return createKubernetesSource({
       nodeName: config.nodeName, logger,
@@ -146,6 +145,7 @@ export async function main(argv: string[]): Promise<number> {
     machinesDir: config.source === 'directory' ? config.machinesDir : undefined,
     stateDir: config.stateDir, imageRoot: config.imageRoot, kernels: config.kernels,
   }, 'umlmon agent starting');
+  for (const warning of loaded.warnings) logger.warn({ configFile: config.configFile ?? null }, `config: ${warning}`);
 
   const metrics = new Registry();
   let agent: Agent | undefined;
