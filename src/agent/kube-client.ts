@@ -64,6 +64,9 @@ export interface KubeAccess {
   password?: string;
 }
 
+/** How long a request (not a watch) may go without a byte of its answer. */
+export const REQUEST_TIMEOUT_MS = 30_000;
+
 const METHODS: Record<Verb, string> = { get: 'GET', list: 'GET', create: 'POST', update: 'PUT', patch: 'PATCH' };
 const SERVICE_ACCOUNT = '/var/run/secrets/kubernetes.io/serviceaccount';
 
@@ -85,8 +88,11 @@ export class KubeClient {
   readonly #agent: HttpAgent;
   #token: { value: string; readAt: number } | undefined;
 
-  constructor(access: KubeAccess) {
+  readonly #requestTimeoutMs: number;
+
+  constructor(access: KubeAccess, options: { requestTimeoutMs?: number } = {}) {
     this.#access = access;
+    this.#requestTimeoutMs = options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
     this.server = new URL(access.server);
     const tls = {
       keepAlive: true,
@@ -128,13 +134,19 @@ export class KubeClient {
     return req;
   }
 
-  /** One request; resolves with the parsed answer, rejects with ApiError for a non-2xx one. */
+  /**
+   * One request; resolves with the parsed answer, rejects with ApiError for a non-2xx one. A
+   * request that has had no answer (nor a byte of one) for REQUEST_TIMEOUT_MS (or the
+   * constructor's requestTimeoutMs) fails: an API
+   * server behind a network partition sends no reset, and a hung write must not hold its
+   * machine's worker for the kernel's TCP retransmission time (about 15 minutes).
+   */
   call<T = unknown>(verb: Verb, r: Resource, opts: CallOptions = {}): Promise<T> {
     const path = `${pathOf(r, opts.namespace, opts.name)}${queryOf(opts.query)}`;
     const body = opts.body === undefined ? undefined : JSON.stringify(opts.body);
     const what = `${verb} ${r.resource}${r.subresource ? `/${r.subresource}` : ''}${opts.name ? ` ${opts.namespace ? `${opts.namespace}/` : ''}${opts.name}` : ''}`;
     return new Promise<T>((ok, fail) => {
-      this.#send(METHODS[verb], path, body, verb === 'patch' ? 'application/merge-patch+json' : undefined, (res) => {
+      const req = this.#send(METHODS[verb], path, body, verb === 'patch' ? 'application/merge-patch+json' : undefined, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('error', fail);
@@ -149,6 +161,11 @@ export class KubeClient {
           }
         });
       }, fail);
+      req.setTimeout(this.#requestTimeoutMs, () => {
+        const error = new Error(`${what}: no answer for ${this.#requestTimeoutMs / 1000} s`);
+        error.name = 'TimeoutError';
+        req.destroy(error);
+      });
     });
   }
 

@@ -7,7 +7,9 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { accessFromKubeconfig, ApiError, inClusterAccess } from '../../src/agent/kube-client.ts';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { accessFromKubeconfig, ApiError, inClusterAccess, KubeClient } from '../../src/agent/kube-client.ts';
 
 const b64 = (s: string): string => Buffer.from(s).toString('base64');
 
@@ -63,4 +65,23 @@ test('ApiError carries the status code and the server\'s own message', () => {
   const e = new ApiError(409, JSON.stringify({ kind: 'Status', message: 'the object has been modified' }), 'update umlmachines default/a');
   assert.equal(e.code, 409);
   assert.equal(e.message, 'update umlmachines default/a: HTTP 409: the object has been modified');
+});
+
+test('a request the server never answers fails after the request timeout, and the connection is closed', async () => {
+  let closed = false;
+  const server = createServer((req) => { req.socket.on('close', () => { closed = true; }); }); // reads, never answers
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const client = new KubeClient({ server: `http://127.0.0.1:${(server.address() as AddressInfo).port}` }, { requestTimeoutMs: 200 });
+  try {
+    await assert.rejects(
+      client.call('patch', { group: 'umlmon.io', version: 'v1alpha1', resource: 'umlmachines', subresource: 'status' }, { namespace: 'ns', name: 'm', body: {} }),
+      (err: Error) => err.name === 'TimeoutError' && /patch umlmachines\/status ns\/m: no answer for 0\.2 s/.test(err.message),
+    );
+    for (let i = 0; i < 50 && !closed; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.ok(closed, 'the timed-out request\'s connection is closed');
+  } finally {
+    client.close();
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  }
 });
