@@ -1,4 +1,4 @@
-// A Kubernetes API emulator for tests: real kubectl and @kubernetes/client-node talk to it
+// A Kubernetes API emulator for tests: real kubectl and the agent's API client talk to it
 // unchanged (plain HTTP on 127.0.0.1). See README.md next to this file.
 import { createServer, type Server } from 'node:http';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -25,7 +25,7 @@ export interface Emulator {
   url: string;
   /** Bearer token of the admin user (for in-process requests, e.g. with fetch). */
   adminToken: string;
-  /** Path of an admin kubeconfig (unrestricted) for kubectl (--kubeconfig) and client-node. */
+  /** Path of an admin kubeconfig (unrestricted) for kubectl (--kubeconfig) and the agent's API client. */
   kubeconfigPath: string;
   /** Every resource request seen (who did what, with which response code). */
   requests: RequestRecord[];
@@ -44,7 +44,7 @@ function kubeconfig(url: string, user: string, token: string): string {
     '- name: emulator',
     '  cluster:',
     `    server: ${url}`,
-    // client-node 2.x refuses plain http unless TLS verification is (nominally) off
+    // Plain http: TLS verification is (nominally) off, which clients that insist on https accept.
     '    insecure-skip-tls-verify: true',
     'users:',
     `- name: ${JSON.stringify(user)}`,

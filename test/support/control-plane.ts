@@ -564,7 +564,7 @@ interface AuditEvent {
 }
 
 function kubeconfig(server: string, ca: string, user: string, token: string): string {
-  // JSON is YAML: kubectl and @kubernetes/client-node read it as a kubeconfig.
+  // JSON is YAML: kubectl and the agent's API client read it as a kubeconfig.
   return `${JSON.stringify({
     apiVersion: 'v1',
     kind: 'Config',

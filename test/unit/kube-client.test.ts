@@ -1,6 +1,6 @@
 // kube-client.ts's credentials: what a kubeconfig's current context gives, and what is refused.
 // (Its requests and watches run against the real 1.20 API server and the emulator in
-// test/e2e/agent-real-apiserver.test.ts, agent-kubernetes.test.ts, agent-kubernetes-source.test.ts
+// test/e2e/kube-client.test.ts, agent-real-apiserver.test.ts, agent-kubernetes.test.ts, agent-kubernetes-source.test.ts
 // and install-rbac.test.ts.)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
