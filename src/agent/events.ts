@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import type { KubeClient, Resource } from './kube-client.ts';
 import type { UmlMachine } from '../api/types.ts';
 import type { EventType } from './source.ts';
+import { namespaceOf } from './object-key.ts';
 
 export const REPORTING_CONTROLLER = 'umlmon.io/agent';
 
@@ -119,14 +120,14 @@ export function createEventRecorder(opts: EventRecorderOptions): EventRecorder {
   }
 
   function regarding(m: UmlMachine): Record<string, unknown> {
-    const ref: Record<string, unknown> = { apiVersion: m.apiVersion, kind: m.kind, namespace: m.metadata.namespace ?? 'default', name: m.metadata.name };
+    const ref: Record<string, unknown> = { apiVersion: m.apiVersion, kind: m.kind, namespace: namespaceOf(m), name: m.metadata.name };
     if (m.metadata.uid) ref.uid = m.metadata.uid;
     if (m.metadata.resourceVersion) ref.resourceVersion = m.metadata.resourceVersion;
     return ref;
   }
 
   async function create(machine: UmlMachine, type: EventType, reason: string, note: string, action: string, name: string, at: Date): Promise<'v1' | 'core' | undefined> {
-    const namespace = machine.metadata.namespace ?? 'default';
+    const namespace = namespaceOf(machine);
     const ref = regarding(machine);
     if (api === 'v1') {
       try {
@@ -184,7 +185,7 @@ export function createEventRecorder(opts: EventRecorderOptions): EventRecorder {
     record(machine, type, reason, note, action = reason) {
       if (stopped) return;
       const at = now();
-      const ns = machine.metadata.namespace ?? 'default';
+      const ns = namespaceOf(machine);
       const key = JSON.stringify([ns, machine.metadata.name, machine.metadata.uid ?? '', type, reason, note]);
       const existing = series.get(key);
       if (existing && at.getTime() - existing.lastObserved.getTime() < windowMs) {

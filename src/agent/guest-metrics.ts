@@ -16,7 +16,7 @@ import { readGuestStats, readHostStats, type GuestStats, type HostStats } from '
 import type { MachineStatus, Runtime } from '../runtime/types.ts';
 import { keyFromLabels } from './machine-config.ts';
 import type { Counter, Gauge, Registry } from './metrics.ts';
-import { keyOf } from './source.ts';
+import { keyOf, namespaceOf } from './object-key.ts';
 
 const LABELS = ['namespace', 'name', 'node'] as const;
 const PHASES: Phase[] = ['Pending', 'Starting', 'Running', 'Paused', 'Stopping', 'Stopped', 'Failed', 'Unknown'];
@@ -165,7 +165,7 @@ export class GuestMetrics {
     const now = this.#options.now();
     for (const object of this.#options.objects()) {
       const key = keyOf(object);
-      const labels: Labels = { namespace: object.metadata.namespace ?? 'default', name: object.metadata.name, node };
+      const labels: Labels = { namespace: namespaceOf(object), name: object.metadata.name, node };
       const phase = object.status?.phase ?? 'Pending';
       for (const p of PHASES) this.#g.umlmon_machine_phase!.set({ ...labels, phase: p }, p === phase ? 1 : 0);
       this.#g.umlmon_machine_restarts!.set(labels, object.status?.restartCount ?? 0);

@@ -5,7 +5,8 @@ import type { UmlMachine } from '../api/types.ts';
 import { parseQuantity } from '../api/quantity.ts';
 import { umidFor } from '../api/umid.ts';
 import type { MachineConfig } from '../runtime/types.ts';
-import { keyOf, type MachineKey } from './source.ts';
+import { keyLabels, keyOf } from './object-key.ts';
+export { keyFromLabels, LABEL_NAME, LABEL_NAMESPACE } from './object-key.ts';
 
 /** A kernel the node offers: its path, and the arguments only it needs. */
 export interface KernelEntry {
@@ -24,9 +25,7 @@ export interface MachineConfigOptions {
 export const DEFAULT_KERNEL_NAME = 'default';
 export const DEFAULT_GRACE_PERIOD_SECONDS = 30;
 
-/** Labels on the runtime's machine record. */
-export const LABEL_NAMESPACE = 'umlmon.io/namespace';
-export const LABEL_NAME = 'umlmon.io/name';
+/** Labels on the runtime's machine record (the key's own, LABEL_NAMESPACE and LABEL_NAME, are object-key.ts's). */
 export const LABEL_UID = 'umlmon.io/uid';
 export const LABEL_GENERATION = 'umlmon.io/generation';
 export const LABEL_GRACE_PERIOD = 'umlmon.io/grace-period-seconds';
@@ -58,8 +57,7 @@ export function machineConfigFor(machine: UmlMachine, options: MachineConfigOpti
       return { name, transport, ...(mac !== undefined ? { mac } : {}), ...settings };
     }),
     labels: {
-      [LABEL_NAMESPACE]: machine.metadata.namespace ?? 'default',
-      [LABEL_NAME]: machine.metadata.name,
+      ...keyLabels(machine),
       [LABEL_UID]: machine.metadata.uid ?? '',
       [LABEL_GENERATION]: String(machine.metadata.generation ?? 0),
       [LABEL_GRACE_PERIOD]: String(gracePeriodSecondsOf(machine)),
@@ -70,14 +68,6 @@ export function machineConfigFor(machine: UmlMachine, options: MachineConfigOpti
 
 export function gracePeriodSecondsOf(machine: UmlMachine): number {
   return machine.spec.shutdownGracePeriodSeconds ?? DEFAULT_GRACE_PERIOD_SECONDS;
-}
-
-/** The object key a runtime machine belongs to, from its labels; undefined for machines not ours. */
-export function keyFromLabels(labels: Record<string, string> | undefined): MachineKey | undefined {
-  const namespace = labels?.[LABEL_NAMESPACE];
-  const name = labels?.[LABEL_NAME];
-  if (!namespace || !name) return undefined;
-  return `${namespace}/${name}`;
 }
 
 /** The grace period a machine was started with, for shutting it down once its object is gone. */

@@ -28,6 +28,7 @@ import {
 import { describeExit, plan, stableJson, type Action, type DesiredMachine, type Plan, type RestartBackoff } from './plan.ts';
 import { ObjectGoneError, type EventType, type MachineKey, type MachineSource } from './source.ts';
 import { buildStatus, conditionOf, describeSpecErrors, statusEqual, statusPatch } from './status.ts';
+import { keyOf } from './object-key.ts';
 
 export type ReconcileResult = { kind: 'done' } | { kind: 'requeueAfter'; ms: number };
 
@@ -534,7 +535,7 @@ export class Reconciler {
     try {
       this.#source.event(machine, type, reason, message);
     } catch (error) {
-      this.#logger.warn({ machine: `${machine.metadata.namespace ?? 'default'}/${machine.metadata.name}`, reason, err: errorText(error) }, 'recording an Event failed');
+      this.#logger.warn({ machine: keyOf(machine), reason, err: errorText(error) }, 'recording an Event failed');
     }
   }
 

@@ -3,12 +3,8 @@
 // behind this one interface; the reconciler does not know which one it has.
 import type { UmlMachine, UmlMachineStatus } from '../api/types.ts';
 
-/** "<namespace>/<name>", as client-go's MetaNamespaceKeyFunc makes it. */
-export type MachineKey = string;
-
-export function keyOf(machine: { metadata: { namespace?: string; name: string } }): MachineKey {
-  return `${machine.metadata.namespace ?? 'default'}/${machine.metadata.name}`;
-}
+import type { MachineKey } from './object-key.ts';
+export { keyOf, type MachineKey } from './object-key.ts';
 
 export type EventType = 'Normal' | 'Warning';
 

@@ -41,6 +41,7 @@ import { parseAllDocuments, stringify } from 'yaml';
 import type { Logger } from 'pino';
 import { API_VERSION, KIND, type UmlMachine, type UmlMachineStatus } from '../../api/types.ts';
 import { keyOf, type EventType, type MachineKey, type MachineSource } from '../source.ts';
+import { DEFAULT_NAMESPACE, namespaceOf } from '../object-key.ts';
 
 export interface DirectorySourceOptions {
   dir: string;
@@ -208,7 +209,7 @@ export function createDirectorySource(opts: DirectorySourceOptions): MachineSour
   let notify: (key: MachineKey) => void = () => {};
 
   const statusPath = (m: UmlMachine, suffix = STATUS_SUFFIX): string =>
-    join(dir, `${statusBaseName(m.metadata.namespace ?? 'default', m.metadata.name)}${suffix}`);
+    join(dir, `${statusBaseName(namespaceOf(m), m.metadata.name)}${suffix}`);
 
   async function readStatusFile(path: string): Promise<StatusFile | undefined> {
     try {
@@ -223,7 +224,7 @@ export function createDirectorySource(opts: DirectorySourceOptions): MachineSour
 
   /** Fills in what the API server would: uid, generation, resourceVersion, namespace, status. */
   async function admit(raw: UmlMachine, documentHash: string, file: string): Promise<Entry> {
-    const namespace = raw.metadata.namespace ?? 'default';
+    const namespace = namespaceOf(raw);
     const key = keyOf(raw);
     const specHash = sha256(JSON.stringify(raw.spec ?? {}));
     const previous = entries.get(key);
@@ -469,7 +470,7 @@ export function createDirectorySource(opts: DirectorySourceOptions): MachineSour
       status: merged,
     } as StatusFile & { apiVersion: string; kind: string };
     const path = statusPath(entry.machine);
-    const tmp = join(dir, `.${statusBaseName(m.namespace ?? 'default', m.name)}.status.tmp-${process.pid}`);
+    const tmp = join(dir, `.${statusBaseName(m.namespace ?? DEFAULT_NAMESPACE, m.name)}.status.tmp-${process.pid}`);
     const text = `# Written by umlmon for ${key} (manifest ${entry.file}); edits here are overwritten.\n${stringify(body)}`;
     // A file whose content would not change is not written again (no needless disk writes, no
     // inotify wakeups for whoever watches the directory).

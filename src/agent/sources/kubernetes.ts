@@ -13,6 +13,7 @@ import { FINALIZER, GROUP, PLURAL, VERSION, type UmlMachine, type UmlMachineStat
 import { keyOf, ObjectGoneError, type EventType, type MachineKey, type MachineSource } from '../source.ts';
 import { createEventRecorder, type EventRecorder } from '../events.ts';
 import { ApiError, loadKubeClient, type KubeClient, type Resource } from '../kube-client.ts';
+import { namespaceOf } from '../object-key.ts';
 
 /** What the agent reads and writes (chart-rbac.test.ts checks the ClusterRole grants each call). */
 const MACHINES: Resource = { group: GROUP, version: VERSION, resource: PLURAL };
@@ -250,7 +251,7 @@ export function createKubernetesSource(opts: KubernetesSourceOptions): MachineSo
 
   async function getFresh(m: UmlMachine): Promise<UmlMachine | undefined> {
     try {
-      return await api.call<UmlMachine>('get', MACHINES, { namespace: m.metadata.namespace ?? 'default', name: m.metadata.name });
+      return await api.call<UmlMachine>('get', MACHINES, { namespace: namespaceOf(m), name: m.metadata.name });
     } catch (err) {
       if (apiStatusCode(err) === 404) return undefined;
       throw err;
@@ -284,7 +285,7 @@ export function createKubernetesSource(opts: KubernetesSourceOptions): MachineSo
       const key = keyOf(machine);
       try {
         const updated = await api.call<UmlMachine>('patch', MACHINE_STATUS, {
-          namespace: machine.metadata.namespace ?? 'default', name: machine.metadata.name, body: { status },
+          namespace: namespaceOf(machine), name: machine.metadata.name, body: { status },
         });
         // Keep the cache as fresh as the server: the watch delivers the same version later and
         // is then recognised as nothing new.
@@ -312,7 +313,7 @@ export function createKubernetesSource(opts: KubernetesSourceOptions): MachineSo
         delete (body as { status?: unknown }).status;
         try {
           const updated = await api.call<UmlMachine>('update', MACHINES, {
-            namespace: current.metadata.namespace ?? 'default', name: current.metadata.name, body,
+            namespace: namespaceOf(current), name: current.metadata.name, body,
           });
           keepIfNewer(key, current, updated);
           return;

@@ -19,6 +19,7 @@ import { createRuntime } from '../../runtime/index.ts';
 import { openConsole } from '../../runtime/console-session.ts';
 import { MconsoleClient } from '../../runtime/mconsole/index.ts';
 import type { MachineStatus, Runtime } from '../../runtime/types.ts';
+import { keyOf } from '../../agent/object-key.ts';
 
 const USAGE = `usage: umlmon run [-f config] [options]
 
@@ -39,7 +40,7 @@ function controlHandlers(config: AgentConfig, source: MachineSource, runtime: Ru
     list() {
       const known = new Set<string>();
       const rows: Record<string, unknown>[] = source.list().map((m) => {
-        const key = `${m.metadata.namespace ?? 'default'}/${m.metadata.name}`;
+        const key = keyOf(m);
         known.add(key);
         const rt = runtimeMachineOf(runtime, key);
         const alive = rt !== undefined && rt.state !== 'exited';
