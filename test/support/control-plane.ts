@@ -17,14 +17,14 @@
 // fault tests stop the API server, compact etcd every second or turn the watch cache off, and
 // a shared server would take those faults to every file running beside them. Each start costs
 // about 6 s of CPU; every API request is in the audit log (requests()).
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { freePorts, killGroup, onExitOrSignal, startProc, stopProc, waitUntil, type Proc } from './processes.ts';
 
 export interface ControlPlaneOptions {
   /** kube-apiserver --etcd-compaction-interval in seconds (default 300; 0 turns compaction off). */
@@ -172,14 +172,6 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
 
 // --- processes ---
 
-interface Proc {
-  name: string;
-  child: ChildProcess;
-  log: string;
-  exited: Promise<void>;
-  exitStatus?: string;
-}
-
 const live = new Set<Proc>();
 const liveDirs = new Set<string>();
 let exitHookInstalled = false;
@@ -187,71 +179,17 @@ let exitHookInstalled = false;
 function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
-  const cleanup = () => {
+  onExitOrSignal(() => {
     for (const p of live) killGroup(p, 'SIGKILL');
     for (const dir of liveDirs) rmSync(dir, { recursive: true, force: true });
-  };
-  process.on('exit', cleanup);
-  // A signal ends the process without 'exit': clean up, then let the signal do what it would
-  // have done (unless someone else handles it).
-  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    const onSignal = () => {
-      cleanup();
-      process.removeListener(signal, onSignal);
-      if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
-    };
-    process.on(signal, onSignal);
-  }
-}
-
-function killGroup(p: Proc, signal: NodeJS.Signals): void {
-  if (p.child.pid === undefined || p.exitStatus !== undefined) return;
-  try {
-    process.kill(-p.child.pid, signal);
-  } catch {
-    // Already gone.
-  }
-}
-
-function startProc(name: string, command: string, args: string[], log: string): Proc {
-  installExitHook();
-  const fd = openSync(log, 'a');
-  let child: ChildProcess;
-  try {
-    // detached: a session and process group of its own, so a kill of the group reaches
-    // everything it may have forked and nothing else.
-    child = spawn(command, args, { detached: true, stdio: ['ignore', fd, fd] });
-  } finally {
-    closeSync(fd);
-  }
-  const p: Proc = { name, child, log, exited: Promise.resolve() };
-  p.exited = new Promise<void>((done) => {
-    child.once('error', (err) => {
-      p.exitStatus ??= `failed to start: ${err.message}`;
-      live.delete(p);
-      done();
-    });
-    child.once('exit', (code, signal) => {
-      p.exitStatus ??= signal ? `killed by ${signal}` : `exited with ${code}`;
-      live.delete(p);
-      done();
-    });
   });
-  // The test process may exit while these run (the exit hook kills them then).
-  child.unref();
+}
+
+function startTracked(name: string, command: string, args: string[], log: string): Proc {
+  installExitHook();
+  const p = startProc(name, command, args, log, (gone) => live.delete(gone));
   live.add(p);
   return p;
-}
-
-async function stopProc(p: Proc, graceMs = 10_000): Promise<void> {
-  if (p.exitStatus !== undefined) return;
-  p.child.ref();
-  killGroup(p, 'SIGTERM');
-  const timer = setTimeout(() => killGroup(p, 'SIGKILL'), graceMs);
-  await p.exited;
-  clearTimeout(timer);
-  // What the leader forked may outlive it in the group.
-  killGroup(p, 'SIGKILL');
 }
 
 // --- the instance ---
@@ -298,13 +236,13 @@ class Instance implements ControlPlane {
 
   async start(): Promise<void> {
     const deadline = this.#deadline();
-    [this.#apiPort, this.#etcdPort, this.#etcdPeerPort, this.#kcmPort] = (await freePorts(4)) as [number, number, number, number];
+    [this.#apiPort, this.#etcdPort, this.#etcdPeerPort, this.#kcmPort] = (await freePorts(4, '127.0.0.1')) as [number, number, number, number];
     this.url = `https://127.0.0.1:${this.#apiPort}`;
     await this.#writeFiles();
 
     const etcdUrl = `http://127.0.0.1:${this.#etcdPort}`;
     const peerUrl = `http://127.0.0.1:${this.#etcdPeerPort}`;
-    this.#etcd = startProc('etcd', 'etcd', [
+    this.#etcd = startTracked('etcd', 'etcd', [
       '--name=umlmon-test',
       `--data-dir=${join(this.dir, 'etcd')}`,
       `--listen-client-urls=${etcdUrl}`,
@@ -323,7 +261,7 @@ class Instance implements ControlPlane {
 
     await this.#startApiServer(deadline);
 
-    this.#controllerManager = startProc('kube-controller-manager', join(this.binDir, 'kube-controller-manager'), [
+    this.#controllerManager = startTracked('kube-controller-manager', join(this.binDir, 'kube-controller-manager'), [
       `--kubeconfig=${join(this.dir, 'controller-manager.kubeconfig')}`,
       `--authentication-kubeconfig=${join(this.dir, 'controller-manager.kubeconfig')}`,
       `--authorization-kubeconfig=${join(this.dir, 'controller-manager.kubeconfig')}`,
@@ -359,7 +297,7 @@ class Instance implements ControlPlane {
 
   async #startApiServer(deadline: number): Promise<void> {
     const pki = join(this.dir, 'pki');
-    this.#apiServer = startProc('kube-apiserver', join(this.binDir, 'kube-apiserver'), [
+    this.#apiServer = startTracked('kube-apiserver', join(this.binDir, 'kube-apiserver'), [
       `--etcd-servers=http://127.0.0.1:${this.#etcdPort}`,
       `--etcd-compaction-interval=${this.#options.compactionIntervalSeconds ?? 300}s`,
       '--bind-address=127.0.0.1',
@@ -590,17 +528,6 @@ function run(command: string, args: string[], cwd: string): Promise<void> {
   });
 }
 
-/** Ports the kernel hands out for port 0 on 127.0.0.1, all held at once so they differ. */
-async function freePorts(count: number): Promise<number[]> {
-  const servers = await Promise.all(Array.from({ length: count }, () => new Promise<ReturnType<typeof createServer>>((done, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => done(s));
-  })));
-  const ports = servers.map((s) => (s.address() as AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise<void>((done) => s.close(() => done()))));
-  return ports;
-}
 
 interface HttpResult {
   status: number;
@@ -635,19 +562,3 @@ function collect(res: IncomingMessage, done: (r: HttpResult) => void, reject: (e
   res.once('end', () => done({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
 }
 
-/** Polls check every 200 ms until it is true; fails at the deadline or when a process exits. */
-async function waitUntil(what: string, deadline: number, procs: Proc[], check: () => Promise<boolean>): Promise<void> {
-  let last = '';
-  for (;;) {
-    const dead = procs.find((p) => p.exitStatus !== undefined);
-    if (dead) throw new Error(`${dead.name} ${dead.exitStatus} while waiting for ${what}`);
-    try {
-      if (await check()) return;
-      last = 'not yet';
-    } catch (err) {
-      last = (err as Error).message;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (last: ${last})`);
-    await new Promise((done) => setTimeout(done, 200));
-  }
-}

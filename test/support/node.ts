@@ -20,11 +20,11 @@
 //   them), then containerd, the kubelet and the scheduler, and nothing else.
 // Everything else (containerd's root and state, the kubelet's root, CNI config, certificates,
 // logs) lives in one temporary directory under $TMPDIR, removed by stop().
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { createServer, type AddressInfo } from 'node:net';
+import { freePorts, killGroup, onExitOrSignal, startProc, stopProc, waitUntil, type Proc } from './processes.ts';
 import type { ControlPlane, ControlPlaneOptions } from './control-plane.ts';
 import { DEFAULT_CONTROLLERS } from './control-plane.ts';
 
@@ -96,14 +96,6 @@ export interface Node {
   stop(): Promise<void>;
 }
 
-interface Proc {
-  name: string;
-  child: ChildProcess;
-  log: string;
-  exited: Promise<void>;
-  exitStatus?: string;
-}
-
 const live = new Set<NodeInstance>();
 let hookInstalled = false;
 
@@ -111,19 +103,9 @@ function installExitHook(): void {
   if (hookInstalled) return;
   hookInstalled = true;
   // Last resort when a test process exits without stop(): kill the processes (groups) it started.
-  const cleanup = () => {
+  onExitOrSignal(() => {
     for (const n of live) n.killAllSync();
-  };
-  process.on('exit', cleanup);
-  // A signal ends the process without 'exit' (control-plane.ts does the same for its own).
-  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    const onSignal = () => {
-      cleanup();
-      process.removeListener(signal, onSignal);
-      if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
-    };
-    process.on(signal, onSignal);
-  }
+  });
 }
 
 export async function startNode(cp: ControlPlane, options: NodeOptions): Promise<Node> {
@@ -230,29 +212,11 @@ class NodeInstance implements Node {
   }
 
   #start(name: string, command: string, args: string[]): Proc {
-    const log = join(this.dir, `${name}.log`);
-    const fd = openSync(log, 'a');
-    let child: ChildProcess;
-    try {
-      child = spawn(command, args, { detached: true, stdio: ['ignore', fd, fd] });
-    } finally {
-      closeSync(fd);
-    }
-    const p: Proc = { name, child, log, exited: Promise.resolve() };
-    p.exited = new Promise<void>((done) => {
-      child.once('error', (err) => {
-        p.exitStatus ??= `failed to start: ${err.message}`;
-        done();
-      });
-      child.once('exit', (code, signal) => {
-        p.exitStatus ??= signal ? `killed by ${signal}` : `exited with ${code}`;
-        done();
-      });
-    });
-    child.unref();
+    const p = startProc(name, command, args, join(this.dir, `${name}.log`));
     this.#procs.push(p);
     return p;
   }
+
 
   async #writeFiles(kubeletPort: number, healthzPort: number): Promise<void> {
     const d = this.dir;
@@ -468,22 +432,7 @@ function mountsUnder(dir: string): string[] {
     .map((p) => p.replace(/\\040/g, ' ')).filter((p) => p === dir || p.startsWith(`${dir}/`));
 }
 
-function killGroup(p: Proc, signal: NodeJS.Signals): void {
-  if (p.child.pid === undefined || p.exitStatus !== undefined) return;
-  try {
-    process.kill(-p.child.pid, signal);
-  } catch { /* gone */ }
-}
 
-async function stopProc(p: Proc, graceMs = 10_000): Promise<void> {
-  if (p.exitStatus !== undefined) return;
-  p.child.ref();
-  killGroup(p, 'SIGTERM');
-  const timer = setTimeout(() => killGroup(p, 'SIGKILL'), graceMs);
-  await p.exited;
-  clearTimeout(timer);
-  killGroup(p, 'SIGKILL');
-}
 
 export function run(command: string, args: string[], opts: { cwd?: string; input?: string } = {}): Promise<string> {
   return new Promise((done, reject) => {
@@ -495,16 +444,6 @@ export function run(command: string, args: string[], opts: { cwd?: string; input
   });
 }
 
-async function freePorts(count: number): Promise<number[]> {
-  const servers = await Promise.all(Array.from({ length: count }, () => new Promise<ReturnType<typeof createServer>>((done, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, () => done(s));
-  })));
-  const ports = servers.map((s) => (s.address() as AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise<void>((done) => s.close(() => done()))));
-  return ports;
-}
 
 async function waitFor(check: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
@@ -515,18 +454,3 @@ async function waitFor(check: () => Promise<boolean>, timeoutMs: number): Promis
   return false;
 }
 
-async function waitUntil(what: string, deadline: number, procs: Proc[], check: () => Promise<boolean>): Promise<void> {
-  let last = '';
-  for (;;) {
-    const dead = procs.find((p) => p.exitStatus !== undefined);
-    if (dead) throw new Error(`${dead.name} ${dead.exitStatus} while waiting for ${what}`);
-    try {
-      if (await check()) return;
-      last = 'not yet';
-    } catch (err) {
-      last = (err as Error).message;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (last: ${last})`);
-    await new Promise((done) => setTimeout(done, 500));
-  }
-}
