@@ -59,6 +59,8 @@ export interface Machine {
   tmpfsBytes?: number;
   mconsoleUp: Once<string>;
   exited: Once<ExitInfo>;
+  /** Set while a graceful stop waits: the guest rebooted instead of shutting down. */
+  rebootedWhileStopping?: Once<void>;
   syncWaiters: Set<() => void>;
   /** Serialises device and state operations on this machine. */
   busy: Promise<unknown>;

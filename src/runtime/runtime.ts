@@ -471,6 +471,7 @@ export class UmlRuntime implements Runtime {
           // A second MCONSOLE_SOCKET: the guest rebooted in the same process (e.g. after cad).
           m.record.bootTime = undefined;
           m.bootInit = undefined;
+          m.rebootedWhileStopping?.resolve();
         }
         m.mconsoleUp.resolve(socket);
         this.persist(m);
@@ -773,14 +774,29 @@ export class UmlRuntime implements Runtime {
       if (client) {
         // cad asks the guest's init to shut down. Before init runs, the kernel answers cad by
         // rebooting itself, so a machine that has not booted goes straight to halt.
+        // Until the guest's init has told the kernel it handles ctrl-alt-del (busybox and
+        // systemd do, with reboot(RB_DISABLE_CAD), as they start), the kernel reboots on cad
+        // instead: UML starts again in the same process. Waiting out the grace period then only
+        // boots the guest a second time, so a reboot during the wait goes straight to halt.
         let exited = false;
         if (m.record.bootTime && options.gracePeriodMs > 0) {
-          await client.cad().catch((error) => this.settings.log.warn({ machine: id, err: errorText(error) }, 'cad failed'));
-          exited = await within(m.exited.promise, options.gracePeriodMs);
+          const rebooted = new Once<void>();
+          m.rebootedWhileStopping = rebooted;
+          try {
+            await client.cad().catch((error) => this.settings.log.warn({ machine: id, err: errorText(error) }, 'cad failed'));
+            await within(Promise.race([m.exited.promise, rebooted.promise]), options.gracePeriodMs);
+          } finally {
+            m.rebootedWhileStopping = undefined;
+          }
+          exited = m.exited.resolved;
+          if (!exited && rebooted.resolved) {
+            this.settings.log.info({ machine: id }, 'the guest rebooted on ctrl-alt-del (its init did not handle it yet)');
+          }
         }
         if (!exited) {
           this.settings.log.info({ machine: id }, 'halting');
-          await client.halt().catch((error) => this.settings.log.warn({ machine: id, err: errorText(error) }, 'halt failed'));
+          // (A reboot may have given the kernel a new mconsole socket, and m.client with it.)
+          await (m.client ?? client).halt().catch((error) => this.settings.log.warn({ machine: id, err: errorText(error) }, 'halt failed'));
           if (!(await within(m.exited.promise, 3000))) killGroup(pid, 'SIGKILL');
         }
       } else {

@@ -190,6 +190,27 @@ describe(`runtime on a real UML kernel (${kernel.name}: ${kernel.path})`, () => 
     await assert.rejects(rt.pause(id), /not running/);
   });
 
+  test('graceful stop of a guest whose init does not handle ctrl-alt-del: it reboots, and is halted then, not after the grace period', async () => {
+    // /bin/sh as init never tells the kernel it handles ctrl-alt-del (reboot(RB_DISABLE_CAD)),
+    // as a guest still booting has not yet: the kernel answers cad by rebooting, in the same process.
+    const sid = uniqueId('cad');
+    const booted = waitFor(rt, (e) => e.type === 'booted' && e.id === sid);
+    await rt.start(machineConfig(sid, { cmdline: ['init=/bin/sh'] }));
+    await booted;
+    const pid = rt.get(sid)!.pid!;
+    const rebooted = waitFor(rt, (e) => e.type === 'mconsole-ready' && e.id === sid);
+    const exited = waitFor(rt, (e) => e.type === 'exited' && e.id === sid);
+    const t0 = Date.now();
+    await rt.stop(sid, { gracePeriodMs: 120_000 });
+    await rebooted; // the kernel's second MCONSOLE_SOCKET: it rebooted on cad
+    assert.ok(Date.now() - t0 < 60_000, 'halted once it rebooted, not after the 120 s grace period');
+    const event = await exited;
+    assert.equal(event.type, 'exited');
+    assert.equal(rt.get(sid)?.state, 'exited');
+    assert.deepEqual(processesInGroup(pid), []);
+    await rt.remove(sid);
+  });
+
   test('teardown leaves no mount, process, socket or file behind', async () => {
     const status = rt.get(id)!;
     await rt.remove(id);
