@@ -2,11 +2,12 @@
 // over mconsole, and reports what they do. Decisions live in pure modules (validate, cmdline,
 // console, allocations); device and backup operations in disks.ts and backup.ts; this file
 // sequences the machine's lifecycle and keeps the per-machine state.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { closeSync, constants as fsConstants, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve, sep } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
 import { SharedAllocations } from './allocations.ts';
 import { backupMachine } from './backup.ts';
 import { createMachineCgroup, removeEmptyCgroupParent, removeMachineCgroup } from './cgroup.ts';
@@ -38,6 +39,8 @@ import type {
 import { configProblems, diskProblems, interfaceProblems } from './validate.ts';
 
 const MiB = 1024 * 1024;
+const execFileAsync = promisify(execFile);
+
 const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 const silentLogger: RuntimeLogger = { info() {}, warn() {}, error() {}, debug() {} };
@@ -338,7 +341,9 @@ export class UmlRuntime implements Runtime {
         // sees end-of-file when a `umlmon console` session ends (UML's generic_read takes
         // end-of-file for an I/O error on the console).
         rmSync(paths.consoleInput, { force: true });
-        execFileSync('mkfifo', ['-m', '0600', paths.consoleInput], { stdio: ['ignore', 'ignore', 'pipe'] });
+        // Node has no mkfifo(3); a child, but not a synchronous one: a hundred starts at once
+        // would each hold the event loop for it.
+        await execFileAsync('mkfifo', ['-m', '0600', paths.consoleInput]);
         consoleIn = openSync(paths.consoleInput, 'r+');
         mkdirSync(paths.monitorDir, { recursive: true, mode: 0o755 });
         // detached: a session of its own, so nothing of the agent's reaches it. unshare execs
