@@ -11,32 +11,30 @@ import { promisify } from 'node:util';
 import { SharedAllocations } from './allocations.ts';
 import { backupMachine } from './backup.ts';
 import { createMachineCgroup, removeEmptyCgroupParent, removeMachineCgroup } from './cgroup.ts';
-import { diskFilesInJail, interfaceDeviceSpec, kernelArgs } from './cmdline.ts';
+import { diskFilesInJail, kernelArgs } from './cmdline.ts';
 import { ConsoleFollower, summarizeConsole, type ConsoleRotation, type ConsoleSignal } from './console.ts';
 import { writesAppending } from './console-log.ts';
 import { diskFailureReason, interfaceFailureReason, missingDisks } from './device-check.ts';
+import { kernelHasInterface, plugInterface, prepareInterface, releaseHostInterface, unplugInterface, type HostInterfaceContext } from './interfaces.ts';
 import { imageConflict, imageHoldersOf, imageInUseMessage } from './image-use.ts';
 import { attachDisk, detachDisk, parsePartitions } from './disks.ts';
 import { RuntimeError, describeMachine, errorText } from './errors.ts';
 import { buildJailScript, diskBindMounts, findJailTools, prepareDiskImage, prepareJail, type JailIdentity, type JailTools } from './jail.ts';
 import { kernelIncompatibleMessage, largeXsaveFeatures } from './kernel-compat.ts';
-import { driverFor, kernelNetDrivers } from './kernel-features.ts';
 import { readMeasuredLpj, recordMeasuredLpj } from './lpj.ts';
 import { ExitStatusWatcher, readKernelPid, readWaitStatus, waitForKernelPid } from './monitor.ts';
 import { Once, operationError, within, type Machine } from './machine.ts';
 import { readAllMachineRecords, readMachineRecord, writeMachineRecord, type MachineRecord } from './machine-record.ts';
 import { MconsoleClient, MconsoleError, listenNotify, type NotifyMessage } from './mconsole/index.ts';
 import { unmountAllUnder } from './mounts.ts';
-import { deleteLanBridgeIfEmpty, deleteTapDevice, ensureLanBridge, ensureTapDevice, generatedTapName, joinBridge, lanBridgeName, leaveBridge } from './netdev.ts';
-import { withLock } from './lock.ts';
 import { DEFAULT_STATE_DIR, checkStateDirLength, hostPathFromJail, machinePaths, machinesDir, sharedDir, type MachinePaths } from './paths.ts';
 import { ExitWatcher, groupAlive, isSameProcessAlive, killGroup, readStartTicks, startTimeFromTicks, waitGroupGone } from './proc.ts';
-import { ensureSwitch, stopSwitch } from './switch.ts';
+import { stopSwitch } from './switch.ts';
 import type {
   AttachedDisk, AttachedInterface, BackupResult, DiskConfig, ExitInfo, GuestInfo, InterfaceConfig, MachineConfig,
   MachineState, MachineStatus, Runtime, RuntimeEvent, RuntimeLogger, RuntimeOptions, StopOptions,
 } from './types.ts';
-import { configProblems, diskProblems, interfaceProblems } from './validate.ts';
+import { configProblems, diskProblems } from './validate.ts';
 
 const MiB = 1024 * 1024;
 const execFileAsync = promisify(execFile);
@@ -77,10 +75,6 @@ function readConsoleHead(path: string, bytes = 256 * 1024): string {
 }
 
 /** A network device exists in the guest kernel exactly while it has an IPv4 conf directory. */
-function kernelHasInterface(client: MconsoleClient, name: string): Promise<boolean> {
-  return client.proc(`sys/net/ipv4/conf/${name}/forwarding`).then(() => true, () => false);
-}
-
 /** The KernelIncompatible message for a kernel whose console showed `line`, with the host's CPU features. */
 function describeIncompatibleKernel(kernel: string, line: string): string {
   let cpuinfo = '';
@@ -113,6 +107,7 @@ export class UmlRuntime implements Runtime {
   private readonly listeners = new Set<(event: RuntimeEvent) => void>();
   private readonly allocations: SharedAllocations;
   private readonly sharedDir: string;
+  private readonly hostInterfaces: HostInterfaceContext;
   private tools: JailTools | undefined;
   private closed = false;
 
@@ -137,6 +132,7 @@ export class UmlRuntime implements Runtime {
     mkdirSync(this.sharedDir, { recursive: true, mode: 0o755 });
     mkdirSync(machinesDir(stateDir), { recursive: true, mode: 0o755 });
     this.allocations = new SharedAllocations(this.sharedDir);
+    this.hostInterfaces = { stateDir, sharedDir: this.sharedDir, allocations: this.allocations, umlSwitch: this.settings.umlSwitch, log: this.settings.log };
   }
 
   // ---- events and status -------------------------------------------------------------------
@@ -292,7 +288,7 @@ export class UmlRuntime implements Runtime {
     try {
       const interfaceSpecs: string[] = [];
       for (const iface of config.interfaces) {
-        const { attached, spec } = await this.prepareInterface(config, config.kernel, iface, uid);
+        const { attached, spec } = await prepareInterface(this.hostInterfaces, config, config.kernel, iface, uid);
         interfaces.push(attached);
         interfaceSpecs.push(spec);
       }
@@ -365,7 +361,7 @@ export class UmlRuntime implements Runtime {
         if (consoleIn !== undefined) closeSync(consoleIn);
       }
     } catch (error) {
-      for (const attached of interfaces) await this.releaseHostInterface(config.id, attached);
+      for (const attached of interfaces) await releaseHostInterface(this.hostInterfaces, config.id, attached);
       removeMachineCgroup(this.settings.cgroupParent, config.id);
       throw error;
     }
@@ -884,98 +880,6 @@ export class UmlRuntime implements Runtime {
 
   // ---- interfaces ----------------------------------------------------------------------------
 
-  /** MAC, switch and the kernel's device spec for one interface. */
-  private async prepareInterface(machine: { id: string; name: string }, kernel: string, iface: InterfaceConfig, uid: number): Promise<{ attached: AttachedInterface; spec: string }> {
-    const problems = interfaceProblems(iface);
-    if (problems.length) throw new RuntimeError('invalid-config', machine, problems.join('; '));
-    const driver = driverFor(iface.name, iface.transport);
-    const drivers = kernelNetDrivers(kernel);
-    if (driver && drivers?.[driver] === false) {
-      const legacy = driver !== 'vector';
-      if (legacy && !drivers.mcast && !drivers.daemon && !drivers.tuntap) {
-        throw new RuntimeError('unsupported', machine,
-          `interface ${iface.name}: the kernel ${kernel} has no legacy ethN driver (Linux 6.16 removed it); ` +
-            'use a vecN interface: transport tap with tap: {switch: NAME} for a LAN shared by guests on this node, or tap: {ifname: NAME} for a host tap device');
-      }
-      throw new RuntimeError('unsupported', machine,
-        `interface ${iface.name}: the kernel ${kernel} was built without the ${driver} network driver` +
-          (driver === 'vector' ? ' (vecN); use an ethN interface' : ` (${iface.transport} transport)`));
-    }
-    let mac: string;
-    try {
-      mac = await this.allocations.allocateMac(machine.id, iface.name, iface.mac);
-    } catch (error) {
-      throw new RuntimeError('invalid-config', machine, `interface ${iface.name}: ${errorText(error)}`, { cause: error });
-    }
-    let switchSocket: string | undefined;
-    if (iface.transport === 'daemon') {
-      try {
-        switchSocket = (await ensureSwitch(this.settings.stateDir, iface.daemon!.switch, this.settings.umlSwitch)).controlSocketInJail;
-      } catch (error) {
-        throw new RuntimeError('device-failed', machine, `interface ${iface.name}: ${errorText(error)}`, { cause: error });
-      }
-    }
-    const attached: AttachedInterface = { name: iface.name, transport: iface.transport, mac };
-    if (iface.transport === 'daemon') attached.switch = iface.daemon!.switch;
-    const lan = iface.transport === 'tap' ? iface.tap!.switch : undefined;
-    const tapName = iface.transport === 'tuntap' ? iface.tuntap!.ifname
-      : iface.transport === 'tap' ? iface.tap!.ifname ?? generatedTapName(this.settings.stateDir, machine.id, iface.name) : undefined;
-    if (tapName) {
-      try {
-        attached.hostInterface = tapName;
-        attached.hostInterfaceCreated = ensureTapDevice(tapName, uid, uid);
-        if (lan !== undefined) {
-          const bridge = lanBridgeName(this.settings.stateDir, lan);
-          attached.switch = lan;
-          attached.lanBridge = bridge;
-          await withLock(this.lanLock(), () => {
-            ensureLanBridge(bridge);
-            joinBridge(tapName, bridge);
-          });
-        }
-      } catch (error) {
-        await this.releaseHostInterface(machine.id, attached);
-        throw new RuntimeError('device-failed', machine, `interface ${iface.name}: ${errorText(error)}`, { cause: error });
-      }
-    }
-    const spec = interfaceDeviceSpec(tapName && iface.transport === 'tap' ? { ...iface, tap: { ...iface.tap, ifname: tapName } } : iface, mac, switchSocket);
-    return { attached, spec };
-  }
-
-  /** Deletes a tap device the runtime created for the interface; a user's own device is kept. */
-  private lanLock(): string {
-    return join(this.sharedDir, 'lans.lock');
-  }
-
-  /** Deletes the tap device the runtime made, and the LAN's bridge once its last port is gone. */
-  private async releaseHostInterface(id: string, attached: AttachedInterface): Promise<void> {
-    if (attached.hostInterface && attached.hostInterfaceCreated) {
-      try {
-        deleteTapDevice(attached.hostInterface);
-      } catch (error) {
-        this.settings.log.warn({ machine: id, device: attached.hostInterface, err: errorText(error) }, 'could not delete a tap device');
-      }
-    }
-    const bridge = attached.lanBridge;
-    if (bridge && attached.hostInterface && !attached.hostInterfaceCreated) {
-      // A tap device of the user's: it stays, but leaves the LAN.
-      try {
-        leaveBridge(attached.hostInterface);
-      } catch (error) {
-        this.settings.log.warn({ machine: id, device: attached.hostInterface, err: errorText(error) }, 'could not take a tap device off its LAN');
-      }
-    }
-    if (bridge) {
-      try {
-        if (await withLock(this.lanLock(), () => deleteLanBridgeIfEmpty(bridge))) {
-          this.settings.log.info({ machine: id, lan: attached.switch, bridge }, 'deleted the bridge of a LAN nobody is on any more');
-        }
-      } catch (error) {
-        this.settings.log.warn({ machine: id, bridge, err: errorText(error) }, 'could not delete a LAN bridge');
-      }
-    }
-  }
-
   attachInterface(id: string, iface: InterfaceConfig): Promise<AttachedInterface> {
     const m = this.require(id);
     return this.serial(m, async () => {
@@ -983,25 +887,8 @@ export class UmlRuntime implements Runtime {
       if (m.record.interfaces.some((i) => i.name === iface.name)) {
         throw new RuntimeError('invalid-config', m.record, `interface ${iface.name} is already attached; detach it first`);
       }
-      const { attached, spec } = await this.prepareInterface(m.record, m.record.config.kernel, iface, m.record.uid);
-      try {
-        await client.request(`config ${spec}`);
-      } catch (error) {
-        await this.releaseHostInterface(m.record.id, attached);
-        if (error instanceof MconsoleError && /Bad configuration option/i.test(error.reply)) {
-          // The kernel has no driver for this device name.
-          throw new RuntimeError('unsupported', m.record, `interface ${iface.name}: the running kernel has no driver for ${iface.name.replace(/\d+$/, 'N')} devices ("${error.reply}")`, { cause: error });
-        }
-        throw operationError(m, `attach interface ${iface.name}`, error);
-      }
-      // Accepted is not the same as present: the device must show up under /proc/sys/net.
-      const deadline = Date.now() + 1000;
-      let present = await kernelHasInterface(client, iface.name);
-      while (!present && Date.now() < deadline) {
-        await sleep(50);
-        present = await kernelHasInterface(client, iface.name);
-      }
-      if (!present) attached.refused = `the kernel accepted ${iface.name} but has no such network device`;
+      const prepared = await prepareInterface(this.hostInterfaces, m.record, m.record.config.kernel, iface, m.record.uid);
+      const attached = await plugInterface({ m, client, log: this.settings.log, host: this.hostInterfaces }, iface, prepared);
       m.record.interfaces.push(attached);
       m.record.config = { ...m.record.config, interfaces: [...m.record.config.interfaces.filter((i) => i.name !== iface.name), iface] };
       this.persist(m);
@@ -1013,17 +900,9 @@ export class UmlRuntime implements Runtime {
     const m = this.require(id);
     return this.serial(m, async () => {
       const client = this.requireBooted(m, `detach interface ${name}`);
-      if (!m.record.interfaces.some((i) => i.name === name)) throw new RuntimeError('invalid-config', m.record, `interface ${name} is not attached`);
-      try {
-        await client.remove(name);
-      } catch (error) {
-        if (error instanceof MconsoleError && error.code === -16) {
-          throw new RuntimeError('interface-in-use', m.record, `interface ${name} is up in the guest; bring it down in the guest first`, { cause: error });
-        }
-        if (!(error instanceof MconsoleError && error.code === -19)) throw operationError(m, `detach interface ${name}`, error);
-      }
-      const detached = m.record.interfaces.find((i) => i.name === name)!;
-      await this.releaseHostInterface(id, detached);
+      const attached = m.record.interfaces.find((i) => i.name === name);
+      if (!attached) throw new RuntimeError('invalid-config', m.record, `interface ${name} is not attached`);
+      await unplugInterface({ m, client, log: this.settings.log, host: this.hostInterfaces }, attached);
       m.record.interfaces = m.record.interfaces.filter((i) => i.name !== name);
       m.record.config = { ...m.record.config, interfaces: m.record.config.interfaces.filter((i) => i.name !== name) };
       this.persist(m);
@@ -1077,7 +956,7 @@ export class UmlRuntime implements Runtime {
     // the directory does, or rm would reach through a bind mount into an image.
     const left = unmountAllUnder(paths.dir);
     if (left.length) throw new RuntimeError('jail-failed', who, `cannot remove: still mounted under ${paths.dir}: ${left.join(', ')}`);
-    for (const attached of record?.interfaces ?? []) await this.releaseHostInterface(id, attached);
+    for (const attached of record?.interfaces ?? []) await releaseHostInterface(this.hostInterfaces, id, attached);
     rmSync(paths.dir, { recursive: true, force: true });
     removeMachineCgroup(this.settings.cgroupParent, id);
     await this.allocations.releaseUid(id);
