@@ -58,6 +58,8 @@ export interface AgentConfig {
   kernels: Record<string, KernelEntry>;
   defaultKernelArgs: string[];
   memory: { minBytes: number; maxBytes: number; defaultBytes: number };
+  /** Each guest's console.log is rotated to console.log.1 past this size. */
+  consoleLogMaxBytes: number;
   workers: number;
   resyncPeriodSeconds: number;
   logLevel: LogLevel;
@@ -163,6 +165,7 @@ const SETTINGS = {
     schema: { type: 'object', additionalProperties: false, properties: { min: quantity, max: quantity, default: quantity } },
     shownDefault: '{min: 40Mi, max: 16Gi, default: 128Mi}',
   } as Setting<{ min?: string | number; max?: string | number; default?: string | number }>,
+  consoleLogMaxSize: { schema: quantity, shownDefault: '4Mi', value: '4Mi' } as Setting<string | number>,
   // A pass that starts a guest mostly waits for the kernel (its mconsole, ~0.1 s), not for CPU:
   // 4 workers made 100 machines at once wait on each other, not on the node (bench/agent.ts).
   workers: { schema: { type: 'integer', minimum: 1, maximum: 64 }, env: 'UMLMON_WORKERS', flag: { name: 'workers', arg: 'N' }, help: 'parallel reconciles', shownDefault: '32', value: 32, read: seconds } as Setting<number>,
@@ -412,6 +415,9 @@ export function loadConfig(input: LoadConfigInput): LoadConfigResult {
     if (b === undefined) errors.push(`memory.${k}: '${q}' is not a memory quantity (e.g. 128Mi, 1Gi)`);
     else bytes[k] = b;
   }
+  const consoleLogMaxSize = raw.consoleLogMaxSize ?? defaultOf('consoleLogMaxSize');
+  const consoleLogMaxBytes = memoryBytes(consoleLogMaxSize);
+  if (consoleLogMaxBytes === undefined || consoleLogMaxBytes < 64 * 1024) errors.push(`consoleLogMaxSize: '${consoleLogMaxSize}' is not a size of at least 64Ki (e.g. 4Mi)`);
   if (bytes.min !== undefined && bytes.max !== undefined && bytes.default !== undefined) {
     if (bytes.min > bytes.max) errors.push(`memory: min (${memory.min}) is above max (${memory.max})`);
     else if (bytes.default < bytes.min || bytes.default > bytes.max) errors.push(`memory.default: ${memory.default} is outside min..max (${memory.min}..${memory.max})`);
@@ -456,6 +462,7 @@ export function loadConfig(input: LoadConfigInput): LoadConfigResult {
     kernels,
     defaultKernelArgs: raw.defaultKernelArgs ?? [...DEFAULT_KERNEL_ARGS],
     memory: { minBytes: bytes.min as number, maxBytes: bytes.max as number, defaultBytes: bytes.default as number },
+    consoleLogMaxBytes: consoleLogMaxBytes as number,
     workers: raw.workers ?? defaultOf('workers'),
     resyncPeriodSeconds: raw.resyncPeriodSeconds ?? defaultOf('resyncPeriodSeconds'),
     logLevel: raw.logLevel ?? defaultOf('logLevel'),

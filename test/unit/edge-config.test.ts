@@ -197,3 +197,15 @@ test('docs/configuration.md lists every setting with its environment variable an
     else assert.equal(r.flag, '—', `${r.key}: flag`);
   }
 });
+
+test('consoleLogMaxSize: 4Mi by default, a quantity of at least 64Ki', () => {
+  const d = load([]);
+  assert.ok(d.ok);
+  assert.equal(d.config.consoleLogMaxBytes, 4 * 2 ** 20);
+  const set = load(['-f', '/c.yaml'], {}, { '/c.yaml': 'consoleLogMaxSize: 16Mi\n' });
+  assert.ok(set.ok, JSON.stringify(set));
+  assert.equal(set.config.consoleLogMaxBytes, 16 * 2 ** 20);
+  const small = load(['-f', '/c.yaml'], {}, { '/c.yaml': 'consoleLogMaxSize: 1Ki\n' });
+  assert.equal(small.ok, false);
+  assert.match(small.ok ? '' : small.errors.join('\n'), /consoleLogMaxSize: '1Ki' is not a size of at least 64Ki/);
+});

@@ -37,7 +37,7 @@ export function formatOutcomes(outcomes: DrainOutcome[]): string {
 /** Without an agent: adopt what runs, stop everything in parallel within the timeout. */
 export async function drainDirectly(config: AgentConfig, timeoutSeconds: number): Promise<DrainOutcome[]> {
   const logger = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel);
-  const runtime = createRuntime({ stateDir: config.stateDir, imageRoot: config.imageRoot, logger });
+  const runtime = createRuntime({ stateDir: config.stateDir, imageRoot: config.imageRoot, logger, consoleLogMaxBytes: config.consoleLogMaxBytes });
   const deadline = Date.now() + timeoutSeconds * 1000;
   try {
     const machines = await runtime.adoptAll();

@@ -196,7 +196,7 @@ export async function main(argv: string[]): Promise<number> {
         beforeScrape: () => guestMetrics?.update() ?? Promise.resolve(),
       });
     }
-    runtime = createRuntime({ stateDir: config.stateDir, imageRoot: config.imageRoot, logger });
+    runtime = createRuntime({ stateDir: config.stateDir, imageRoot: config.imageRoot, logger, consoleLogMaxBytes: config.consoleLogMaxBytes });
     const source = await makeSource(config, logger);
     agent = await startAgent(config, { source, runtime, logger, metrics });
     guestMetrics = new GuestMetrics(metrics, { nodeName: config.nodeName, runtime, objects: () => source.list() });
