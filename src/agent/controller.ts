@@ -8,7 +8,7 @@
 // looks like deleted machines.
 import type { Logger } from 'pino';
 import { errorText } from '../runtime/errors.ts';
-import type { MachineStatus, Runtime, RuntimeEvent } from '../runtime/types.ts';
+import type { MachineSnapshot, Runtime, RuntimeEvent } from '../runtime/types.ts';
 import { BackupScheduler } from './backups.ts';
 import type { CoreMetrics } from './core-metrics.ts';
 import { gracePeriodMsFromLabels, keyFromLabels } from './machine-config.ts';
@@ -77,7 +77,7 @@ export class Controller {
    * once its initial list is in, the workers. Resolves after adoption; `synced` resolves when
    * the workers run.
    */
-  async start(): Promise<{ adopted: MachineStatus[]; synced: Promise<void> }> {
+  async start(): Promise<{ adopted: MachineSnapshot[]; synced: Promise<void> }> {
     this.#unsubscribe = this.#runtime.onEvent((e) => this.#onRuntimeEvent(e));
     const adopted = await this.#runtime.adoptAll();
     this.#adopted = true;
@@ -166,7 +166,7 @@ export class Controller {
     this.#backups.sync(key, machine && machine.metadata.deletionTimestamp === undefined ? machine.spec.backup?.schedule : undefined);
   }
 
-  #reportAdopted(adopted: MachineStatus[]): void {
+  #reportAdopted(adopted: MachineSnapshot[]): void {
     for (const m of adopted) {
       if (!isAlive(m)) continue;
       const key = keyFromLabels(m.config.labels);
@@ -270,7 +270,7 @@ export class Controller {
     while ((this.queue.length > 0 || this.queue.processing > 0) && Date.now() < settle) await new Promise((r) => setTimeout(r, 50));
   }
 
-  async #drainOne(m: MachineStatus, deadline: number): Promise<void> {
+  async #drainOne(m: MachineSnapshot, deadline: number): Promise<void> {
     const key = keyFromLabels(m.config.labels);
     if (key) this.#event(key, 'Normal', 'Stopping', 'the node is being drained: ctrl-alt-del, then halt');
     this.#reconciler.markStoppingByAgent(m.id, true);

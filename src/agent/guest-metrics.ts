@@ -13,7 +13,7 @@
 import type { Phase, UmlMachine } from '../api/types.ts';
 import { MconsoleClient } from '../runtime/mconsole/index.ts';
 import { readGuestStats, readHostStats, type GuestStats, type HostStats } from '../runtime/guest-stats.ts';
-import type { MachineStatus, Runtime } from '../runtime/types.ts';
+import type { MachineSnapshot, Runtime } from '../runtime/types.ts';
 import { keyFromLabels } from './machine-config.ts';
 import type { Counter, Gauge, Registry } from './metrics.ts';
 import { keyOf, namespaceOf } from './object-key.ts';
@@ -158,7 +158,7 @@ export class GuestMetrics {
     return s;
   }
 
-  #render(machines: MachineStatus[]): void {
+  #render(machines: MachineSnapshot[]): void {
     for (const metric of [...Object.values(this.#g), ...Object.values(this.#c)]) metric.reset();
     const node = this.#options.nodeName;
     const byKey = new Map(machines.map((m) => [keyFromLabels(m.config.labels) ?? m.name, m]));
@@ -174,7 +174,7 @@ export class GuestMetrics {
     }
   }
 
-  #machine(labels: Labels, m: MachineStatus, now: number): void {
+  #machine(labels: Labels, m: MachineSnapshot, now: number): void {
     const g = this.#g;
     const c = this.#c;
     if (m.startTime) g.umlmon_machine_start_time_seconds!.set(labels, m.startTime.getTime() / 1000);

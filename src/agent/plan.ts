@@ -12,7 +12,7 @@
 //   pending until the guest restarts, never applied by killing it.
 import type { DesiredState, RestartPolicy } from '../api/types.ts';
 import { imageConflict, imageInUseMessage, type ImageHolder } from '../runtime/image-use.ts';
-import type { DiskConfig, ExitInfo, InterfaceConfig, MachineConfig, MachineStatus } from '../runtime/types.ts';
+import type { DiskConfig, ExitInfo, InterfaceConfig, MachineConfig, MachineSnapshot } from '../runtime/types.ts';
 
 export interface SpecError {
   field: string;
@@ -49,9 +49,9 @@ export interface PlanInput {
   /** undefined: no object for this key (deleted, or never existed). */
   desired: DesiredMachine | undefined;
   /** The runtime machine with the desired id, if any. */
-  actual: MachineStatus | undefined;
+  actual: MachineSnapshot | undefined;
   /** Other runtime machines that belong to this key (an older object of the same name). */
-  strays: MachineStatus[];
+  strays: MachineSnapshot[];
   /** The last backoff entry computed for this key. */
   backoff: RestartBackoff | undefined;
   /**
@@ -137,7 +137,7 @@ export const UNKNOWN_REQUEUE_MS = 10_000;
 
 const ALIVE = new Set(['starting', 'running', 'paused', 'stopping', 'unknown']);
 
-export function isAlive(m: MachineStatus | undefined): m is MachineStatus {
+export function isAlive(m: MachineSnapshot | undefined): m is MachineSnapshot {
   return m !== undefined && ALIVE.has(m.state);
 }
 
@@ -227,7 +227,7 @@ function planDeletion(input: PlanInput, desired: DesiredMachine, result: Plan): 
 }
 
 /** A paused guest cannot take ctrl-alt-del: resume it first so that its init shuts down cleanly. */
-function stopActions(m: MachineStatus, gracePeriodMs: number, reason: StopReason): Action[] {
+function stopActions(m: MachineSnapshot, gracePeriodMs: number, reason: StopReason): Action[] {
   const actions: Action[] = [];
   if (m.state === 'paused') actions.push({ type: 'resume', id: m.id });
   actions.push({ type: 'stop', id: m.id, gracePeriodMs, reason });
@@ -368,7 +368,7 @@ function diskInUse(disks: DiskConfig[], holders: ImageHolder[] | undefined): str
 }
 
 /** Live changes of disks and interfaces, only once the kernel has booted (see uml-facts.md). */
-function planDevices(config: MachineConfig, actual: MachineStatus, result: Plan, holders: ImageHolder[] | undefined): void {
+function planDevices(config: MachineConfig, actual: MachineSnapshot, result: Plan, holders: ImageHolder[] | undefined): void {
   const diff = deviceDiff(config, actual);
   if (diff.detachDisks.length + diff.attachDisks.length + diff.detachInterfaces.length + diff.attachInterfaces.length === 0) return;
   if (actual.bootTime === undefined) {
@@ -405,7 +405,7 @@ function rootDiskOf(config: MachineConfig): string {
 }
 
 /** What to plug and unplug so that the guest's devices match the spec (the root disk excluded). */
-export function deviceDiff(config: MachineConfig, actual: MachineStatus): DeviceDiff {
+export function deviceDiff(config: MachineConfig, actual: MachineSnapshot): DeviceDiff {
   const root = rootDiskOf(actual.config);
   const diff: DeviceDiff = { attachDisks: [], detachDisks: [], attachInterfaces: [], detachInterfaces: [] };
   const wantDisks = new Map(config.disks.map((d) => [d.name, d]));
@@ -442,13 +442,13 @@ function interfaceChanged(want: InterfaceConfig, have: { transport: string; mac:
   return false;
 }
 
-function devicesDiffer(config: MachineConfig, actual: MachineStatus): boolean {
+function devicesDiffer(config: MachineConfig, actual: MachineSnapshot): boolean {
   const d = deviceDiff(config, actual);
   return d.attachDisks.length + d.detachDisks.length + d.attachInterfaces.length + d.detachInterfaces.length > 0;
 }
 
 /** Differences a running guest cannot take live, in words for the RestartRequired condition. */
-export function pendingRestart(config: MachineConfig, actual: MachineStatus): string[] {
+export function pendingRestart(config: MachineConfig, actual: MachineSnapshot): string[] {
   const running = actual.config;
   const reasons: string[] = [];
   if (config.memoryBytes !== running.memoryBytes) reasons.push(`memory ${mib(running.memoryBytes)} → ${mib(config.memoryBytes)}`);

@@ -14,7 +14,7 @@ import { FINALIZER, type Phase, type UmlMachine, type UmlMachineStatus } from '.
 import { validateMachine, type ValidationLimits } from '../api/validate.ts';
 import { RuntimeError, errorText } from '../runtime/errors.ts';
 import { imageHoldersOf } from '../runtime/image-use.ts';
-import type { MachineStatus, Runtime } from '../runtime/types.ts';
+import type { MachineSnapshot, Runtime } from '../runtime/types.ts';
 import { DEFAULT_RETAIN, runBackup } from './backups.ts';
 import type { CoreMetrics } from './core-metrics.ts';
 import {
@@ -194,7 +194,7 @@ export class Reconciler {
   }
 
   /** The runtime machines that belong to a key: by label, or by the object's umid. */
-  machinesOf(key: MachineKey, id: string | undefined, onNode: MachineStatus[] = this.#runtime.list()): MachineStatus[] {
+  machinesOf(key: MachineKey, id: string | undefined, onNode: MachineSnapshot[] = this.#runtime.list()): MachineSnapshot[] {
     return onNode.filter((m) => m.id === id || keyFromLabels(m.config.labels) === key);
   }
 
@@ -501,7 +501,7 @@ export class Reconciler {
   }
 
   /** Events that come from comparing this pass with what was reported before. */
-  #reportTransitions(machine: UmlMachine, desired: DesiredMachine, decided: Plan, memory: KeyMemory, status: UmlMachineStatus, actual: MachineStatus | undefined): void {
+  #reportTransitions(machine: UmlMachine, desired: DesiredMachine, decided: Plan, memory: KeyMemory, status: UmlMachineStatus, actual: MachineSnapshot | undefined): void {
     if (!desired.spec.valid) {
       const message = describeSpecErrors(desired.spec.errors);
       const previous = conditionOf(machine.status, 'SpecValid');
@@ -556,7 +556,7 @@ function objectFingerprint(machine: UmlMachine | undefined): string {
 }
 
 /** The kernel file a machine ran has not been replaced since that run started. */
-function kernelUnchangedSince(actual: MachineStatus): boolean {
+function kernelUnchangedSince(actual: MachineSnapshot): boolean {
   try {
     const st = statSync(actual.config.kernel);
     return actual.startTime === undefined || Math.max(st.mtimeMs, st.ctimeMs) <= actual.startTime.getTime();

@@ -12,7 +12,7 @@
 // (memory, kernel, cmdline, root disk). The agent never restarts a guest for it.
 import type { Condition, Phase, UmlMachine, UmlMachineStatus } from '../api/types.ts';
 import { formatBytes } from '../api/quantity.ts';
-import type { MachineStatus } from '../runtime/types.ts';
+import type { MachineSnapshot } from '../runtime/types.ts';
 import { stableJson, type DesiredMachine, type Plan } from './plan.ts';
 
 export const CONDITION_TYPES = ['Ready', 'Paused', 'DevicesSynced', 'SpecValid', 'RestartRequired'] as const;
@@ -23,7 +23,7 @@ export interface StatusInput {
   machine: UmlMachine;
   desired: DesiredMachine;
   /** The runtime's view after this pass's actions. */
-  actual: MachineStatus | undefined;
+  actual: MachineSnapshot | undefined;
   plan: Plan;
   /** The exit of `actual` happened while the user wanted it Stopped. */
   exitAcknowledged: boolean;
@@ -135,12 +135,12 @@ export function describeSpecErrors(errors: { field: string; message: string }[])
   return errors.map((e) => `${e.field}: ${e.message}`).join('; ');
 }
 
-function alive(actual: MachineStatus | undefined): actual is MachineStatus {
+function alive(actual: MachineSnapshot | undefined): actual is MachineSnapshot {
   return actual !== undefined && actual.state !== 'exited';
 }
 
 /** "ubd1 (<the kernel's words>)" for each device the kernel was given but does not have. */
-function refusedDevices(actual: MachineStatus): string[] {
+function refusedDevices(actual: MachineSnapshot): string[] {
   return [
     ...actual.disks.flatMap((d) => (d.refused !== undefined ? [`${d.name} (${d.refused})`] : [])),
     ...actual.interfaces.flatMap((i) => (i.refused !== undefined ? [`${i.name} (${i.refused})`] : [])),
@@ -189,7 +189,7 @@ export function buildStatus(input: StatusInput): UmlMachineStatus {
   return status;
 }
 
-function disksOf(desired: DesiredMachine, actual: MachineStatus | undefined): NonNullable<UmlMachineStatus['disks']> {
+function disksOf(desired: DesiredMachine, actual: MachineSnapshot | undefined): NonNullable<UmlMachineStatus['disks']> {
   const attached = actual?.disks ?? [];
   const result: NonNullable<UmlMachineStatus['disks']> = [];
   const wanted = desired.spec.valid ? desired.spec.config.disks : [];
@@ -206,7 +206,7 @@ function disksOf(desired: DesiredMachine, actual: MachineStatus | undefined): No
   return result;
 }
 
-function interfacesOf(desired: DesiredMachine, actual: MachineStatus | undefined): NonNullable<UmlMachineStatus['interfaces']> {
+function interfacesOf(desired: DesiredMachine, actual: MachineSnapshot | undefined): NonNullable<UmlMachineStatus['interfaces']> {
   const attached = actual?.interfaces ?? [];
   const result: NonNullable<UmlMachineStatus['interfaces']> = [];
   const wanted = desired.spec.valid ? desired.spec.config.interfaces : [];

@@ -2,7 +2,7 @@
 // one machine at a time (its kernel writes it; anyone else reading it would see it change under
 // them, and a second writer would corrupt it). readOnly and cow uses of one base share it. Pure:
 // the agent's plan decides with it, and the runtime checks it again before it touches a kernel.
-import type { DiskConfig, DiskMode, MachineStatus } from './types.ts';
+import type { DiskConfig, DiskMode, MachineSnapshot } from './types.ts';
 
 export interface ImageHolder {
   /** The holding machine's name (e.g. "default/db") and id. */
@@ -14,7 +14,7 @@ export interface ImageHolder {
 }
 
 /** The disks of the machines that are alive (not exited) and have them, except `exceptId`'s. */
-export function imageHoldersOf(machines: MachineStatus[], exceptId?: string): ImageHolder[] {
+export function imageHoldersOf(machines: MachineSnapshot[], exceptId?: string): ImageHolder[] {
   return machines
     .filter((m) => m.id !== exceptId && m.state !== 'exited')
     .flatMap((m) => m.disks.filter((d) => d.refused === undefined).map((d) => ({ machine: m.name, id: m.id, disk: d.name, image: d.image, mode: d.mode })));

@@ -32,7 +32,7 @@ import { ExitWatcher, groupAlive, isSameProcessAlive, killGroup, readStartTicks,
 import { stopSwitch } from './switch.ts';
 import type {
   AttachedDisk, AttachedInterface, BackupResult, DiskConfig, ExitInfo, GuestInfo, InterfaceConfig, MachineConfig,
-  MachineState, MachineStatus, Runtime, RuntimeEvent, RuntimeLogger, RuntimeOptions, StopOptions,
+  MachineState, MachineSnapshot, Runtime, RuntimeEvent, RuntimeLogger, RuntimeOptions, StopOptions,
 } from './types.ts';
 import { configProblems, diskProblems } from './validate.ts';
 
@@ -153,18 +153,18 @@ export class UmlRuntime implements Runtime {
     }
   }
 
-  list(): MachineStatus[] {
+  list(): MachineSnapshot[] {
     return [...this.machines.values()].map((m) => this.status(m));
   }
 
-  get(id: string): MachineStatus | undefined {
+  get(id: string): MachineSnapshot | undefined {
     const m = this.machines.get(id);
     return m ? this.status(m) : undefined;
   }
 
-  private status(m: Machine): MachineStatus {
+  private status(m: Machine): MachineSnapshot {
     const r = m.record;
-    const status: MachineStatus = {
+    const status: MachineSnapshot = {
       id: r.id,
       name: r.name,
       state: m.state,
@@ -255,7 +255,7 @@ export class UmlRuntime implements Runtime {
     if ((st.mode & 0o111) === 0) throw new RuntimeError('invalid-config', config, `kernel ${config.kernel} is not executable`);
   }
 
-  async start(config: MachineConfig): Promise<MachineStatus> {
+  async start(config: MachineConfig): Promise<MachineSnapshot> {
     if (this.closed) throw new RuntimeError('not-running', config, 'the runtime is closed');
     const problems = configProblems(config);
     if (problems.length) throw new RuntimeError('invalid-config', config, problems.join('; '));
@@ -665,10 +665,10 @@ export class UmlRuntime implements Runtime {
 
   // ---- adoption ------------------------------------------------------------------------------
 
-  async adoptAll(): Promise<MachineStatus[]> {
+  async adoptAll(): Promise<MachineSnapshot[]> {
     const { records, problems } = readAllMachineRecords(this.settings.stateDir);
     for (const problem of problems) this.settings.log.warn(problem, 'unreadable machine.json; left alone');
-    const adopted: MachineStatus[] = [];
+    const adopted: MachineSnapshot[] = [];
     for (const record of records) {
       const known = this.machines.get(record.id);
       if (known) {

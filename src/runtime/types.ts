@@ -102,7 +102,12 @@ export interface ExitInfo {
   at: Date;
 }
 
-export interface MachineStatus {
+/**
+ * What the runtime knows of one machine at the moment it was asked (list(), get(), start()): a
+ * fresh object, not a live view (its config is shared: do not change it). The API's
+ * UmlMachineStatus is what the agent reports from it.
+ */
+export interface MachineSnapshot {
   id: string;
   name: string;
   state: MachineState;
@@ -171,11 +176,11 @@ export interface StopOptions {
  */
 export interface Runtime {
   /** Finds every machine in the state directory again (after an agent restart) and takes it over. */
-  adoptAll(): Promise<MachineStatus[]>;
-  list(): MachineStatus[];
-  get(id: string): MachineStatus | undefined;
+  adoptAll(): Promise<MachineSnapshot[]>;
+  list(): MachineSnapshot[];
+  get(id: string): MachineSnapshot | undefined;
   /** Jail, start, and wait until mconsole answers. Booting completes later ('booted' event). */
-  start(config: MachineConfig): Promise<MachineStatus>;
+  start(config: MachineConfig): Promise<MachineSnapshot>;
   /** Graceful stop: cad, grace period, halt, kill. Resolves when the process group is gone. */
   stop(id: string, options: StopOptions): Promise<void>;
   pause(id: string): Promise<void>;

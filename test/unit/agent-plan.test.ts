@@ -14,7 +14,7 @@ import {
   type PlanInput,
 } from '../../src/agent/plan.ts';
 import type { DesiredState, RestartPolicy } from '../../src/api/types.ts';
-import type { ExitInfo, MachineConfig, MachineState, MachineStatus } from '../../src/runtime/types.ts';
+import type { ExitInfo, MachineConfig, MachineState, MachineSnapshot } from '../../src/runtime/types.ts';
 
 const NOW = Date.parse('2026-01-01T12:00:00Z');
 const ID = 'abc123defg';
@@ -52,7 +52,7 @@ function desired(over: {
   };
 }
 
-function actual(state: MachineState, over: Partial<MachineStatus> = {}): MachineStatus {
+function actual(state: MachineState, over: Partial<MachineSnapshot> = {}): MachineSnapshot {
   const cfg = over.config ?? config();
   return {
     id: ID,
@@ -69,7 +69,7 @@ function actual(state: MachineState, over: Partial<MachineStatus> = {}): Machine
   };
 }
 
-function exited(exit: Partial<ExitInfo>, over: Partial<MachineStatus> = {}): MachineStatus {
+function exited(exit: Partial<ExitInfo>, over: Partial<MachineSnapshot> = {}): MachineSnapshot {
   return actual('exited', { exit: { code: 0, signal: null, at: new Date(NOW - 1_000), ...exit }, ...over });
 }
 

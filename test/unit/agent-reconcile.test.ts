@@ -17,7 +17,7 @@ import { FINALIZER, type UmlMachine, type UmlMachineStatus } from '../../src/api
 import { umidFor } from '../../src/api/umid.ts';
 import { RuntimeError } from '../../src/runtime/errors.ts';
 import type {
-  AttachedDisk, AttachedInterface, BackupResult, DiskConfig, ExitInfo, GuestInfo, InterfaceConfig, MachineConfig, MachineStatus, Runtime, RuntimeEvent, StopOptions,
+  AttachedDisk, AttachedInterface, BackupResult, DiskConfig, ExitInfo, GuestInfo, InterfaceConfig, MachineConfig, MachineSnapshot, Runtime, RuntimeEvent, StopOptions,
 } from '../../src/runtime/types.ts';
 
 const MiB = 2 ** 20;
@@ -101,19 +101,19 @@ class FakeSource implements MachineSource {
 
 /** A runtime that keeps machines in a map; the test drives boots, panics and exits. */
 class FakeRuntime implements Runtime {
-  machines = new Map<string, MachineStatus>();
+  machines = new Map<string, MachineSnapshot>();
   calls: string[] = [];
   listeners = new Set<(e: RuntimeEvent) => void>();
   failNext: Partial<Record<string, Error>> = {};
   autoBoot = true;
-  async adoptAll(): Promise<MachineStatus[]> {
+  async adoptAll(): Promise<MachineSnapshot[]> {
     this.calls.push('adoptAll');
     return this.list();
   }
-  list(): MachineStatus[] {
+  list(): MachineSnapshot[] {
     return [...this.machines.values()];
   }
-  get(id: string): MachineStatus | undefined {
+  get(id: string): MachineSnapshot | undefined {
     return this.machines.get(id);
   }
   failStartAlways = false;
@@ -126,13 +126,13 @@ class FakeRuntime implements Runtime {
     }
   }
   startDelayMs = 0;
-  async start(config: MachineConfig): Promise<MachineStatus> {
+  async start(config: MachineConfig): Promise<MachineSnapshot> {
     this.calls.push(`start ${config.id}`);
     this.#fail('start');
     if (this.startDelayMs > 0) await new Promise((r) => setTimeout(r, this.startDelayMs));
     const existing = this.machines.get(config.id);
     if (existing && existing.state !== 'exited') throw new Error('already running');
-    const m: MachineStatus = {
+    const m: MachineSnapshot = {
       id: config.id, name: config.name, state: 'running', pid: 1000 + this.calls.length, startTime: new Date(), kernelVersion: 'Linux 6.1.176',
       config, disks: config.disks.map((d) => ({ ...d })), interfaces: [], consoles: [],
     };

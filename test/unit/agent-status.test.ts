@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { buildStatus, conditionOf, mergeConditions, phaseOf, statusEqual, type StatusInput } from '../../src/agent/status.ts';
 import type { DesiredMachine, Plan } from '../../src/agent/plan.ts';
 import type { UmlMachine } from '../../src/api/types.ts';
-import type { MachineConfig, MachineState, MachineStatus } from '../../src/runtime/types.ts';
+import type { MachineConfig, MachineState, MachineSnapshot } from '../../src/runtime/types.ts';
 
 const NOW = new Date('2026-01-01T12:00:00Z');
 const EARLIER = '2026-01-01T11:00:00.000Z';
@@ -32,7 +32,7 @@ function machine(status?: UmlMachine['status']): UmlMachine {
 
 const valid: DesiredMachine = { id: 'abc123defg', deleting: false, hasFinalizer: true, spec: { valid: true, config: cfg, state: 'Running', restartPolicy: 'Always', gracePeriodMs: 30_000 } };
 
-function actual(state: MachineState, over: Partial<MachineStatus> = {}): MachineStatus {
+function actual(state: MachineState, over: Partial<MachineSnapshot> = {}): MachineSnapshot {
   return {
     id: 'abc123defg',
     name: 'default/web',

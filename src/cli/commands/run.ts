@@ -18,7 +18,7 @@ import { createDirectorySource } from '../../agent/sources/directory.ts';
 import { createRuntime } from '../../runtime/index.ts';
 import { openConsole } from '../../runtime/console-session.ts';
 import { MconsoleClient } from '../../runtime/mconsole/index.ts';
-import type { MachineStatus, Runtime } from '../../runtime/types.ts';
+import type { MachineSnapshot, Runtime } from '../../runtime/types.ts';
 import { keyOf } from '../../agent/object-key.ts';
 
 const USAGE = `usage: umlmon run [-f config] [options]
@@ -31,7 +31,7 @@ shuts the guests down.
 ${CONFIG_FLAGS_HELP}`;
 
 /** The runtime machine that belongs to an object key, if any. */
-function runtimeMachineOf(runtime: Runtime, key: string): MachineStatus | undefined {
+function runtimeMachineOf(runtime: Runtime, key: string): MachineSnapshot | undefined {
   return runtime.list().find((m) => keyFromLabels(m.config.labels) === key);
 }
 
