@@ -11,6 +11,7 @@ const ERRNO_WORDS: Record<string, string> = {
   '2': 'no such file',
   '11': 'the image is locked by another process (another kernel has it open read-write)',
   '13': 'permission denied',
+  '22': 'invalid argument',
   '30': 'read-only file system',
 };
 
@@ -24,17 +25,26 @@ export function diskFailureReason(consoleText: string, diskName: string): string
   const node = diskDeviceNode(diskName);
   const lines = consoleText.split('\n').map((l) => l.replace(/^<\d>/, '').trim());
   const failedAt = lines.findIndex((l) => new RegExp(`^Failed to initialize ubd device ${n}\\b`).test(l));
-  const open = lines.find((l) => l.startsWith(`${node}: Can't open`));
+  const openAt = lines.findIndex((l) => l.startsWith(`${node}: Can't open`));
+  const open = openAt >= 0 ? lines[openAt] : undefined;
   if (failedAt < 0 && open === undefined) return undefined;
   const parts: string[] = [];
   if (open !== undefined) {
     const errno = /errno = (\d+)/.exec(open)?.[1];
     parts.push(errno !== undefined && ERRNO_WORDS[errno] ? `${open} (${ERRNO_WORDS[errno]})` : open);
   }
-  // The lock failure is printed just before the device's own lines.
-  const end = failedAt >= 0 ? failedAt : lines.length;
-  const lock = lines.slice(Math.max(0, end - 4), end).find((l) => /F_SETLK failed|Failed to lock/.test(l));
+  // The lock failure, or the COW file's complaint about its backing file, is printed just
+  // before the device's own lines.
+  // (Debian's 6.1 kernel prints no "Failed to initialize" line: then it is the open's.)
+  const end = failedAt >= 0 ? failedAt : openAt;
+  const before = lines.slice(Math.max(0, Math.min(end, openAt >= 0 ? openAt : end) - 4), end);
+  const lock = before.find((l) => /F_SETLK failed|Failed to lock/.test(l));
   if (lock !== undefined) parts.push(lock);
+  const cow = before.find((l) => /(mtime|size) mismatch .* of COW header vs backing file/.test(l));
+  if (cow !== undefined) {
+    parts.push(`${cow}: the disk's COW file was made on another version of its image, which has changed since; ` +
+      'put the old image back, or delete the machine and create it again to start over from the new image (the guest\'s changes in the COW file are lost)');
+  }
   if (failedAt >= 0) parts.push(lines[failedAt]!.replace(/ :\(null\)$/, ''));
   return parts.join('; ');
 }

@@ -622,6 +622,12 @@ export class UmlRuntime implements Runtime {
       panic = `the memory file's tmpfs${size} ran out of space: it must hold the guest's whole memory; ` +
         `raise the tmpfs slack or lower the memory (${m.memoryFileFull}${m.lastPanic ? `; ${m.lastPanic}` : ''})`;
     }
+    if (panic !== undefined && /Unable to mount root fs|Cannot open root device/.test(panic)) {
+      // Why the root disk could not be opened is on the console, above the panic.
+      const consoleText = readConsoleHead(m.paths.consoleLog);
+      const reasons = m.record.config.disks.map((d) => diskFailureReason(consoleText, d.name)).filter((r): r is string => r !== undefined);
+      if (reasons.length > 0) panic = `${panic}: ${reasons.join('; ')}`;
+    }
     const exit: ExitInfo = { code, signal, at: new Date() };
     if (panic) exit.panic = panic;
     if (m.kernelIncompatible) exit.kernelIncompatible = describeIncompatibleKernel(m.record.config.kernel, m.kernelIncompatible);

@@ -5,7 +5,7 @@
 // test/integration/kernel-compat.test.ts asserts how that is reported).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { copyFileSync, utimesSync, existsSync, mkdtempSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createRuntime, defaultCgroupParent, RuntimeError } from '../../src/runtime/index.ts';
@@ -209,6 +209,29 @@ describe(`runtime on a real UML kernel (${kernel.name}: ${kernel.path})`, () => 
     assert.equal(rt.get(sid)?.state, 'exited');
     assert.deepEqual(processesInGroup(pid), []);
     await rt.remove(sid);
+  });
+
+  test('a COW disk whose image changed since: the boot panic says why, in the kernel\'s words and what to do', async () => {
+    // A copy of the image of its own: the other tests' COW files must not see it change.
+    copyFileSync(join(imageRoot, TEST_IMAGE), join(imageRoot, 'changing.ext4'));
+    const cid = uniqueId('cow');
+    const config = machineConfig(cid, { disks: [{ name: 'ubd0', image: 'changing.ext4', mode: 'cow' }] });
+    const booted = waitFor(rt, (e) => e.type === 'booted' && e.id === cid);
+    await rt.start(config);
+    await booted;
+    await rt.stop(cid, { gracePeriodMs: 0 });
+    // The image is replaced under the machine's COW file (rebuilt, or copied over): a new mtime.
+    const later = new Date(Date.now() + 3600_000);
+    utimesSync(join(imageRoot, 'changing.ext4'), later, later);
+    const exited = waitFor(rt, (e) => e.type === 'exited' && e.id === cid);
+    await rt.start(config);
+    const event = await exited;
+    assert.equal(event.type, 'exited');
+    const panic = event.type === 'exited' ? event.exit.panic ?? '' : '';
+    assert.match(panic, /Unable to mount root fs/);
+    assert.match(panic, /mtime mismatch \(\d+ vs \d+\) of COW header vs backing file: the disk's COW file was made on another version of its image/);
+    assert.match(panic, /delete the machine and create it again/);
+    await rt.remove(cid);
   });
 
   test('teardown leaves no mount, process, socket or file behind', async () => {

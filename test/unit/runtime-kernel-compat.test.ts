@@ -148,6 +148,25 @@ describe('what the kernel has', () => {
     assert.deepEqual(missingDisks(['ubd0', 'ubd1'], ['ubda']), ['ubd1']);
   });
 
+  it('a COW file made on another version of its image, in the kernel\'s words and what to do', async () => {
+    const { diskFailureReason } = await import('../../src/runtime/device-check.ts');
+    // As a 7.2 kernel prints it when busybox.ext4 was rebuilt under a machine's COW file.
+    const console = [
+      'Initializing software serial port version 1',
+      'mtime mismatch (1796132319 vs 1796144317) of COW header vs backing file',
+      "Failed to open '/disks/ubd0.cow', errno = 22",
+      'ubda: Can\'t open "/disks/ubd0.cow": errno = 22',
+      'Failed to initialize ubd device 0 :(null)',
+      '/dev/root: Can\'t open blockdev',
+      'VFS: Cannot open root device "/dev/ubda" or unknown-block(0,0): error -6',
+    ].join('\n');
+    const reason = diskFailureReason(console, 'ubd0') ?? '';
+    assert.match(reason, /^ubda: Can't open "\/disks\/ubd0\.cow": errno = 22 \(invalid argument\); /);
+    assert.match(reason, /mtime mismatch \(1796132319 vs 1796144317\) of COW header vs backing file: the disk's COW file was made on another version of its image/);
+    assert.match(reason, /put the old image back, or delete the machine and create it again/);
+    assert.match(reason, /; Failed to initialize ubd device 0$/);
+  });
+
   it('status: a refused disk is attached false with the reason, and DevicesSynced says DeviceRefused', async () => {
     const { buildStatus } = await import('../../src/agent/status.ts');
     const cfg = { id: 'abc', name: 'default/web', kernel: '/k', memoryBytes: 64 * 2 ** 20, cmdline: [], defaultArgs: [],
