@@ -16,6 +16,7 @@ import { REPO_ROOT, TEST_IMAGE, testImageRoot, umlKernel } from '../support/uml.
 import { kernelVersion } from '../../src/runtime/kernel-probe.ts';
 import { KERNEL_BOOTED, PlainUml } from '../support/plain-uml.ts';
 import { alive } from '../support/process.ts';
+import { eventually } from '../support/eventually.ts';
 
 const execFileAsync = promisify(execFile);
 const CLI = join(REPO_ROOT, 'src/cli/main.ts');
@@ -103,17 +104,11 @@ function events(name: string): { type: string; reason: string; message: string }
 
 const condition = (s: UmlMachineStatus | undefined, type: string) => s?.conditions?.find((c) => c.type === type);
 
-async function until<T>(what: string, probe: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 90_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > end) {
-      const tail = existsSync(agentLog) ? readFileSync(agentLog, 'utf8').split('\n').slice(-25).join('\n') : '';
-      throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}\n--- agent log tail ---\n${tail}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
+function until<T>(what: string, probe: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 90_000): Promise<T> {
+  return eventually(what, probe, {
+    timeoutMs, intervalMs: 100, retryErrors: false,
+    context: () => `--- agent log tail ---\n${existsSync(agentLog) ? readFileSync(agentLog, 'utf8').split('\n').slice(-25).join('\n') : ''}`,
+  });
 }
 
 async function mconsole(target: string, ...command: string[]): Promise<{ ok: boolean; text: string }> {

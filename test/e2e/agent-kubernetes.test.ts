@@ -13,6 +13,7 @@ import { promisify } from 'node:util';
 import { startControlPlane, type ControlPlane } from '../support/control-plane.ts';
 import { REPO_ROOT, TEST_IMAGE, testImageRoot, umlKernel } from '../support/uml.ts';
 import { kernelVersion } from '../../src/runtime/kernel-probe.ts';
+import { eventually } from '../support/eventually.ts';
 
 const run = promisify(execFile);
 const MAIN = join(REPO_ROOT, 'src/cli/main.ts');
@@ -137,19 +138,8 @@ async function patchSpec(spec: Record<string, unknown>, name = NAME): Promise<vo
   await kubectl(['patch', 'uml', name, '--type=merge', '-p', JSON.stringify({ spec })]);
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 90_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < end) {
-    try {
-      const v = await probe();
-      if (v !== undefined && v !== false) return v;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}\n--- agent log tail ---\n${tail(agentLog, 30)}`);
+function until<T>(what: string, probe: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 90_000): Promise<T> {
+  return eventually(what, probe, { timeoutMs, intervalMs: 250, context: () => `--- agent log tail ---\n${tail(agentLog, 30)}` });
 }
 
 function tail(file: string, lines: number): string {

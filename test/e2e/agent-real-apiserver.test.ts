@@ -21,6 +21,7 @@ import { parseRendering, renderChart } from '../../hack/render-chart.ts';
 import { startControlPlane, type ControlPlane } from '../support/control-plane.ts';
 import { alive } from '../support/process.ts';
 import { REPO_ROOT, TEST_IMAGE, testImageRoot, umlKernel } from '../support/uml.ts';
+import { eventually } from '../support/eventually.ts';
 
 const run = promisify(execFile);
 const MAIN = join(REPO_ROOT, 'src/cli/main.ts');
@@ -46,20 +47,11 @@ async function kubectl(args: string[], options: { stdin?: string; kubeconfig?: s
   }
 }
 
-async function until<T>(what: string, probe: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 90_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < end) {
-    try {
-      const value = await probe();
-      if (value !== undefined && value !== false) return value;
-    } catch (error) {
-      last = error;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  const log = existsSync(agentLog) ? readFileSync(agentLog, 'utf8').split('\n').slice(-25).join('\n') : '';
-  throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}\n--- agent log ---\n${log}\n--- control plane ---\n${cp.logTail(10)}`);
+function until<T>(what: string, probe: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 90_000): Promise<T> {
+  return eventually(what, probe, {
+    timeoutMs,
+    context: () => `--- agent log ---\n${existsSync(agentLog) ? readFileSync(agentLog, 'utf8').split('\n').slice(-25).join('\n') : ''}\n--- control plane ---\n${cp.logTail(10)}`,
+  });
 }
 
 interface Machine {

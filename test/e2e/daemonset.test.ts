@@ -26,6 +26,7 @@ import { buildAgentImage, nodeControlPlaneOptions, startNode, type AgentImages, 
 import { alive } from '../support/process.ts';
 import { defaultCgroupParent } from '../../src/runtime/runtime.ts';
 import { REPO_ROOT, TEST_IMAGE, testImageRoot } from '../support/uml.ts';
+import { eventually } from '../support/eventually.ts';
 
 const run = promisify(execFile);
 const AGENT_NS = 'umlmon-system';
@@ -100,19 +101,8 @@ async function withCluster(name: string, agentStateDir: (stateDir: string) => st
   }
 }
 
-async function until<T>(what: string, probe: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 120_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < end) {
-    try {
-      const value = await probe();
-      if (value !== undefined && value !== false) return value;
-    } catch (error) {
-      last = error;
-    }
-    await new Promise((r) => setTimeout(r, 500));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? ` (last: ${(last as Error).message ?? String(last)})` : ''}`);
+function until<T>(what: string, probe: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 120_000): Promise<T> {
+  return eventually(what, probe, { timeoutMs, intervalMs: 500 });
 }
 
 /** UML kernels in cgroups under parent (the test's agent's: no one else's state directory maps to it). */
