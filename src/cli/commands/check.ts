@@ -4,13 +4,13 @@
 // every configured kernel (does it boot and run userspace on this host?), and exits 1 on any
 // problem, 0 with "configuration OK" otherwise.
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { CONFIG_FLAGS_HELP, loadConfig, type AgentConfig } from '../../agent/config.ts';
+import { CONFIG_FLAGS_HELP, type AgentConfig } from '../../agent/config.ts';
 import { parseManifest, readManifestDirectory, type ParsedManifest } from '../../agent/sources/directory.ts';
 import { validateMachine } from '../../api/validate.ts';
 import { keyOf } from '../../agent/source.ts';
 import { probeKernel, type ProbeResult } from '../../runtime/kernel-probe.ts';
+import { loadProcessConfig } from '../process-config.ts';
 
 /** One line per configured kernel; a default kernel that cannot run is a problem, others warn. */
 export async function checkKernels(config: AgentConfig, probe: (path: string) => Promise<ProbeResult> = probeKernel): Promise<{ lines: string[]; problems: string[]; warnings: string[] }> {
@@ -110,8 +110,7 @@ export async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const loaded = loadConfig({
-    argv, env: process.env, readFile: (p) => readFileSync(p, 'utf8'), hostname: hostname(), cwd: process.cwd(),
+  const loaded = loadProcessConfig(argv, {
     extraOptions: { 'skip-image-check': { type: 'boolean' }, 'skip-kernel-probe': { type: 'boolean' } }, allowPositionals: true,
   });
   if (!loaded.ok) {

@@ -5,13 +5,14 @@
 // are used (console-session.ts): what the guest writes is read from console.log as it grows,
 // what is typed goes into the FIFO the kernel reads, and one writer at a time holds the lock.
 // Ctrl-] detaches; the guest keeps running.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
 import type { Socket } from 'node:net';
-import { CONFIG_FLAGS_HELP, loadConfig } from '../../agent/config.ts';
+import { CONFIG_FLAGS_HELP } from '../../agent/config.ts';
 import { controlConsole, ControlUnavailableError } from '../../agent/control.ts';
 import { ConsoleBusyError, ConsoleUnavailableError, openConsole } from '../../runtime/console-session.ts';
 import { isSameProcessAlive } from '../../runtime/proc.ts';
+import { loadProcessConfig } from '../process-config.ts';
 
 /** Ctrl-]: telnet's and virtctl's escape character. */
 export const DETACH_BYTE = 0x1d;
@@ -80,10 +81,7 @@ export async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const loaded = loadConfig({
-    argv, env: process.env, readFile: (p) => readFileSync(p, 'utf8'), hostname: hostname(), cwd: process.cwd(),
-    extraOptions: { 'read-only': { type: 'boolean' }, holder: { type: 'string' } }, allowPositionals: true,
-  });
+  const loaded = loadProcessConfig(argv, { extraOptions: { 'read-only': { type: 'boolean' }, holder: { type: 'string' } }, allowPositionals: true });
   if (!loaded.ok) {
     for (const e of loaded.errors) console.error(`umlmon console: ${e}`);
     return 2;

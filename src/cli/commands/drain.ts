@@ -4,13 +4,12 @@
 // answers, it drains the node itself through the runtime: adopt every kernel in the state
 // directory, then stop each (ctrl-alt-del, its grace period capped by the timeout, halt, kill).
 // Prints one line per machine; exits 0 when every guest is down, 1 otherwise, 2 on bad usage.
-import { readFileSync } from 'node:fs';
-import { hostname } from 'node:os';
-import { CONFIG_FLAGS_HELP, loadConfig, parseDuration, type AgentConfig } from '../../agent/config.ts';
+import { CONFIG_FLAGS_HELP, parseDuration, type AgentConfig } from '../../agent/config.ts';
 import { controlRequest, ControlUnavailableError } from '../../agent/control.ts';
 import { createLogger } from '../../agent/logger.ts';
 import { gracePeriodMsFromLabels, keyFromLabels } from '../../agent/machine-config.ts';
 import { createRuntime } from '../../runtime/index.ts';
+import { loadProcessConfig } from '../process-config.ts';
 
 const USAGE = `usage: umlmon drain [--timeout DURATION] [--control URL] [-f config]
 
@@ -64,10 +63,7 @@ export async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const loaded = loadConfig({
-    argv, env: process.env, readFile: (p) => readFileSync(p, 'utf8'), hostname: hostname(), cwd: process.cwd(),
-    extraOptions: { timeout: { type: 'string' } },
-  });
+  const loaded = loadProcessConfig(argv, { extraOptions: { timeout: { type: 'string' } } });
   if (!loaded.ok) {
     for (const e of loaded.errors) console.error(`umlmon drain: ${e}`);
     return 2;

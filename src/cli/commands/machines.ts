@@ -4,15 +4,14 @@
 // the source of truth, the agent follows it, and whatever keeps the directory (a GitOps tool, a
 // config manager) overrides the edit when it next writes the file. `status` and `ls` read the
 // running agent over its control socket, or the state and machines directories without one.
-import { readFileSync } from 'node:fs';
-import { hostname } from 'node:os';
-import { CONFIG_FLAGS_HELP, loadConfig, type AgentConfig } from '../../agent/config.ts';
+import { CONFIG_FLAGS_HELP, type AgentConfig } from '../../agent/config.ts';
 import { controlRequest, ControlUnavailableError } from '../../agent/control.ts';
 import { BACKUP_REQUEST_ANNOTATION, RESTART_REQUEST_ANNOTATION } from '../../agent/reconcile.ts';
 import { keyOfRecord } from '../../runtime/console-session.ts';
 import { readAllMachineRecords } from '../../runtime/machine-record.ts';
 import { isSameProcessAlive } from '../../runtime/proc.ts';
 import { VERB_STATE, editMachineDocument, findMachineDocument, listMachineDocuments, readStatusFile, splitMachineName } from '../machine-file.ts';
+import { loadProcessConfig } from '../process-config.ts';
 
 export type Verb = 'start' | 'stop' | 'pause' | 'resume' | 'restart' | 'backup' | 'status' | 'ls';
 
@@ -154,7 +153,7 @@ export async function runVerb(verb: Verb, argv: string[]): Promise<number> {
     console.log(usage(verb));
     return 0;
   }
-  const loaded = loadConfig({ argv, env: process.env, readFile: (p) => readFileSync(p, 'utf8'), hostname: hostname(), cwd: process.cwd(), allowPositionals: true });
+  const loaded = loadProcessConfig(argv, { allowPositionals: true });
   if (!loaded.ok) {
     for (const e of loaded.errors) console.error(`umlmon ${verb}: ${e}`);
     return 2;

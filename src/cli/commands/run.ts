@@ -3,9 +3,8 @@
 // the health/metrics endpoint and the control socket. SIGTERM or SIGINT stops watching,
 // finishes in-flight work and exits within seconds, leaving every guest running (draining is
 // `umlmon drain`); a second signal exits at once.
-import { existsSync, readFileSync } from 'node:fs';
-import { hostname } from 'node:os';
-import { CONFIG_FLAGS_HELP, loadConfig, type AgentConfig } from '../../agent/config.ts';
+import { existsSync } from 'node:fs';
+import { CONFIG_FLAGS_HELP, type AgentConfig } from '../../agent/config.ts';
 import { startAgent, type Agent } from '../../agent/agent.ts';
 import { startControlServer, type ControlHandlers, type ControlServer } from '../../agent/control.ts';
 import { startHealthServer, type HealthServer } from '../../agent/http.ts';
@@ -20,6 +19,7 @@ import { openConsole } from '../../runtime/console-session.ts';
 import { MconsoleClient } from '../../runtime/mconsole/index.ts';
 import type { MachineSnapshot, Runtime } from '../../runtime/types.ts';
 import { keyOf } from '../../agent/object-key.ts';
+import { loadProcessConfig } from '../process-config.ts';
 
 const USAGE = `usage: umlmon run [-f config] [options]
 
@@ -134,7 +134,7 @@ export async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const loaded = loadConfig({ argv, env: process.env, readFile: (p) => readFileSync(p, 'utf8'), hostname: hostname(), cwd: process.cwd() });
+  const loaded = loadProcessConfig(argv);
   if (!loaded.ok) {
     for (const e of loaded.errors) console.error(`umlmon run: ${e}`);
     return 2;
