@@ -118,7 +118,7 @@ describe('kubectl umlmon on a real 1.20 API server', { timeout: 5 * 60_000 }, ()
   });
 
   test('status prints what the agent reported', async () => {
-    const status = { phase: 'Running', nodeName: 'node-a', umid: 'abc123', pid: 4242, restartCount: 1, startTime: new Date(Date.now() - 90_000).toISOString(), kernelVersion: 'Linux umlguest 7.2.12', conditions: [{ type: 'Ready', status: 'True', reason: 'Running', message: 'the guest is running', lastTransitionTime: new Date().toISOString() }] };
+    const status = { phase: 'Running', nodeName: 'node-a', umid: 'abc123', pid: 4242, restartCount: 1, startTime: new Date(Date.now() - 90_000).toISOString(), kernelVersion: 'Linux umlguest 0.0.0-test', conditions: [{ type: 'Ready', status: 'True', reason: 'Running', message: 'the guest is running', lastTransitionTime: new Date().toISOString() }] };
     const p = await kubectl(['patch', 'uml', 'web', '-n', NS, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status })]);
     assert.equal(p.code, 0, show(p));
     const r = await kubectl(['umlmon', 'status', 'web', '-n', NS]);

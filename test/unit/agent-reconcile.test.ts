@@ -133,7 +133,7 @@ class FakeRuntime implements Runtime {
     const existing = this.machines.get(config.id);
     if (existing && existing.state !== 'exited') throw new Error('already running');
     const m: MachineSnapshot = {
-      id: config.id, name: config.name, state: 'running', pid: 1000 + this.calls.length, startTime: new Date(), kernelVersion: 'Linux 6.1.176',
+      id: config.id, name: config.name, state: 'running', pid: 1000 + this.calls.length, startTime: new Date(), kernelVersion: 'Linux 0.0.0-test',
       config, disks: config.disks.map((d) => ({ ...d })), interfaces: [], consoles: [],
     };
     this.machines.set(config.id, m);
@@ -266,7 +266,7 @@ describe('agent core with an in-memory source and runtime', () => {
     const st = statusOf(source, 'default/web')!;
     assert.equal(cond(st, 'Ready')?.status, 'True');
     assert.equal(st.umid, umidFor('uid-web'));
-    assert.equal(st.kernelVersion, 'Linux 6.1.176');
+    assert.equal(st.kernelVersion, 'Linux 0.0.0-test');
     assert.equal(st.observedGeneration, 1);
     assert.deepEqual(source.get('default/web')!.metadata.finalizers, [FINALIZER]);
     assert.deepEqual(source.reasons('default/web'), ['Starting', 'Booted']);

@@ -40,7 +40,7 @@ function actual(state: MachineState, over: Partial<MachineSnapshot> = {}): Machi
     pid: 777,
     startTime: new Date('2026-01-01T11:59:00Z'),
     bootTime: new Date('2026-01-01T11:59:01Z'),
-    kernelVersion: 'Linux 6.1.176 #1',
+    kernelVersion: 'Linux 0.0.0-test #1',
     config: cfg,
     disks: [{ name: 'ubd0', image: 'root.img', mode: 'cow' }],
     interfaces: [],
@@ -87,7 +87,7 @@ describe('buildStatus', () => {
     assert.equal(s.pid, 777);
     assert.equal(s.startTime, '2026-01-01T11:59:00.000Z');
     assert.equal(s.bootTime, '2026-01-01T11:59:01.000Z');
-    assert.equal(s.kernelVersion, 'Linux 6.1.176 #1');
+    assert.equal(s.kernelVersion, 'Linux 0.0.0-test #1');
     assert.equal(s.restartCount, 2);
     assert.equal(s.memory, '64Mi');
     assert.deepEqual(s.consoles, [{ name: 'con0', hostDevice: 'null' }]);
@@ -138,7 +138,7 @@ describe('buildStatus', () => {
     const s = buildStatus(input({ actual: actual('exited'), plan: { ...noPlan, waiting: { reason: 'BackOff', message: 'restarting in 10 s' } } }));
     assert.equal(conditionOf(s, 'Ready')?.reason, 'BackOff');
     assert.equal(s.pid, undefined, 'no pid for a kernel that is gone');
-    assert.equal(s.kernelVersion, 'Linux 6.1.176 #1', 'the last kernel version is kept');
+    assert.equal(s.kernelVersion, 'Linux 0.0.0-test #1', 'the last kernel version is kept');
     assert.equal(conditionOf(buildStatus(input({ actual: actual('unknown') })), 'Ready')?.status, 'Unknown');
   });
 

@@ -158,7 +158,7 @@ describe('a machine that uses every field', () => {
     pid: 4242,
     startTime: '2026-11-21T21:00:00Z',
     bootTime: '2026-11-21T21:00:01Z',
-    kernelVersion: 'Linux 6.1.176 #1 Debian',
+    kernelVersion: 'Linux 0.0.0-test #1 Debian',
     restartCount: 1,
     memory: '256Mi',
     disks: [{ name: 'ubd0', image: 'base/debian-12.img', mode: 'cow', attached: true }],

@@ -54,7 +54,7 @@ function handlers(calls: string[]): ControlHandlers {
     list: () => [{ machine: 'default/a', phase: 'Running' }],
     status: (m) => { if (m !== 'default/a') throw new Error(`machine ${m} is not known to this agent`); return { phase: 'Running' }; },
     drain: async (t) => { calls.push(`drain ${t}`); return [{ machine: 'default/a', outcome: 'stopped' }]; },
-    mconsole: async (m, c) => { calls.push(`${m} ${c}`); return 'Linux umlguest 6.1.176'; },
+    mconsole: async (m, c) => { calls.push(`${m} ${c}`); return 'Linux umlguest 0.0.0-test'; },
   };
 }
 
@@ -72,7 +72,7 @@ test('unix control socket: mode 0600, ops, errors, refused commands, stale socke
     assert.deepEqual(await ask({ op: 'list' }), [{ machine: 'default/a', phase: 'Running' }]);
     assert.deepEqual(await ask({ op: 'status', machine: 'default/a' }), { phase: 'Running' });
     await assert.rejects(ask({ op: 'status', machine: 'default/b' }), /default\/b is not known/);
-    assert.equal(await ask({ op: 'mconsole', machine: 'default/a', command: 'version' }), 'Linux umlguest 6.1.176');
+    assert.equal(await ask({ op: 'mconsole', machine: 'default/a', command: 'version' }), 'Linux umlguest 0.0.0-test');
     await assert.rejects(ask({ op: 'mconsole', machine: 'default/a', command: 'halt' }), /not allowed/);
     await ask({ op: 'drain' });
     await ask({ op: 'drain', timeoutSeconds: 5 });
