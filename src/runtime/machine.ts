@@ -59,6 +59,12 @@ export interface Machine {
   tmpfsBytes?: number;
   mconsoleUp: Once<string>;
   exited: Once<ExitInfo>;
+  /**
+   * Whether the kernel reads its console from the FIFO console.in: every kernel this runtime
+   * starts does; one adopted from an older umlmon may not (known once, at adoption, so that
+   * status() does not stat it for every machine on every list()).
+   */
+  consoleInput: boolean;
   /** Set while a graceful stop waits: the guest rebooted instead of shutting down. */
   rebootedWhileStopping?: Once<void>;
   syncWaiters: Set<() => void>;

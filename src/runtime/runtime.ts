@@ -173,10 +173,10 @@ export class UmlRuntime implements Runtime {
       config: r.config,
       disks: r.disks.map((d) => ({ ...d })),
       interfaces: r.interfaces.map((i) => ({ ...i })),
-      consoles: [{ name: 'con0', hostDevice: existsSync(m.paths.consoleInput) ? `fifo:${m.paths.consoleInput},file:${r.consoleLog}` : `file:${r.consoleLog}` }],
+      consoles: [{ name: 'con0', hostDevice: m.consoleInput ? `fifo:${m.paths.consoleInput},file:${r.consoleLog}` : `file:${r.consoleLog}` }],
       consoleLog: r.consoleLog,
     };
-    if (existsSync(m.paths.consoleInput)) status.consoleInput = m.paths.consoleInput;
+    if (m.consoleInput) status.consoleInput = m.paths.consoleInput;
     if (r.cgroupDirs.length > 0) status.cgroupDirs = [...r.cgroupDirs];
     if (r.bootTime) status.bootTime = new Date(r.bootTime);
     if (r.kernelVersion) status.kernelVersion = r.kernelVersion;
@@ -319,7 +319,7 @@ export class UmlRuntime implements Runtime {
           notifySocket: paths.notifySocket, jailDir: paths.jailDir, consoleLog: paths.consoleLog, uid, gid: uid, cgroupDirs,
           disks: config.disks.map((d) => ({ name: d.name, image: d.image, mode: d.mode })), interfaces,
         },
-        paths, state: 'starting', tmpfsBytes,
+        paths, state: 'starting', tmpfsBytes, consoleInput: true,
         mconsoleUp: new Once(), exited: new Once(), syncWaiters: new Set(), busy: Promise.resolve(),
       };
       try {
@@ -690,7 +690,7 @@ export class UmlRuntime implements Runtime {
   private async adopt(record: MachineRecord): Promise<Machine> {
     const paths = machinePaths(this.settings.stateDir, record.id);
     const m: Machine = {
-      record, paths, state: 'unknown',
+      record, paths, state: 'unknown', consoleInput: existsSync(paths.consoleInput),
       mconsoleUp: new Once(), exited: new Once(), syncWaiters: new Set(), busy: Promise.resolve(),
     };
     m.tmpfsBytes = record.config.memoryBytes + this.settings.tmpfsSlackBytes;
