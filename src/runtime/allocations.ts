@@ -58,7 +58,7 @@ export class SharedAllocations {
       const map = readJsonIfExists<AllocationMap>(path) ?? {};
       const before = JSON.stringify(map);
       const result = fn(map);
-      if (JSON.stringify(map) !== before) writeJsonAtomic(path, map);
+      if (JSON.stringify(map) !== before) writeJsonAtomic(path, map, { durable: true });
       return result;
     });
   }

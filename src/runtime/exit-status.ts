@@ -21,8 +21,12 @@ export function parseExitStatus(text: string): WaitStatus | undefined {
   return signal ? { code: null, signal } : { code: n, signal: null };
 }
 
-/** The kernel's pid as the monitor wrote it, or undefined when it has not (yet). */
+/**
+ * The kernel's pid as the monitor wrote it, or undefined when it has not (yet). The monitor
+ * writes it without a rename, in one write ending in a newline: a read that races the write
+ * sees no newline yet, and no prefix of the pid is taken for a pid.
+ */
 export function parseKernelPid(text: string): number | undefined {
-  const m = /^\s*(\d+)\s*$/.exec(text);
+  const m = /^(\d+)\n$/.exec(text);
   return m ? Number(m[1]) : undefined;
 }

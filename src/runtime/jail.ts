@@ -1,9 +1,17 @@
 // The jail, as a short ordered list of steps (Firecracker's jailer is the model). Host-side steps
 // run here and name the step and path when they fail; the steps that must happen inside the
-// machine's own mount namespace (tmpfs, bind mounts, rlimits, chroot, uid drop) are a generated
-// shell script run under `unshare --mount`, so every mount vanishes when the kernel exits.
+// machine's own mount namespace (mounts, rlimits, chroot, uid drop) are a generated shell script
+// run under `unshare --mount`, so every mount vanishes when the kernel exits.
+//
+// What a start costs is mostly processes: every exec of a tool is a millisecond or two of CPU,
+// and a hundred machines starting at once on two cores wait for each other's. So the script
+// mounts everything with one `mount -a` over a per-machine fstab, and the rest (limits, session,
+// personality, no-new-privs, chroot and uid) is one chain of execs without a fork between them.
+// The kernel file and its libraries are hard links to one copy per file in the state directory,
+// not a copy per start.
 import { execFileSync } from 'node:child_process';
-import { accessSync, chmodSync, chownSync, constants, copyFileSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, chmodSync, chownSync, closeSync, constants, copyFileSync, existsSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { diskFilesInJail } from './cmdline.ts';
 import { IN_JAIL, type MachinePaths } from './paths.ts';
@@ -87,23 +95,139 @@ function mountPointFile(path: string): void {
   if (!existsSync(path)) writeFileSync(path, '', { mode: 0o600 });
 }
 
+/**
+ * The one read-only copy of a host file (a kernel, a library) that jails link to, named after
+ * the file's identity: a new kernel build or a library upgrade is a new entry, and a running
+ * kernel keeps the inode it was started from.
+ */
+function cachedCopy(cacheDir: string, source: string): string {
+  const st = statSync(source);
+  const key = createHash('sha256').update(`${source}\0${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`).digest('hex').slice(0, 16);
+  const cached = join(cacheDir, `${key}-${source.split('/').pop()}`);
+  if (existsSync(cached)) return cached;
+  mkdirSync(cacheDir, { recursive: true, mode: 0o755 });
+  const tmp = `${cached}.tmp.${process.pid}.${Math.random().toString(36).slice(2, 8)}`;
+  copyFileSync(source, tmp, constants.COPYFILE_FICLONE);
+  chmodSync(tmp, 0o555);
+  renameSync(tmp, cached);
+  return cached;
+}
+
+/**
+ * Puts a hard link to `cached` at `target` (nothing to do when it is one already). Root owns the
+ * cached file and no one may write it, so the jailed uid can no more change it through its link
+ * than it could change a copy. A jail on another filesystem than the cache gets a copy.
+ */
+function linkFromCache(cached: string, target: string): void {
+  const want = statSync(cached);
+  try {
+    const have = lstatSync(target);
+    if (have.ino === want.ino && have.dev === want.dev) return;
+    rmSync(target, { force: true });
+  } catch {
+    /* no such file yet */
+  }
+  try {
+    linkSync(cached, target);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EXDEV') throw error;
+    copyFileSync(cached, target, constants.COPYFILE_FICLONE);
+    chmodSync(target, 0o555);
+  }
+}
+
+/**
+ * Removes cached files no jail links to any more (link count 1) once they are an hour old: the
+ * age leaves alone an entry another runtime instance has just made and is about to link.
+ */
+export function pruneFileCache(cacheDir: string, now = Date.now()): void {
+  let names: string[];
+  try {
+    names = readdirSync(cacheDir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const path = join(cacheDir, name);
+    try {
+      const st = lstatSync(path);
+      if (st.isFile() && st.nlink === 1 && now - st.mtimeMs > 3600_000) rmSync(path, { force: true });
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+}
+
+/**
+ * The jail's /dev: only the nodes the kernel may use. null (the null console), urandom, and
+ * net/tun for tap interfaces; opening tun grants nothing (attaching to a tap device needs it to
+ * be owned by the machine's uid, creating one needs CAP_NET_ADMIN), but the host's own node is
+ * often root's alone (0600), so the jail gets nodes of its own with these modes.
+ */
+export const JAIL_DEVICE_NODES = [
+  { name: 'null', mode: 0o666, major: 1, minor: 3 },
+  { name: 'urandom', mode: 0o444, major: 1, minor: 9 },
+  { name: 'net/tun', mode: 0o666, major: 10, minor: 200 },
+] as const;
+
+/** glibc's makedev(), as stat's rdev reports it. */
+function makedev(major: number, minor: number): number {
+  return ((major & 0xfff) << 8) | (minor & 0xff) | ((minor & ~0xff) << 12);
+}
+
+function isNode(path: string, node: typeof JAIL_DEVICE_NODES[number]): boolean {
+  try {
+    const st = statSync(path);
+    return st.isCharacterDevice() && st.rdev === makedev(node.major, node.minor) && (st.mode & 0o777) === node.mode;
+  } catch {
+    return false;
+  }
+}
+
+function mknodCommands(dir: string, mkdir = 'mkdir', mknod = 'mknod'): string {
+  return [
+    `${mkdir} -p -m 755 ${shellQuote(join(dir, 'net'))}`,
+    ...JAIL_DEVICE_NODES.map((n) => `${mknod} -m ${n.mode.toString(8)} ${shellQuote(join(dir, n.name))} c ${n.major} ${n.minor}`),
+  ].join(' && ');
+}
+
+/**
+ * Makes the device nodes once, in `dir` (the state directory's jail-files), for every jail to
+ * bind read-only as its /dev: one mount entry instead of a tmpfs and four tools per start.
+ * False when nodes there cannot be opened (a state directory on a `nodev` filesystem): each jail
+ * then makes its own on a tmpfs, as its script's `make device nodes` step.
+ */
+export async function ensureDeviceTemplate(dir: string, exec: (script: string) => Promise<void>): Promise<boolean> {
+  if (!JAIL_DEVICE_NODES.every((n) => isNode(join(dir, n.name), n))) {
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true, mode: 0o755 });
+    try {
+      await exec(mknodCommands(dir));
+    } catch {
+      return false;
+    }
+  }
+  try {
+    closeSync(openSync(join(dir, 'null'), 'w'));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Host-side jail contents: directories, the kernel and its libraries, mount points. Idempotent. */
-export function prepareJail(paths: MachinePaths, kernel: string, who: JailIdentity, disks: DiskConfig[]): void {
+export function prepareJail(paths: MachinePaths, kernel: string, who: JailIdentity, disks: DiskConfig[], fileCache: string): void {
   step('create machine directory', paths.dir, () => mkdirSync(paths.dir, { recursive: true, mode: 0o755 }));
   step('create jail directory', paths.jailDir, () => {
     mkdirSync(paths.jailDir, { recursive: true, mode: 0o755 });
     chmodSync(paths.jailDir, 0o755);
   });
-  step('copy kernel', paths.kernel, () => {
-    copyFileSync(kernel, paths.kernel, constants.COPYFILE_FICLONE);
-    chmodSync(paths.kernel, 0o555);
-  });
+  step('link kernel', paths.kernel, () => linkFromCache(cachedCopy(fileCache, kernel), paths.kernel));
   for (const lib of kernelLibraries(kernel)) {
     const target = join(paths.jailDir, lib);
-    step('copy kernel library', target, () => {
+    step('link kernel library', target, () => {
       mkdirSync(dirname(target), { recursive: true, mode: 0o755 });
-      copyFileSync(lib, target, constants.COPYFILE_FICLONE);
-      chmodSync(target, 0o555);
+      linkFromCache(cachedCopy(fileCache, lib), target);
     });
   }
   for (const dir of [paths.tmpDir, paths.sharedMount, paths.devDir]) {
@@ -167,13 +291,50 @@ function bindCommands(mount: BindMount): string {
   return mount.readOnly ? `${bind} && mount -o remount,bind,ro ${target}` : bind;
 }
 
-export interface JailScriptInput {
+/** A path as fstab(5) spells it: space, tab, newline and backslash in octal. */
+export function fstabPath(path: string): string {
+  return path.replace(/[\\ \t\n]/g, (c) => `\\${c.charCodeAt(0).toString(8).padStart(3, '0')}`);
+}
+
+export interface FstabInput {
   paths: MachinePaths;
   who: JailIdentity;
   tmpfsBytes: number;
-  cgroupDirs: string[];
   sharedDir: string;
   binds: BindMount[];
+  /** The directory of device nodes (ensureDeviceTemplate) bound as the jail's /dev; undefined: a tmpfs the script fills. */
+  deviceTemplate: string | undefined;
+}
+
+/**
+ * Every mount of the jail, in order, for one `mount -a --fstab` (util-linux 2.27+ does `bind,ro`
+ * in one entry): the memory file's tmpfs, the device nodes, the shared directory read-only, the
+ * disk images.
+ */
+export function buildJailFstab(input: FstabInput): string {
+  const { paths, who } = input;
+  const lines = [
+    '# Generated by umlmon: mounted inside the machine\'s own mount namespace by jail.sh.',
+    `umlmon-mem ${fstabPath(paths.tmpDir)} tmpfs size=${input.tmpfsBytes},uid=${who.uid},gid=${who.gid},mode=0700,nosuid,nodev 0 0`,
+  ];
+  const bind = (source: string, target: string, readOnly: boolean, extra = ''): void => {
+    lines.push(`${fstabPath(source)} ${fstabPath(target)} none bind${readOnly ? ',ro' : ''}${extra} 0 0`);
+  };
+  if (input.deviceTemplate) bind(input.deviceTemplate, paths.devDir, true, ',nosuid,noexec');
+  else lines.push(`umlmon-dev ${fstabPath(paths.devDir)} tmpfs size=64k,mode=0755,nosuid,noexec 0 0`);
+  bind(input.sharedDir, paths.sharedMount, true);
+  for (const b of input.binds) bind(b.source, b.target, b.readOnly);
+  return `${lines.join('\n')}\n`;
+}
+
+export interface JailScriptInput {
+  paths: MachinePaths;
+  who: JailIdentity;
+  cgroupDirs: string[];
+  /** Where buildJailFstab's output was written. */
+  fstab: string;
+  /** The fstab gives /dev as an empty tmpfs (no device template): the script makes the nodes. */
+  makeDevices: boolean;
   kernelArgs: string[];
   rlimits: { openFiles: number; processes: number };
   tools: JailTools;
@@ -186,6 +347,11 @@ export interface JailTools {
   setpriv: string;
   chroot: string;
   setsid: string;
+  mount: string;
+  prlimit: string;
+  nsenter: string;
+  mv: string;
+  mkfifo: string;
 }
 
 export function findJailTools(): JailTools {
@@ -201,12 +367,15 @@ export function findJailTools(): JailTools {
     }
     throw new Error(`${name} is not installed (util-linux / coreutils): the jail needs it`);
   };
-  return { env: find('env'), setarch: find('setarch'), setpriv: find('setpriv'), chroot: find('chroot'), setsid: find('setsid') };
+  return {
+    env: find('env'), setarch: find('setarch'), setpriv: find('setpriv'), chroot: find('chroot'), setsid: find('setsid'),
+    mount: find('mount'), prlimit: find('prlimit'), nsenter: find('nsenter'), mv: find('mv'), mkfifo: find('mkfifo'),
+  };
 }
 
 /** The in-namespace steps, each failing with the step's name and path on the console log. */
 export function buildJailScript(input: JailScriptInput): string {
-  const { paths, who } = input;
+  const { paths, who, tools } = input;
   const lines: string[] = [
     '#!/bin/sh',
     '# Generated by umlmon: runs inside the machine\'s own mount namespace (unshare --mount).',
@@ -219,34 +388,20 @@ export function buildJailScript(input: JailScriptInput): string {
   // the kernel refuses to move a process into a cgroup outside it. The agent runs with hostPID,
   // so when the plain write is refused the script writes its own pid from the host's cgroup
   // namespace (pid 1's) instead. Where the plain write works (cgroup v1, a host cgroupns),
-  // nothing else runs.
+  // nothing else runs: echo is the shell's own.
   for (const dir of input.cgroupDirs) {
     const procs = shellQuote(join(dir, 'cgroup.procs'));
-    run('join cgroup', dir, `{ echo $$ > ${procs}; } 2>/dev/null || nsenter --target 1 --cgroup sh -c "echo $$ > ${procs}"`);
+    run('join cgroup', dir, `{ echo $$ > ${procs}; } 2>/dev/null || ${tools.nsenter} --target 1 --cgroup /bin/sh -c "echo $$ > ${procs}"`);
   }
-  run(
-    'mount memory tmpfs',
-    paths.tmpDir,
-    `mount -t tmpfs -o size=${input.tmpfsBytes},uid=${who.uid},gid=${who.gid},mode=0700,nosuid,nodev umlmon-mem ${shellQuote(paths.tmpDir)}`,
-  );
-  // A private /dev with only the nodes the kernel may use: null (the null console), urandom,
-  // and net/tun for tap interfaces (opening it grants nothing: attaching to a tap device needs
-  // it to be owned by the machine's uid, creating one needs CAP_NET_ADMIN).
-  run('mount /dev tmpfs', paths.devDir, `mount -t tmpfs -o size=64k,mode=0755,nosuid,noexec umlmon-dev ${shellQuote(paths.devDir)}`);
-  const dev = (name: string): string => shellQuote(join(paths.devDir, name));
-  run('make device nodes', paths.devDir, [
-    `mknod -m 666 ${dev('null')} c 1 3`,
-    `mknod -m 444 ${dev('urandom')} c 1 9`,
-    `mkdir -m 755 ${dev('net')}`,
-    `mknod -m 666 ${dev('net/tun')} c 10 200`,
-  ].join(' && '));
-  run('bind shared directory read-only', paths.sharedMount, bindCommands({ source: input.sharedDir, target: paths.sharedMount, readOnly: true }));
-  for (const bind of input.binds) run(bind.readOnly ? 'bind disk image read-only' : 'bind disk image', bind.source, bindCommands(bind));
-  run('set rlimits', 'prlimit', `prlimit --pid $$ --nofile=${input.rlimits.openFiles} --nproc=${input.rlimits.processes} --core=0`);
-  // setarch -R: ADDR_NO_RANDOMIZE is mandatory (uml-facts.md). chroot --userspec drops to the
-  // machine's uid/gid after the chroot; no-new-privs keeps it there.
-  const { tools } = input;
+  // mount prints which entry failed and why before the step's own line.
+  run('mount the jail (tmpfs, devices, shared directory, disk images)', input.fstab, `${tools.mount} -a --fstab ${shellQuote(input.fstab)}`);
+  if (input.makeDevices) run('make device nodes', paths.devDir, mknodCommands(paths.devDir));
+  // One chain of execs, no fork between them: limits (prlimit runs the rest), a session of the
+  // kernel's own, an empty environment, ASLR off (setarch -R: ADDR_NO_RANDOMIZE is mandatory,
+  // uml-facts.md), no-new-privs, then chroot --userspec drops to the machine's uid/gid. A tool
+  // that fails here prints its reason on the console log and the monitor records its status.
   const kernel = [
+    `${tools.prlimit} --nofile=${input.rlimits.openFiles} --nproc=${input.rlimits.processes} --core=0`,
     `${tools.setsid} ${tools.env} -i TMPDIR=/tmp PATH=/`,
     `${tools.setarch} x86_64 -R`,
     `${tools.setpriv} --no-new-privs`,
@@ -262,18 +417,24 @@ export function buildJailScript(input: JailScriptInput): string {
   // shell's $? (128+N when a signal N ended the kernel).
   const pidFile = shellQuote(paths.kernelPidFile);
   const statusFile = shellQuote(paths.exitStatusFile);
+  // The console's input: a FIFO the kernel holds open for reading and writing, so it never sees
+  // end-of-file when a `umlmon console` session ends (UML's generic_read takes end-of-file for
+  // an I/O error on the console). It holds no data once no process has it open, so the one
+  // made for a machine's first start serves every later one. Opened on fd 3: a background job
+  // of a shell without job control has its stdin replaced by /dev/null (POSIX).
+  const fifo = shellQuote(paths.consoleInput);
+  run('make the console FIFO', paths.consoleInput, `{ [ -p ${fifo} ] || ${tools.mkfifo} -m 0600 ${fifo}; }`);
+  run('open the console FIFO', paths.consoleInput, `exec 3<>${fifo}`);
   lines.push(
-    // A background job of a shell without job control has its stdin replaced by /dev/null
-    // before its own redirections (POSIX; so `<&0` would dup /dev/null): the console's input
-    // FIFO is kept on fd 3 and given back to the kernel as its stdin.
-    'exec 3<&0',
     `${kernel} <&3 3<&- &`,
     'exec 3<&-',
     'kernel=$!',
-    `echo "$kernel" > ${pidFile}.tmp && mv -f ${pidFile}.tmp ${pidFile}`,
+    // One write of the pid and its newline, with no rename (an exec): a reader takes only a
+    // line that ends in a newline (monitor.ts), so it never takes half a pid.
+    `echo "$kernel" > ${pidFile}`,
     // wait returns early if a trapped signal arrives; none is trapped, but loop until the kernel is gone.
     'while :; do wait "$kernel"; status=$?; kill -0 "$kernel" 2>/dev/null || break; done',
-    `echo "$status" > ${statusFile}.tmp && mv -f ${statusFile}.tmp ${statusFile}`,
+    `echo "$status" > ${statusFile}.tmp && ${tools.mv} -f ${statusFile}.tmp ${statusFile}`,
   );
   return `${lines.join('\n')}\n`;
 }

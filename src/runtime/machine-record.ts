@@ -45,7 +45,8 @@ export function writeMachineRecord(path: string, record: MachineRecord): void {
 }
 
 export function readMachineRecord(path: string): MachineRecord | undefined {
-  return readJsonIfExists<MachineRecord>(path);
+  // Written without fsync (atomic-file.ts): a record a host crash tore describes a dead kernel.
+  return readJsonIfExists<MachineRecord>(path, { tornIsAbsent: true });
 }
 
 /** Every machine directory's record; unreadable ones are reported, not fatal. */

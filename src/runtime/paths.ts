@@ -29,6 +29,8 @@ export interface MachinePaths {
   /** Held by the one `umlmon console` session that may type (console-session.ts). */
   consoleWriterLock: string;
   jailScript: string;
+  /** The jail's mounts, for the script's one `mount -a` (jail.ts). */
+  jailFstab: string;
   jailDir: string;
   kernel: string;
   tmpDir: string;
@@ -51,6 +53,11 @@ export function sharedDir(stateDir: string): string {
   return join(stateDir, 'shared');
 }
 
+/** One read-only copy of each kernel and library file the jails hard-link to (jail.ts). */
+export function jailFilesDir(stateDir: string): string {
+  return join(stateDir, 'jail-files');
+}
+
 export function machinesDir(stateDir: string): string {
   return join(stateDir, 'machines');
 }
@@ -65,6 +72,7 @@ export function machinePaths(stateDir: string, id: string): MachinePaths {
     consoleInput: join(dir, 'console.in'),
     consoleWriterLock: join(dir, 'console.writer'),
     jailScript: join(dir, 'jail.sh'),
+    jailFstab: join(dir, 'jail.fstab'),
     jailDir,
     kernel: join(jailDir, IN_JAIL.kernel),
     tmpDir: join(jailDir, IN_JAIL.tmp),

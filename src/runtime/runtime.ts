@@ -19,7 +19,7 @@ import { kernelHasInterface, plugInterface, prepareInterface, releaseHostInterfa
 import { imageConflict, imageHoldersOf, imageInUseMessage } from './image-use.ts';
 import { attachDisk, detachDisk, parsePartitions } from './disks.ts';
 import { RuntimeError, describeMachine, errorText } from './errors.ts';
-import { buildJailScript, diskBindMounts, findJailTools, prepareDiskImage, prepareJail, type JailIdentity, type JailTools } from './jail.ts';
+import { buildJailFstab, buildJailScript, diskBindMounts, ensureDeviceTemplate, findJailTools, prepareDiskImage, prepareJail, pruneFileCache, type JailIdentity, type JailTools } from './jail.ts';
 import { kernelIncompatibleMessage, largeXsaveFeatures } from './kernel-compat.ts';
 import { readMeasuredLpj, recordMeasuredLpj } from './lpj.ts';
 import { ExitStatusWatcher, readKernelPid, readWaitStatus, waitForKernelPid } from './monitor.ts';
@@ -27,7 +27,7 @@ import { Once, operationError, within, type Machine } from './machine.ts';
 import { readAllMachineRecords, readMachineRecord, writeMachineRecord, type MachineRecord } from './machine-record.ts';
 import { MconsoleClient, MconsoleError, listenNotify, type NotifyMessage } from './mconsole/index.ts';
 import { unmountAllUnder } from './mounts.ts';
-import { DEFAULT_STATE_DIR, checkStateDirLength, hostPathFromJail, machinePaths, machinesDir, sharedDir, type MachinePaths } from './paths.ts';
+import { DEFAULT_STATE_DIR, checkStateDirLength, hostPathFromJail, jailFilesDir, machinePaths, machinesDir, sharedDir, type MachinePaths } from './paths.ts';
 import { ExitWatcher, groupAlive, isSameProcessAlive, killGroup, readStartTicks, startTimeFromTicks, waitGroupGone } from './proc.ts';
 import { stopSwitch } from './switch.ts';
 import type {
@@ -37,9 +37,9 @@ import type {
 import { configProblems, diskProblems } from './validate.ts';
 
 const MiB = 1024 * 1024;
-const execFileAsync = promisify(execFile);
 
 const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+const execFileAsync = promisify(execFile);
 
 const silentLogger: RuntimeLogger = { info() {}, warn() {}, error() {}, debug() {} };
 
@@ -56,6 +56,14 @@ interface Settings {
   umlSwitch: string;
   consoleLogMaxBytes: number;
   log: RuntimeLogger;
+}
+
+function isFifo(path: string): boolean {
+  try {
+    return statSync(path).isFIFO();
+  } catch {
+    return false;
+  }
 }
 
 /** The first part of a console log, where the boot messages are (the file can grow large). */
@@ -109,6 +117,8 @@ export class UmlRuntime implements Runtime {
   private readonly sharedDir: string;
   private readonly hostInterfaces: HostInterfaceContext;
   private tools: JailTools | undefined;
+  /** Whether the jails bind jail-files/dev as their /dev (ensureDeviceTemplate), found once. */
+  private deviceTemplate: Promise<boolean> | undefined;
   private closed = false;
 
   constructor(options: RuntimeOptions) {
@@ -130,6 +140,7 @@ export class UmlRuntime implements Runtime {
     };
     this.sharedDir = sharedDir(stateDir);
     mkdirSync(this.sharedDir, { recursive: true, mode: 0o755 });
+    pruneFileCache(jailFilesDir(stateDir));
     mkdirSync(machinesDir(stateDir), { recursive: true, mode: 0o755 });
     this.allocations = new SharedAllocations(this.sharedDir);
     this.hostInterfaces = { stateDir, sharedDir: this.sharedDir, allocations: this.allocations, umlSwitch: this.settings.umlSwitch, log: this.settings.log };
@@ -244,6 +255,13 @@ export class UmlRuntime implements Runtime {
     if (holder) throw new RuntimeError('disk-in-use', machine, imageInUseMessage(disk, holder));
   }
 
+  /** The device-node directory every jail binds as its /dev, or undefined where nodes cannot live in the state directory. */
+  private async jailDeviceTemplate(): Promise<string | undefined> {
+    const dir = join(jailFilesDir(this.settings.stateDir), 'dev');
+    this.deviceTemplate ??= ensureDeviceTemplate(dir, async (script) => { await execFileAsync('/bin/sh', ['-ec', script], { env: { PATH: SYSTEM_PATH } }); });
+    return (await this.deviceTemplate) ? dir : undefined;
+  }
+
   private checkKernel(config: MachineConfig): void {
     let st;
     try {
@@ -301,14 +319,17 @@ export class UmlRuntime implements Runtime {
         throw new RuntimeError('jail-failed', config, errorText(error), { cause: error });
       }
       try {
-        prepareJail(paths, config.kernel, who, config.disks);
+        prepareJail(paths, config.kernel, who, config.disks, jailFilesDir(this.settings.stateDir));
         for (const { disk, imagePath } of images) prepareDiskImage(disk, imagePath, who);
       } catch (error) {
         throw new RuntimeError('jail-failed', config, errorText(error), { cause: error });
       }
       const args = kernelArgs({ config, measuredLpj: readMeasuredLpj(this.sharedDir), interfaceSpecs });
+      const deviceTemplate = await this.jailDeviceTemplate();
+      const fstab = buildJailFstab({ paths, who, tmpfsBytes, sharedDir: this.sharedDir, binds: diskBindMounts(paths, images), deviceTemplate });
+      writeFileSync(paths.jailFstab, fstab, { mode: 0o600 });
       const script = buildJailScript({
-        paths, who, tmpfsBytes, cgroupDirs, sharedDir: this.sharedDir, binds: diskBindMounts(paths, images), kernelArgs: args,
+        paths, who, cgroupDirs, fstab: paths.jailFstab, makeDevices: !deviceTemplate, kernelArgs: args,
         rlimits: { openFiles: 1024, processes: 512 }, tools: this.tools,
       });
       writeFileSync(paths.jailScript, script, { mode: 0o700 });
@@ -331,22 +352,16 @@ export class UmlRuntime implements Runtime {
 
       // Append mode: the log can then be truncated under the kernel (rotation, console-log.ts).
       const consoleFd = openSync(paths.consoleLog, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC | fsConstants.O_APPEND, 0o640);
-      let consoleIn: number | undefined;
       try {
-        // The console's input: a FIFO the kernel holds open for reading and writing, so it never
-        // sees end-of-file when a `umlmon console` session ends (UML's generic_read takes
-        // end-of-file for an I/O error on the console).
-        rmSync(paths.consoleInput, { force: true });
-        // Node has no mkfifo(3); a child, but not a synchronous one: a hundred starts at once
-        // would each hold the event loop for it.
-        await execFileAsync('mkfifo', ['-m', '0600', paths.consoleInput]);
-        consoleIn = openSync(paths.consoleInput, 'r+');
+        // The console's input FIFO is made and opened by the jail script (jail.ts): a child of
+        // this process per start would cost a fork of the agent each.
+        if (existsSync(paths.consoleInput) && !isFifo(paths.consoleInput)) rmSync(paths.consoleInput, { force: true });
         mkdirSync(paths.monitorDir, { recursive: true, mode: 0o755 });
         // detached: a session of its own, so nothing of the agent's reaches it. unshare execs
         // the jail script (no fork): this pid is the monitor's, which then starts the kernel in
         // a session and process group of the kernel's own (jail.ts).
         child = spawn('unshare', ['--mount', '--propagation', 'private', '/bin/sh', paths.jailScript], {
-          detached: true, stdio: [consoleIn, consoleFd, consoleFd], env: { PATH: SYSTEM_PATH }, cwd: paths.dir,
+          detached: true, stdio: ['ignore', consoleFd, consoleFd], env: { PATH: SYSTEM_PATH }, cwd: paths.dir,
         });
         child.once('exit', (code, signal) => this.onMonitorExit(m, code, signal));
         await new Promise<void>((ok, fail) => {
@@ -358,7 +373,6 @@ export class UmlRuntime implements Runtime {
         throw new RuntimeError('start-failed', config, `could not spawn the jail: ${errorText(error)}`, { cause: error });
       } finally {
         closeSync(consoleFd);
-        if (consoleIn !== undefined) closeSync(consoleIn);
       }
     } catch (error) {
       for (const attached of interfaces) await releaseHostInterface(this.hostInterfaces, config.id, attached);
@@ -427,7 +441,8 @@ export class UmlRuntime implements Runtime {
     if (!existsSync(paths.dir)) return;
     const left = unmountAllUnder(paths.dir);
     if (left.length) throw new RuntimeError('jail-failed', machine, `stale mounts under ${paths.dir} could not be unmounted: ${left.join(', ')}`);
-    for (const path of [paths.umlDir, paths.tmpDir, paths.notifySocket, paths.devDir, paths.sharedMount, paths.jailScript, paths.monitorDir, paths.consoleInput, paths.consoleWriterLock]) {
+    // The console FIFO stays (it holds nothing between runs); the device mount points are remade.
+    for (const path of [paths.umlDir, paths.tmpDir, paths.notifySocket, paths.devDir, paths.sharedMount, paths.jailScript, paths.jailFstab, paths.monitorDir, paths.consoleWriterLock]) {
       rmSync(path, { recursive: true, force: true });
     }
     if (existsSync(paths.consoleLog)) renameSync(paths.consoleLog, `${paths.consoleLog}.previous`);

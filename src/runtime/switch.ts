@@ -28,7 +28,7 @@ function recordPath(stateDir: string, name: string): string {
 }
 
 export function runningSwitch(stateDir: string, name: string): SwitchHandle | undefined {
-  const record = readJsonIfExists<SwitchRecord>(recordPath(stateDir, name));
+  const record = readJsonIfExists<SwitchRecord>(recordPath(stateDir, name), { tornIsAbsent: true });
   if (!record || !isSameProcessAlive(record.pid, record.startTicks)) return undefined;
   const ctl = switchControlSocket(stateDir, name);
   return { name, pid: record.pid, controlSocket: ctl.host, controlSocketInJail: ctl.inJail };

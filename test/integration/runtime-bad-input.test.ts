@@ -188,6 +188,8 @@ describe('bad input', () => {
   });
 
   test('the machine log names the cause of a jail failure', () => {
-    assert.match(readFileSync(join(stateDir, 'machines', bystander, 'jail.sh'), 'utf8'), /fail 'mount memory tmpfs'/);
+    const dir = join(stateDir, 'machines', bystander);
+    assert.match(readFileSync(join(dir, 'jail.sh'), 'utf8'), /fail 'mount the jail \(tmpfs, devices, shared directory, disk images\)' '[^']*jail\.fstab'/);
+    assert.match(readFileSync(join(dir, 'jail.fstab'), 'utf8'), /^umlmon-mem \S+\/jail\/tmp tmpfs /m);
   });
 });

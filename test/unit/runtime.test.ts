@@ -3,7 +3,7 @@
 // allocations under concurrency (no kernel needed).
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -11,7 +11,12 @@ import { SharedAllocations, macCandidate, pickMac, pickUid } from '../../src/run
 import { diskDeviceNode, diskDeviceSpec, interfaceDeviceSpec, kernelArgs, memoryArg, parseCalibratedLpj, resolveDefaultArgs } from '../../src/runtime/cmdline.ts';
 import { classifyConsoleLine, summarizeConsole } from '../../src/runtime/console.ts';
 import { parsePartitions } from '../../src/runtime/disks.ts';
-import { buildJailScript, parseLdd, shellQuote } from '../../src/runtime/jail.ts';
+import { buildJailFstab, buildJailScript, ensureDeviceTemplate, fstabPath, parseLdd, shellQuote, type JailTools } from '../../src/runtime/jail.ts';
+
+const TOOLS: JailTools = {
+  env: '/usr/bin/env', setarch: '/usr/bin/setarch', setpriv: '/usr/bin/setpriv', chroot: '/usr/sbin/chroot', setsid: '/usr/bin/setsid',
+  mount: '/usr/bin/mount', prlimit: '/usr/bin/prlimit', nsenter: '/usr/bin/nsenter', mv: '/usr/bin/mv', mkfifo: '/usr/bin/mkfifo',
+};
 import { driverFor, netDriversIn } from '../../src/runtime/kernel-features.ts';
 import { withLock } from '../../src/runtime/lock.ts';
 import { mountsUnder } from '../../src/runtime/mounts.ts';
@@ -229,30 +234,107 @@ describe('jail', () => {
     assert.deepEqual(parseLdd('\tnot a dynamic executable\n'), []);
   });
 
-  test('the script joins the cgroup, mounts, limits, then drops privileges with ASLR off', () => {
+  test('the script joins the cgroup, mounts, then limits and drops privileges with ASLR off in one chain of execs', () => {
     const paths = machinePaths('/var/lib/umlmon', 'abc');
     const script = buildJailScript({
-      paths, who: { uid: 200001, gid: 200001 }, tmpfsBytes: 80 * MiB, cgroupDirs: ['/sys/fs/cgroup/memory/umlmon/abc'],
-      sharedDir: '/var/lib/umlmon/shared', binds: [{ source: "/img/it's.img", target: `${paths.disksDir}/ubd0.base`, readOnly: true }],
-      kernelArgs: ['mem=64M', 'root=/dev/ubda'], rlimits: { openFiles: 1024, processes: 512 },
-      tools: { env: '/usr/bin/env', setarch: '/usr/bin/setarch', setpriv: '/usr/bin/setpriv', chroot: '/usr/sbin/chroot', setsid: '/usr/bin/setsid' },
+      paths, who: { uid: 200001, gid: 200001 }, cgroupDirs: ['/sys/fs/cgroup/memory/umlmon/abc'], fstab: paths.jailFstab, makeDevices: false,
+      kernelArgs: ['mem=64M', 'root=/dev/ubda'], rlimits: { openFiles: 1024, processes: 512 }, tools: TOOLS,
     });
     const lines = script.trim().split('\n');
-    const order = ['join cgroup', 'mount memory tmpfs', 'mount /dev tmpfs', 'make device nodes', 'bind shared directory read-only', 'bind disk image read-only', 'set rlimits'];
+    const order = ['join cgroup', 'mount the jail (tmpfs, devices, shared directory, disk images)'];
     let last = -1;
     for (const step of order) {
       const at = lines.findIndex((l, i) => i > last && l.includes(`fail '${step}'`));
       assert.ok(at > last, `step ${step} in order`);
       last = at;
     }
-    assert.match(script, /size=83886080,uid=200001,gid=200001,mode=0700/);
-    assert.match(script, /mount -o remount,bind,ro '\/var\/lib\/umlmon\/machines\/abc\/jail\/disks\/ubd0.base'/);
-    assert.ok(script.includes(shellQuote("/img/it's.img")));
+    assert.ok(lines[last]!.startsWith(`/usr/bin/mount -a --fstab '/var/lib/umlmon/machines/abc/jail.fstab'`), lines[last]);
     const kernelLine = lines.findIndex((l) => l.includes(' /linux '));
-    assert.match(lines[kernelLine]!, /^\/usr\/bin\/setsid \/usr\/bin\/env -i TMPDIR=\/tmp PATH=\/ \/usr\/bin\/setarch x86_64 -R \/usr\/bin\/setpriv --no-new-privs \/usr\/sbin\/chroot --userspec=200001:200001 --groups=200001 '\/var\/lib\/umlmon\/machines\/abc\/jail' \/linux 'mem=64M' 'root=\/dev\/ubda' <&3 3<&- &$/);
-    assert.equal(lines[kernelLine - 1], 'exec 3<&0', 'the console FIFO (stdin) is kept on fd 3 for the kernel: a background job gets /dev/null');
+    assert.match(lines[kernelLine]!, /^\/usr\/bin\/prlimit --nofile=1024 --nproc=512 --core=0 \/usr\/bin\/setsid \/usr\/bin\/env -i TMPDIR=\/tmp PATH=\/ \/usr\/bin\/setarch x86_64 -R \/usr\/bin\/setpriv --no-new-privs \/usr\/sbin\/chroot --userspec=200001:200001 --groups=200001 '\/var\/lib\/umlmon\/machines\/abc\/jail' \/linux 'mem=64M' 'root=\/dev\/ubda' <&3 3<&- &$/);
+    assert.equal(lines[kernelLine - 1], "exec 3<>'/var/lib/umlmon/machines/abc/console.in' || fail 'open the console FIFO' '/var/lib/umlmon/machines/abc/console.in'", 'the console FIFO is opened on fd 3 for the kernel: a background job gets /dev/null');
     assert.ok(kernelLine > last, 'the kernel starts after every step');
     assert.ok(lines.slice(kernelLine).some((l) => l.includes("'/var/lib/umlmon/machines/abc/monitor/exit-status'")), 'the monitor writes the wait status');
+    // Outside the kernel's chain: mount always, mkfifo on a machine's first start, nsenter only
+    // where the cgroup write is refused, mv once the kernel has exited.
+    const tools = Object.values(TOOLS);
+    const outside = lines.filter((_, i) => i !== kernelLine).flatMap((l) => l.split(/\s+/)).filter((word) => tools.includes(word));
+    assert.deepEqual(outside, ['/usr/bin/nsenter', '/usr/bin/mount', '/usr/bin/mkfifo', '/usr/bin/mv']);
+    assert.ok(!script.includes('mknod'), 'the device nodes come from the template');
+    const withoutTemplate = buildJailScript({
+      paths, who: { uid: 200001, gid: 200001 }, cgroupDirs: [], fstab: paths.jailFstab, makeDevices: true, kernelArgs: [], rlimits: { openFiles: 1024, processes: 512 }, tools: TOOLS,
+    }).split('\n');
+    const mounted = withoutTemplate.findIndex((l) => l.includes("fail 'mount the jail"));
+    const made = withoutTemplate.findIndex((l) => l.includes("fail 'make device nodes'"));
+    assert.ok(mounted >= 0 && made > mounted, 'without a template the nodes are made on the tmpfs, after it is mounted');
+    assert.match(withoutTemplate[made]!, /mknod -m 666 '\/var\/lib\/umlmon\/machines\/abc\/jail\/dev\/net\/tun' c 10 200/);
+  });
+
+  test('the fstab: memory tmpfs, devices, the shared directory and disk images, in order, read-only where they must be', () => {
+    const paths = machinePaths('/var/lib/umlmon', 'abc');
+    const fstab = buildJailFstab({
+      paths, who: { uid: 200001, gid: 200001 }, tmpfsBytes: 80 * MiB, sharedDir: '/var/lib/umlmon/shared',
+      binds: [{ source: "/img/it's a\\disk.img", target: `${paths.disksDir}/ubd0.base`, readOnly: true }, { source: '/img/rw.img', target: `${paths.disksDir}/ubd1.base`, readOnly: false }],
+      deviceTemplate: '/var/lib/umlmon/jail-files/dev',
+    });
+    const entries = fstab.trim().split('\n').filter((l) => !l.startsWith('#')).map((l) => l.split(' '));
+    assert.deepEqual(entries.map((e) => e.length), entries.map(() => 6), 'six fields each (no unescaped blank in a path)');
+    assert.deepEqual(entries[0], ['umlmon-mem', '/var/lib/umlmon/machines/abc/jail/tmp', 'tmpfs', 'size=83886080,uid=200001,gid=200001,mode=0700,nosuid,nodev', '0', '0']);
+    assert.deepEqual(entries[1], ['/var/lib/umlmon/jail-files/dev', '/var/lib/umlmon/machines/abc/jail/dev', 'none', 'bind,ro,nosuid,noexec', '0', '0']);
+    assert.deepEqual(entries[2], ['/var/lib/umlmon/shared', '/var/lib/umlmon/machines/abc/jail/shared', 'none', 'bind,ro', '0', '0']);
+    assert.deepEqual(entries[3]!.slice(0, 4), ["/img/it's\\040a\\134disk.img", '/var/lib/umlmon/machines/abc/jail/disks/ubd0.base', 'none', 'bind,ro']);
+    assert.equal(entries[4]![3], 'bind', 'a readWrite image is bound writable');
+    const noTemplate = buildJailFstab({ paths, who: { uid: 200001, gid: 200001 }, tmpfsBytes: 80 * MiB, sharedDir: '/s', binds: [], deviceTemplate: undefined });
+    assert.match(noTemplate, /^umlmon-dev \/var\/lib\/umlmon\/machines\/abc\/jail\/dev tmpfs size=64k,mode=0755,nosuid,noexec 0 0$/m);
+    assert.equal(fstabPath('a b\tc\nd\\e'), 'a\\040b\\011c\\012d\\134e');
+  });
+
+  test('the fstab mounts as written: tmpfs owned by the machine, device nodes of its own, binds read-only, in a namespace of its own', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'umlmon-fstab-'));
+    try {
+      const paths = machinePaths(dir, 'abc');
+      for (const d of [paths.tmpDir, paths.sharedMount, paths.disksDir, paths.devDir]) mkdirSync(d, { recursive: true });
+      const template = join(dir, 'jail-files', 'dev');
+      let made = 0;
+      const exec = async (script: string): Promise<void> => { made += 1; execFileSync('sh', ['-ec', script]); };
+      assert.equal(await ensureDeviceTemplate(template, exec), true, 'nodes usable where the test runs');
+      assert.equal(await ensureDeviceTemplate(template, exec), true);
+      assert.equal(made, 1, 'made once, found the next time');
+      const shared = join(dir, 'shared dir');
+      mkdirSync(shared);
+      writeFileSync(join(shared, 'f'), 'shared');
+      const image = join(dir, 'an image');
+      writeFileSync(image, 'disk');
+      writeFileSync(join(paths.disksDir, 'ubd0.base'), '');
+      const fstab = join(dir, 'fstab');
+      writeFileSync(fstab, buildJailFstab({
+        paths, who: { uid: 200001, gid: 200001 }, tmpfsBytes: 4 * MiB, sharedDir: shared,
+        binds: [{ source: image, target: join(paths.disksDir, 'ubd0.base'), readOnly: true }], deviceTemplate: template,
+      }));
+      const probe = [
+        `mount -a --fstab ${shellQuote(fstab)}`,
+        `stat -c '%u %a' ${shellQuote(paths.tmpDir)}`,
+        `cat ${shellQuote(join(paths.sharedMount, 'f'))} ${shellQuote(join(paths.disksDir, 'ubd0.base'))}; echo`,
+        `touch ${shellQuote(join(paths.sharedMount, 'g'))} 2>/dev/null && echo shared-writable || echo shared-read-only`,
+        `echo x 2>/dev/null > ${shellQuote(join(paths.disksDir, 'ubd0.base'))} && echo image-writable || echo image-read-only`,
+        `head -c 4 ${shellQuote(join(paths.devDir, 'urandom'))} | wc -c; echo ok > ${shellQuote(join(paths.devDir, 'null'))} && echo null-ok`,
+        `stat -c '%F %a %t:%T' ${shellQuote(join(paths.devDir, 'net', 'tun'))}`,
+        `touch ${shellQuote(join(paths.devDir, 'x'))} 2>/dev/null && echo dev-writable || echo dev-read-only`,
+      ].join('\n');
+      const out = execFileSync('unshare', ['--mount', '--propagation', 'private', 'sh', '-ec', probe], { encoding: 'utf8' });
+      assert.deepEqual(out.trim().split('\n'), ['200001 700', 'shareddisk', 'shared-read-only', 'image-read-only', '4', 'null-ok', 'character special file 666 a:c8', 'dev-read-only']);
+      assert.ok(!existsSync(join(paths.devDir, 'null')), 'outside the namespace nothing is mounted');
+      // A source that is gone: the script stops at its mount step, and the log names the step,
+      // the fstab, and mount's own reason with the entry's path.
+      writeFileSync(fstab, `${join(dir, 'gone.img')} ${fstabPath(join(paths.disksDir, 'ubd0.base'))} none bind,ro 0 0\n`);
+      const script = buildJailScript({ paths, who: { uid: 200001, gid: 200001 }, cgroupDirs: [], fstab, makeDevices: false, kernelArgs: [], rlimits: { openFiles: 1024, processes: 512 }, tools: { ...TOOLS, mount: 'mount' } });
+      const mountStep = script.split('\n').filter((l) => l.startsWith('fail()') || l.includes('mount -a')).join('\n');
+      const failed = spawnSync('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', mountStep], { encoding: 'utf8' });
+      assert.equal(failed.status, 111);
+      assert.match(failed.stderr, new RegExp(`gone\\.img`));
+      assert.match(failed.stderr, new RegExp(`step 'mount the jail \\(tmpfs, devices, shared directory, disk images\\)' failed for ${fstab}`));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('the monitor: writes the kernel\'s pid, waits, and writes its wait status (exit code, or 128+signal)', () => {
@@ -260,9 +342,7 @@ describe('jail', () => {
     try {
       const paths = { ...machinePaths('/var/lib/umlmon', 'abc'), kernelPidFile: join(dir, 'kernel.pid'), exitStatusFile: join(dir, 'exit-status') };
       const script = buildJailScript({
-        paths, who: { uid: 200001, gid: 200001 }, tmpfsBytes: 80 * MiB, cgroupDirs: [], sharedDir: '/var/lib/umlmon/shared',
-        binds: [], kernelArgs: [], rlimits: { openFiles: 1024, processes: 512 },
-        tools: { env: '/usr/bin/env', setarch: '/usr/bin/setarch', setpriv: '/usr/bin/setpriv', chroot: '/usr/sbin/chroot', setsid: '/usr/bin/setsid' },
+        paths, who: { uid: 200001, gid: 200001 }, cgroupDirs: [], fstab: paths.jailFstab, makeDevices: false, kernelArgs: [], rlimits: { openFiles: 1024, processes: 512 }, tools: TOOLS,
       });
       const lines = script.trim().split('\n');
       const monitor = lines.slice(lines.findIndex((l) => l.includes(' /linux ')) + 1).join('\n');
@@ -296,14 +376,12 @@ test('joining a cgroup: the plain write when allowed, the host cgroup namespace 
     const paths = machinePaths('/var/lib/umlmon', 'abc');
     const joinLines = (cgroupDir: string): string => {
       const script = buildJailScript({
-        paths, who: { uid: 200001, gid: 200001 }, tmpfsBytes: 80 * MiB, cgroupDirs: [cgroupDir], sharedDir: '/var/lib/umlmon/shared',
-        binds: [], kernelArgs: [], rlimits: { openFiles: 1024, processes: 512 },
-        tools: { env: '/usr/bin/env', setarch: '/usr/bin/setarch', setpriv: '/usr/bin/setpriv', chroot: '/usr/sbin/chroot', setsid: '/usr/bin/setsid' },
+        paths, who: { uid: 200001, gid: 200001 }, cgroupDirs: [cgroupDir], fstab: paths.jailFstab, makeDevices: false, kernelArgs: [], rlimits: { openFiles: 1024, processes: 512 }, tools: TOOLS,
       });
       const lines = script.split('\n');
       return [lines.find((l) => l.startsWith('fail()'))!, ...lines.filter((l) => l.includes("fail 'join cgroup'"))].join('\n');
     };
-    assert.match(joinLines(dir), /\|\| nsenter --target 1 --cgroup sh -c "echo \$\$ > '[^']+\/cgroup\.procs'"/);
+    assert.match(joinLines(dir), /\|\| \/usr\/bin\/nsenter --target 1 --cgroup \/bin\/sh -c "echo \$\$ > '[^']+\/cgroup\.procs'"/);
     // Allowed: the shell writes its own pid (the pid that then execs the kernel).
     const out = execFileSync('sh', ['-c', `${joinLines(dir)}\necho "pid $$"`], { encoding: 'utf8' });
     assert.equal(readFileSync(join(dir, 'cgroup.procs'), 'utf8').trim(), /pid (\d+)/.exec(out)?.[1]);
