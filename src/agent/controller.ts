@@ -11,7 +11,7 @@ import { errorText } from '../runtime/errors.ts';
 import type { MachineSnapshot, Runtime, RuntimeEvent } from '../runtime/types.ts';
 import { BackupScheduler } from './backups.ts';
 import type { CoreMetrics } from './core-metrics.ts';
-import { gracePeriodMsFromLabels, keyFromLabels } from './machine-config.ts';
+import { keyFromLabels } from './machine-config.ts';
 import { describeExit, isAlive } from './plan.ts';
 import { TerminalError, type Reconciler } from './reconcile.ts';
 import { keyOf, type EventType, type MachineKey, type MachineSource } from './source.ts';
@@ -46,6 +46,7 @@ export class Controller {
   #unsubscribe: (() => void) | undefined;
   #workers: Promise<void> | undefined;
   #timers: NodeJS.Timeout[] = [];
+  readonly #changeWaiters = new Set<() => void>();
   #adopted = false;
   #started = false;
   #stopped = false;
@@ -60,6 +61,11 @@ export class Controller {
     // A machine waiting for a readWrite image another one has is looked at again whenever a
     // machine lets go of disks (the holder's own exit comes as a runtime event, below).
     this.#reconciler.onDisksReleased(() => this.#wakeDiskWaiters());
+    // A stop runs beside the workers; when it ends, its key's next pass acts on the result.
+    this.#reconciler.onStopDone((key) => {
+      this.queue.add(key);
+      this.#changed();
+    });
     this.queue = new WorkQueue({ onDepth: (d) => this.#metrics?.workqueueDepth.set(d), ...(deps.clock ? { clock: deps.clock } : {}) });
     this.#backups = new BackupScheduler((key) => {
       this.#reconciler.markBackupDue(key);
@@ -164,6 +170,7 @@ export class Controller {
     }
     const machine = this.#source.get(key);
     this.#backups.sync(key, machine && machine.metadata.deletionTimestamp === undefined ? machine.spec.backup?.schedule : undefined);
+    this.#changed();
   }
 
   #reportAdopted(adopted: MachineSnapshot[]): void {
@@ -178,6 +185,7 @@ export class Controller {
   }
 
   #onRuntimeEvent(e: RuntimeEvent): void {
+    this.#changed();
     const m = this.#runtime.get(e.id);
     const key = keyFromLabels(m?.config.labels);
     if (!key) {
@@ -246,51 +254,42 @@ export class Controller {
 
   /**
    * Shuts every guest down gracefully (each with its own grace period, at most the timeout),
-   * then forces the ones still there. Nothing is started or restarted from here on; a start
-   * already in flight when the drain began is caught by the next round.
+   * then forces the ones still there. Drain is a desired state: from here on every pass plans
+   * its machine's stop (plan.ts, planDrain) and nothing starts; the stops run beside each other
+   * (not one per worker), and this waits, woken by their ends and the kernels' exits, until no
+   * guest is left and every status is written. A start already in flight when the drain began
+   * is stopped by the pass its boot brings.
    */
   async drain(timeoutMs: number): Promise<void> {
-    this.#reconciler.setDraining(true);
     const deadline = Date.now() + timeoutMs;
+    this.#reconciler.beginDrain(deadline);
     this.#logger.info({ machines: this.#runtime.list().filter(isAlive).length, timeoutMs }, 'draining: shutting every guest down');
-    const stops = new Map<string, Promise<void>>();
-    for (;;) {
-      for (const m of this.#runtime.list()) {
-        if (isAlive(m) && !stops.has(m.id)) stops.set(m.id, this.#drainOne(m, deadline));
-      }
-      await Promise.all(stops.values());
-      const idle = this.queue.processing === 0 && !this.#runtime.list().some(isAlive);
-      // Past the deadline (plus what a forced stop takes), stop looking: the node is going down.
-      if (idle || Date.now() > deadline + 15_000) break;
-      for (const [id] of stops) if (isAlive(this.#runtime.get(id))) stops.delete(id);
-      await new Promise((r) => setTimeout(r, 50));
+    // Past the deadline, plus what a forced stop takes, stop waiting: the node is going down.
+    const giveUp = deadline + 15_000;
+    const settled = (): boolean => this.queue.length === 0 && this.queue.processing === 0 && this.#reconciler.stopsInFlight() === 0;
+    while (Date.now() < giveUp) {
+      this.enqueueAll();
+      while (!settled() && Date.now() < giveUp) await this.#nextChange(Math.min(1000, giveUp - Date.now()));
+      if (!this.#runtime.list().some(isAlive)) break;
+      await this.#nextChange(Math.min(1000, giveUp - Date.now()));
     }
-    // Let the status of the drained machines be written (bounded: the node is going down).
-    const settle = Date.now() + 5_000;
-    while ((this.queue.length > 0 || this.queue.processing > 0) && Date.now() < settle) await new Promise((r) => setTimeout(r, 50));
   }
 
-  async #drainOne(m: MachineSnapshot, deadline: number): Promise<void> {
-    const key = keyFromLabels(m.config.labels);
-    if (key) this.#event(key, 'Normal', 'Stopping', 'the node is being drained: ctrl-alt-del, then halt');
-    this.#reconciler.markStoppingByAgent(m.id, true);
-    try {
-      const grace = Math.max(0, Math.min(gracePeriodMsFromLabels(m.config.labels), deadline - Date.now()));
-      if (m.state === 'paused') await this.#runtime.resume(m.id).catch(() => {});
-      await this.#runtime.stop(m.id, { gracePeriodMs: grace });
-    } catch (error) {
-      this.#logger.warn({ machine: key ?? m.name, err: errorText(error) }, 'graceful stop failed during drain; forcing');
-      await this.#runtime.stop(m.id, { gracePeriodMs: 0 }).catch((e: unknown) => {
-        this.#logger.error({ machine: key ?? m.name, err: errorText(e) }, 'forced stop failed during drain');
-      });
-    } finally {
-      this.#reconciler.markStoppingByAgent(m.id, false);
-    }
-    const exit = this.#runtime.get(m.id)?.exit;
-    if (key) {
-      this.#event(key, 'Normal', 'Stopped', exit ? `drained: ${describeExit(exit)}` : 'drained');
-      this.queue.add(key);
-    }
+  /** Resolves at the next finished pass, finished stop or runtime event, or after ms. */
+  #nextChange(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const wake = (): void => {
+        clearTimeout(timer);
+        this.#changeWaiters.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, Math.max(0, ms));
+      this.#changeWaiters.add(wake);
+    });
+  }
+
+  #changed(): void {
+    for (const wake of [...this.#changeWaiters]) wake();
   }
 
   /** Stops watching and the workers; in-flight passes finish. Guests keep running. */

@@ -44,8 +44,10 @@ export interface PlanInput {
   now: number;
   /** The source's initial list is cached (and no relist is in progress). */
   sourceSynced: boolean;
-  /** The node is being drained: nothing is started or restarted. */
+  /** The node is being drained: every live machine is shut down, nothing is started or restarted. */
   draining: boolean;
+  /** When the drain gives up waiting (ms since the epoch): no grace period runs past it. */
+  drainDeadline?: number;
   /** undefined: no object for this key (deleted, or never existed). */
   desired: DesiredMachine | undefined;
   /** The runtime machine with the desired id, if any. */
@@ -83,7 +85,7 @@ export interface PlanInput {
   imageHolders?: ImageHolder[];
 }
 
-export type StopReason = 'desired' | 'deleting' | 'orphan' | 'restart';
+export type StopReason = 'desired' | 'deleting' | 'orphan' | 'restart' | 'drain';
 
 export type Action =
   | { type: 'addFinalizer' }
@@ -182,6 +184,10 @@ export function plan(input: PlanInput): Plan {
     planDeletion(input, desired, result);
     return result;
   }
+  if (input.draining) {
+    planDrain(input, desired, result);
+    return result;
+  }
   const spec = desired.spec;
   if (!spec.valid) {
     // Touch nothing: the guest keeps running as it was last configured. Watch an unreachable
@@ -211,6 +217,25 @@ function planStrays(input: PlanInput, result: Plan): void {
     if (isAlive(m)) result.actions.push(...stopActions(m, input.orphanGracePeriodMs, 'orphan'));
     result.actions.push({ type: 'remove', id: m.id });
   }
+}
+
+/**
+ * The node is going down: a live guest is shut down (its own grace period, cut to what is left
+ * of the drain's), whatever its spec says, and nothing starts. Drain is a desired state like
+ * any other: its stops are the same stop actions, run by the same executor.
+ */
+function planDrain(input: PlanInput, desired: DesiredMachine, result: Plan): void {
+  const { actual } = input;
+  result.waiting = { reason: 'Draining', message: 'the node is being drained: no machine is started' };
+  if (input.backupDue) result.backupSkipped = 'the node is being drained';
+  if (actual?.state === 'stopping') {
+    result.requeueAfterMs = minDelay(result.requeueAfterMs, TRANSITION_REQUEUE_MS);
+    return;
+  }
+  if (!isAlive(actual)) return;
+  const own = desired.spec.valid ? desired.spec.gracePeriodMs : input.orphanGracePeriodMs;
+  const left = input.drainDeadline !== undefined ? Math.max(0, input.drainDeadline - input.now) : own;
+  result.actions.push(...stopActions(actual, Math.min(own, left), 'drain'));
 }
 
 /** Graceful stop → remove the jail and private COW files → remove the finalizer. */
@@ -309,10 +334,6 @@ function planValid(input: PlanInput, desired: DesiredMachine, spec: ValidSpec, r
 function planStart(input: PlanInput, spec: ValidSpec, result: Plan, addFinalizer: () => void): void {
   const { actual } = input;
   if (input.backupDue) result.backupSkipped = 'the guest is not running';
-  if (input.draining) {
-    result.waiting = { reason: 'Draining', message: 'the node is being drained: no machine is started' };
-    return;
-  }
   const inUse = diskInUse(spec.config.disks, input.imageHolders);
   if (inUse !== undefined) {
     // Not started now, nor counted as a crash: it starts when the other machine lets go (the

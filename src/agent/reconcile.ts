@@ -134,10 +134,18 @@ export class Reconciler {
   readonly #memory = new Map<MachineKey, KeyMemory>();
   /** When each machine id was asked to start, for the boot-time histogram. */
   readonly #startRequested = new Map<string, number>();
-  /** Ids the agent is stopping: their exit is not news. */
-  readonly #stopping = new Set<string>();
-  #draining = false;
+  /**
+   * The stops in flight, by machine id. A stop runs beside the workers, not in one: it takes
+   * up to a grace period, and a hundred guests stopping at once (a drain) would otherwise wait
+   * for each other in batches of the worker count. Until it has finished (the kernel gone, its
+   * process group and cgroup with it) the machine counts as stopping, so no pass starts it
+   * again under the stop's cleanup.
+   */
+  readonly #stops = new Map<string, { key: MachineKey }>();
+  /** The drain's deadline (ms since the epoch) while the node is being drained. */
+  #drainDeadline: number | undefined;
   #disksReleased: () => void = () => {};
+  #stopDone: (key: MachineKey) => void = () => {};
 
   constructor(options: ReconcilerOptions, deps: ReconcilerDeps) {
     this.#options = options;
@@ -153,17 +161,28 @@ export class Reconciler {
     this.#disksReleased = listener;
   }
 
+  /** Called when a stop has finished, well or not: the key's next pass acts on it. */
+  onStopDone(listener: (key: MachineKey) => void): void {
+    this.#stopDone = listener;
+  }
+
+  /** Stops in flight now. */
+  stopsInFlight(): number {
+    return this.#stops.size;
+  }
+
   /** Keys whose machine waits for a disk another machine has (condition DevicesSynced, DiskInUse). */
   keysWaitingForDisks(): MachineKey[] {
     return [...this.#memory.entries()].filter(([, m]) => m.diskInUseReported !== undefined).map(([key]) => key);
   }
 
-  setDraining(draining: boolean): void {
-    this.#draining = draining;
+  /** From now on every pass shuts its machine down (plan.ts, planDrain), no grace period past the deadline. */
+  beginDrain(deadline: number): void {
+    this.#drainDeadline = deadline;
   }
 
   isDraining(): boolean {
-    return this.#draining;
+    return this.#drainDeadline !== undefined;
   }
 
   /** A scheduled backup is due: the next pass runs it. */
@@ -173,13 +192,12 @@ export class Reconciler {
 
   /** True while the agent itself is stopping this machine (its exit is expected). */
   isStoppingByAgent(id: string): boolean {
-    return this.#stopping.has(id);
+    return this.#stops.has(id);
   }
 
-  /** Marks a stop the agent does outside a pass (drain), so that the exit is not reported as news. */
-  markStoppingByAgent(id: string, stopping: boolean): void {
-    if (stopping) this.#stopping.add(id);
-    else this.#stopping.delete(id);
+  /** The runtime's view, except that a machine whose stop has not finished is still stopping. */
+  #withStops(m: MachineSnapshot | undefined): MachineSnapshot | undefined {
+    return m !== undefined && m.state === 'exited' && this.#stops.has(m.id) ? { ...m, state: 'stopping' } : m;
   }
 
   /** The time a start of this machine was requested, consumed by the first 'booted' event. */
@@ -250,7 +268,7 @@ export class Reconciler {
       desired = { ...desired, hasFinalizer: true };
     }
     // One snapshot of the node per pass: this key's machines, and the others' disks.
-    const onNode = this.#runtime.list();
+    const onNode = this.#runtime.list().map((m) => this.#withStops(m)!);
     const machines = this.machinesOf(key, desired?.id, onNode);
     if (memory.terminalAt !== undefined && memory.terminalAt === this.#fingerprint(key, desired?.id)) return { kind: 'done' };
     memory.terminalAt = undefined;
@@ -278,7 +296,8 @@ export class Reconciler {
       now,
       ...(restartRequestedAt !== undefined ? { restartRequestedAt } : {}),
       sourceSynced: this.#source.synced(),
-      draining: this.#draining,
+      draining: this.#drainDeadline !== undefined,
+      ...(this.#drainDeadline !== undefined ? { drainDeadline: this.#drainDeadline } : {}),
       desired,
       actual: actual ?? orphan,
       strays,
@@ -304,6 +323,9 @@ export class Reconciler {
         failure = { error, what: action.type, devices: DEVICE_ACTIONS.has(action.type) };
         break;
       }
+      // A stop has only begun: what the plan has after it (remove, the finalizer) is the next
+      // pass's, once the stop has finished and told the controller.
+      if (action.type === 'stop') break;
     }
 
     if (failure && machine) {
@@ -322,7 +344,7 @@ export class Reconciler {
     }
 
     if (!finalizerRemoved) {
-      const after = this.#runtime.get(desired.id);
+      const after = this.#withStops(this.#runtime.get(desired.id));
       const status = buildStatus({
         now: this.#now(),
         nodeName: this.#options.nodeName,
@@ -364,6 +386,34 @@ export class Reconciler {
   objectUnchangedSinceLastPass(key: MachineKey): boolean {
     const seen = this.#memory.get(key)?.objectSeen;
     return seen !== undefined && seen === objectFingerprint(this.#source.get(key));
+  }
+
+  /**
+   * Runs one stop to its end beside the workers (see #stops), then reports it and hands the key
+   * back to the controller. A stop that fails is reported the same way; the next pass sees the
+   * machine as the runtime left it.
+   */
+  #beginStop(action: Extract<Action, { type: 'stop' }>, key: MachineKey, event: (type: EventType, reason: string, message: string) => void, log: Logger): void {
+    if (this.#stops.has(action.id)) return;
+    this.#stops.set(action.id, { key });
+    void this.#runtime.stop(action.id, { gracePeriodMs: action.gracePeriodMs }).then(
+      () => {
+        const exit = this.#runtime.get(action.id)?.exit;
+        // Asked for (state Stopped, or a restart): the next pass starts it again only if wanted,
+        // and never counts it as a crash.
+        const memory = this.#memory.get(key);
+        if ((action.reason === 'desired' || action.reason === 'restart') && exit && memory) memory.acknowledgedExitAt = exit.at.getTime();
+        this.#disksReleased();
+        event('Normal', 'Stopped', exit ? `the guest is down: ${describeExit(exit)}` : 'the guest is down');
+      },
+      (error: unknown) => {
+        log.warn({ err: errorText(error) }, 'stop failed');
+        event('Warning', 'Failed', `stop failed: ${errorText(error)}`);
+      },
+    ).finally(() => {
+      this.#stops.delete(action.id);
+      this.#stopDone(key);
+    });
   }
 
   /** The object and its machines, as far as a terminal error depends on them. */
@@ -443,20 +493,12 @@ export class Reconciler {
         return;
       }
       case 'stop': {
-        const why = { desired: 'state is Stopped', deleting: 'the machine is being deleted', orphan: 'its object is gone', restart: `a restart was asked for (${RESTART_REQUEST_ANNOTATION})` }[action.reason];
+        const why = {
+          desired: 'state is Stopped', deleting: 'the machine is being deleted', orphan: 'its object is gone',
+          restart: `a restart was asked for (${RESTART_REQUEST_ANNOTATION})`, drain: 'the node is being drained',
+        }[action.reason];
         event('Normal', 'Stopping', `shutting the guest down (${why}): ctrl-alt-del, then halt after ${Math.round(action.gracePeriodMs / 1000)} s`);
-        this.#stopping.add(action.id);
-        try {
-          await rt.stop(action.id, { gracePeriodMs: action.gracePeriodMs });
-        } finally {
-          this.#stopping.delete(action.id);
-        }
-        const exit = rt.get(action.id)?.exit;
-        // Asked for (state Stopped, or a restart): the next pass starts it again only if wanted,
-        // and never counts it as a crash.
-        if ((action.reason === 'desired' || action.reason === 'restart') && exit) memory.acknowledgedExitAt = exit.at.getTime();
-        this.#disksReleased();
-        event('Normal', 'Stopped', exit ? `the guest is down: ${describeExit(exit)}` : 'the guest is down');
+        this.#beginStop(action, key, event, log);
         return;
       }
       case 'remove':

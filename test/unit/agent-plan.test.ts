@@ -113,6 +113,10 @@ describe('plan: desired state', () => {
     { name: 'Stopped, nothing → nothing, no finalizer needed', in: { desired: desired({ state: 'Stopped', hasFinalizer: false }) }, actions: [] },
     { name: 'draining: nothing is started', in: { draining: true }, actions: [], waiting: 'Draining' },
     { name: 'draining: no restart either', in: { draining: true, actual: exited({ code: 1 }) }, actions: [], waiting: 'Draining' },
+    { name: 'draining: a running guest → graceful stop, whatever its spec', in: { draining: true, actual: actual('running') }, actions: ['stop'], waiting: 'Draining' },
+    { name: 'draining: a paused one → resume, then stop', in: { draining: true, desired: desired({ state: 'Paused' }), actual: actual('paused') }, actions: ['resume', 'stop'], waiting: 'Draining' },
+    { name: 'draining: a starting one → stop (cad, or halt before the boot)', in: { draining: true, actual: actual('starting') }, actions: ['stop'], waiting: 'Draining' },
+    { name: 'draining: stopping → wait', in: { draining: true, actual: actual('stopping') }, actions: [], requeue: 2000, waiting: 'Draining' },
   ];
   for (const c of cases) {
     it(c.name, () => {
@@ -122,6 +126,15 @@ describe('plan: desired state', () => {
       assert.equal(p.waiting?.reason, c.waiting);
     });
   }
+
+  it('a drain stops with the guest\'s own grace period, cut to what is left of the drain', () => {
+    const running = actual('running');
+    assert.deepEqual(plan(input({ draining: true, drainDeadline: NOW + 60_000, actual: running })).actions, [{ type: 'stop', id: ID, gracePeriodMs: 30_000, reason: 'drain' }]);
+    assert.deepEqual(plan(input({ draining: true, drainDeadline: NOW + 5_000, actual: running })).actions, [{ type: 'stop', id: ID, gracePeriodMs: 5_000, reason: 'drain' }]);
+    assert.deepEqual(plan(input({ draining: true, drainDeadline: NOW - 1, actual: running })).actions, [{ type: 'stop', id: ID, gracePeriodMs: 0, reason: 'drain' }]);
+    assert.deepEqual(plan(input({ draining: true, desired: desired({ invalid: true }), actual: running, orphanGracePeriodMs: 7_000 })).actions, [{ type: 'stop', id: ID, gracePeriodMs: 7_000, reason: 'drain' }], 'an invalid spec does not keep a guest up through a drain');
+    assert.equal(plan(input({ draining: true, actual: running, backupDue: true })).backupSkipped, 'the node is being drained');
+  });
 
   it('stops with the spec grace period and the reason', () => {
     const p = plan(input({ desired: desired({ state: 'Stopped' }), actual: actual('running') }));
