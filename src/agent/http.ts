@@ -1,9 +1,9 @@
 // The agent's HTTP endpoint on config.listen: /healthz (the process answers), /readyz (the
 // agent is ready: its machine cache is synced and the runtime has adopted what runs on the
 // node) and /metrics (Prometheus text format). Nothing else: no control operations over HTTP.
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { cpuUsage, memoryUsage } from 'node:process';
+import { http } from '../builtins.ts';
 import type { Logger } from 'pino';
 import type { ListenAddress } from './config.ts';
 import { METRICS_CONTENT_TYPE, type Registry } from './metrics.ts';
@@ -34,10 +34,10 @@ function processMetrics(metrics: Registry): () => void {
   const started = metrics.gauge('process_start_time_seconds', 'Start time of the agent process since the Unix epoch in seconds.');
   started.set(Math.round(Date.now() / 1000 - process.uptime()));
   return () => {
-    const m = memoryUsage();
+    const m = process.memoryUsage();
     rss.set(m.rss);
     heap.set(m.heapUsed);
-    const c = cpuUsage();
+    const c = process.cpuUsage();
     cpu.set((c.user + c.system) / 1e6);
   };
 }
@@ -45,7 +45,7 @@ function processMetrics(metrics: Registry): () => void {
 export function startHealthServer(opts: HealthServerOptions): Promise<HealthServer> {
   const log = opts.logger.child({ component: 'http' });
   const refresh = processMetrics(opts.metrics);
-  const server: Server = createServer((req, res) => {
+  const server: Server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain' }).end('method not allowed\n');

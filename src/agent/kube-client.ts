@@ -8,8 +8,9 @@
 // auth-provider plugins are refused with a clear error) or from in-cluster service-account
 // files, whose bound token is re-read as the kubelet rotates it.
 import { readFileSync } from 'node:fs';
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
+import type { Agent as HttpAgent, IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { http } from '../builtins.ts';
 import { dirname, resolve } from 'node:path';
 import { parse } from 'yaml';
 
@@ -102,7 +103,7 @@ export class KubeClient {
       ...(access.tlsServerName !== undefined ? { servername: access.tlsServerName } : {}),
       rejectUnauthorized: access.insecureSkipTlsVerify !== true,
     };
-    this.#agent = this.server.protocol === 'http:' ? new HttpAgent({ keepAlive: true }) : new HttpsAgent(tls);
+    this.#agent = this.server.protocol === 'http:' ? new http.Agent({ keepAlive: true }) : new HttpsAgent(tls);
   }
 
   #authorization(): string | undefined {
@@ -120,7 +121,7 @@ export class KubeClient {
 
   #send(method: string, path: string, body: string | undefined, contentType: string | undefined, onResponse: (res: IncomingMessage) => void, onError: (err: Error) => void) {
     const auth = this.#authorization();
-    const req = (this.server.protocol === 'http:' ? httpRequest : httpsRequest)({
+    const req = (this.server.protocol === 'http:' ? http.request : httpsRequest)({
       protocol: this.server.protocol, hostname: this.server.hostname, port: this.server.port, method,
       path: `${this.server.pathname.replace(/\/$/, '')}${path}`, agent: this.#agent,
       headers: {

@@ -3,13 +3,13 @@
 import { execFile } from 'node:child_process';
 import { mkdirSync, statSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { promisify } from 'node:util';
+import { util } from '../builtins.ts';
 import { describeMachine, errorText } from './errors.ts';
 import { within, type OperationContext } from './machine.ts';
 import { MconsoleError } from './mconsole/index.ts';
 import type { BackupResult } from './types.ts';
 
-const execFileAsync = promisify(execFile);
+const execFileAsync = util.promisify(execFile);
 
 export interface BackupFile {
   disk: string;

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, constants as fsConstants, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve, sep } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { promisify } from 'node:util';
+import { util } from '../builtins.ts';
 import { SharedAllocations } from './allocations.ts';
 import { backupMachine } from './backup.ts';
 import { createMachineCgroup, removeEmptyCgroupParent, removeMachineCgroup } from './cgroup.ts';
@@ -39,7 +39,7 @@ import { configProblems, diskProblems } from './validate.ts';
 const MiB = 1024 * 1024;
 
 const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
-const execFileAsync = promisify(execFile);
+const execFileAsync = util.promisify(execFile);
 
 const silentLogger: RuntimeLogger = { info() {}, warn() {}, error() {}, debug() {} };
 

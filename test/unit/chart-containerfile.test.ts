@@ -161,7 +161,7 @@ test('the compiled agent runs from /app layout: entrypoint, subcommands, and the
   symlinkSync(join(REPO_ROOT, 'node_modules'), join(app, 'node_modules'));
 
   // Every source module is compiled to where its relative imports expect it, with .js imports.
-  const sources = listFiles(join(REPO_ROOT, 'src')).filter((f) => f.endsWith('.ts')).map((f) => relative(join(REPO_ROOT, 'src'), f).replace(/\.ts$/, '.js'));
+  const sources = listFiles(join(REPO_ROOT, 'src')).filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts')).map((f) => relative(join(REPO_ROOT, 'src'), f).replace(/\.ts$/, '.js'));
   for (const js of sources) assert.ok(existsSync(join(app, 'dist', js)), `dist/${js} missing`);
   for (const js of listFiles(join(app, 'dist')).filter((f) => f.endsWith('.js'))) {
     assert.doesNotMatch(readFileSync(js, 'utf8'), /(from\s+|import\()\s*['"]\.{1,2}\/[^'"]*\.ts['"]/, `${relative(app, js)} imports a .ts file`);
