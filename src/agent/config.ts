@@ -3,9 +3,10 @@
 // one before. Loading is a pure function of (argv, env, readFile, hostname) so that every rule
 // here is unit-tested; the file is checked with ajv against CONFIG_SCHEMA, and every problem
 // names the key (or variable, or flag) to fix.
-import { parseArgs } from 'node:util';
+import { util } from '../builtins.ts';
 import { isAbsolute, join, resolve } from 'node:path';
-import { Ajv, type ErrorObject } from 'ajv';
+import type { ErrorObject } from 'ajv';
+import validateConfigFile from './config-validator.generated.ts';
 import { parse as parseYaml } from 'yaml';
 import { parseQuantity } from '../api/quantity.ts';
 import type { KernelEntry } from './machine-config.ts';
@@ -225,10 +226,12 @@ export const CONFIG_FLAGS_HELP = [
   '  -v, --verbose                same as --log-level debug',
 ].join('\n');
 
-let compiled: ReturnType<Ajv['compile']> | undefined;
+/** How the config file's validator is compiled; it is generated ahead of time (src/api/schema-compile.ts). */
+export const CONFIG_SCHEMA_OPTIONS = { allErrors: true, strict: true, allowUnionTypes: true } as const;
+
 function validateFile(raw: unknown): ErrorObject[] {
-  compiled ??= new Ajv({ allErrors: true, strict: true, allowUnionTypes: true }).compile(CONFIG_SCHEMA);
-  return compiled(raw) ? [] : [...(compiled.errors ?? [])];
+  const validate = validateConfigFile as unknown as { (data: unknown): boolean; errors?: ErrorObject[] | null };
+  return validate(raw) ? [] : [...(validate.errors ?? [])];
 }
 
 /** "/kernels/default/path" → "kernels.default.path"; the root is "(top level)". */
@@ -338,7 +341,7 @@ function errMessage(err: unknown): string {
 export function loadConfig(input: LoadConfigInput): LoadConfigResult {
   const errors: string[] = [];
 
-  const options: NonNullable<Parameters<typeof parseArgs>[0]>['options'] = {
+  const options: NonNullable<Parameters<typeof util.parseArgs>[0]>['options'] = {
     config: { type: 'string', short: 'f' },
     verbose: { type: 'boolean', short: 'v' },
     kernel: { type: 'string', multiple: true },
@@ -347,7 +350,7 @@ export function loadConfig(input: LoadConfigInput): LoadConfigResult {
   };
   let parsed: { values: Record<string, unknown>; positionals: string[] };
   try {
-    parsed = parseArgs({ args: input.argv, options, allowPositionals: input.allowPositionals ?? false, strict: true }) as typeof parsed;
+    parsed = util.parseArgs({ args: input.argv, options, allowPositionals: input.allowPositionals ?? false, strict: true }) as typeof parsed;
   } catch (err) {
     return { ok: false, errors: [errMessage(err)] };
   }

@@ -3,8 +3,7 @@
 // server does with it: prune unknown fields, apply defaults, then check the structure (ajv,
 // compiled from the same schema with the Kubernetes extensions translated).
 import { readFileSync } from 'node:fs';
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import addFormatsModule from 'ajv-formats';
+import type { ErrorObject, ValidateFunction } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 
 /**
@@ -147,7 +146,8 @@ export function applyDefaults(value: unknown, schema: StructuralSchema): void {
 export function toAjvSchema(schema: StructuralSchema): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(schema)) {
-    if (key.startsWith('x-kubernetes-') || key === 'nullable' || key === 'default') continue;
+    // Descriptions are for people: left out, they cost the compiled validator nothing to hold.
+    if (key.startsWith('x-kubernetes-') || key === 'nullable' || key === 'default' || key === 'description') continue;
     if (key === 'properties') {
       out.properties = Object.fromEntries(Object.entries(value as Record<string, StructuralSchema>).map(([k, v]) => [k, toAjvSchema(v)]));
     } else if (key === 'items' || (key === 'additionalProperties' && typeof value === 'object')) {
@@ -164,28 +164,6 @@ export function toAjvSchema(schema: StructuralSchema): Record<string, unknown> {
   return out;
 }
 
-const INT32 = { type: 'number', validate: (n: number) => Number.isInteger(n) && n >= -(2 ** 31) && n < 2 ** 31 } as const;
-const INT64 = { type: 'number', validate: (n: number) => Number.isInteger(n) } as const;
-
 export type SchemaValidator = ValidateFunction;
-
-/** Compiles a validator for a structural schema; all errors are reported, not just the first. */
-export function compileSchema(schema: StructuralSchema): SchemaValidator {
-  const ajv = new Ajv({ allErrors: true, strict: true, strictRequired: false, allowUnionTypes: true });
-  const addFormats = addFormatsModule as unknown as (ajv: Ajv, formats: string[]) => Ajv;
-  addFormats(ajv, ['date-time']);
-  ajv.addFormat('int32', INT32);
-  ajv.addFormat('int64', INT64);
-  // Descriptions are for people; ajv's strict mode knows the keyword, nothing to add.
-  return ajv.compile(toAjvSchema(schema));
-}
-
-let cachedValidator: SchemaValidator | undefined;
-
-/** The validator for whole UmlMachine objects, compiled once from the CRD. */
-export function machineSchemaValidator(): SchemaValidator {
-  cachedValidator ??= compileSchema(machineSchema());
-  return cachedValidator;
-}
 
 export type { ErrorObject };

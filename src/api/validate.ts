@@ -8,7 +8,8 @@ import { posix } from 'node:path';
 import { validate as isValidCron, validateDetailed as cronDetails } from 'node-cron';
 import { reservedOption } from './kernel-options.ts';
 import { formatBytes, parseQuantity } from './quantity.ts';
-import { applyDefaults, machineSchema, machineSchemaValidator, pruneUnknownFields, type ErrorObject } from './schema.ts';
+import { machineSchemaValidator } from './machine-validator.ts';
+import { applyDefaults, machineSchema, pruneUnknownFields, type ErrorObject } from './schema.ts';
 import { API_VERSION, KIND, type UmlMachine } from './types.ts';
 
 export interface FieldError {

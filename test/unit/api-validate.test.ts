@@ -8,7 +8,10 @@ import { join } from 'node:path';
 import { evaluate } from '@marcbachmann/cel-js';
 import { parseAllDocuments } from 'yaml';
 import { RESERVED_KERNEL_OPTION_PATTERN, reservedOption } from '../../src/api/kernel-options.ts';
-import { applyDefaults, compileSchema, loadCrd, machineSchema, machineSchemaValidator, pruneUnknownFields, type StructuralSchema } from '../../src/api/schema.ts';
+import { machineSchemaValidator } from '../../src/api/machine-validator.ts';
+import { compileSchema } from '../../src/api/schema-compile.ts';
+import { GENERATED_VALIDATORS } from '../../hack/generate-validator.ts';
+import { applyDefaults, loadCrd, machineSchema, pruneUnknownFields, type StructuralSchema } from '../../src/api/schema.ts';
 import { formatFieldErrors, imageNameProblem, validateMachine, type ValidationLimits } from '../../src/api/validate.ts';
 import { REPO_ROOT } from '../support/uml.ts';
 
@@ -81,6 +84,33 @@ function admitted(object: unknown): unknown {
 
 /** Messages the API server itself words (schema validation), as opposed to a CEL rule's message. */
 const SCHEMA_MESSAGE = /in body should|Unsupported value|Required value|Duplicate value/;
+
+describe('the generated validator', () => {
+  it('each generated validator (the CRD\'s, the config file\'s) is what hack/generate-validator.ts writes now', () => {
+    assert.equal(GENERATED_VALIDATORS.length, 2);
+    for (const { file, source } of GENERATED_VALIDATORS) {
+      assert.ok(readFileSync(file, 'utf8') === source(), `${file.pathname} is stale: run \`node hack/generate-validator.ts\``);
+    }
+  });
+
+  it('judges as the validator compiled from the CRD does, errors included', () => {
+    const compiled = compileSchema(machineSchema());
+    const generated = machineSchemaValidator();
+    const objects: unknown[] = [
+      { apiVersion: 'umlmon.io/v1alpha1', kind: 'UmlMachine', metadata: { name: 'a' }, spec: { nodeName: 'n', memory: '64Mi', disks: [{ name: 'ubd0', image: 'r.img' }] } },
+      { apiVersion: 'umlmon.io/v1alpha1', kind: 'UmlMachine', metadata: { name: 'a' }, spec: { nodeName: 'N_', memory: -1, state: 'Up', disks: [{ name: 'sda', image: '../x' }], interfaces: [{ name: 'vec0', transport: 'mcast', mcast: { group: '10.0.0.1', port: 2 ** 40 } }] } },
+      { apiVersion: 'umlmon.io/v1alpha1', kind: 'UmlMachine', metadata: { name: 'a' }, spec: { nodeName: 'n' }, status: { startTime: 'yesterday', conditions: [{ type: 'Ready', status: 'Maybe' }] } },
+      { spec: 'not an object' },
+      42,
+    ];
+    for (const object of objects) {
+      const c = compiled(structuredClone(object));
+      const g = generated(structuredClone(object));
+      assert.equal(g, c, JSON.stringify(object));
+      assert.deepEqual(generated.errors ?? null, compiled.errors ?? null, JSON.stringify(object));
+    }
+  });
+});
 
 describe('examples', () => {
   const files = readdirSync(EXAMPLES_DIR).filter((f) => f.endsWith('.yaml'));
