@@ -5,6 +5,7 @@
 //   {"op":"status","machine":"ns/name"}                one machine's object status and runtime view
 //   {"op":"drain","timeoutSeconds":120}                shut every guest down gracefully, keep them down
 //   {"op":"mconsole","machine":"ns/name","command":"version"}   a read-only mconsole command
+//   {"op":"resize","machine":"ns/name","rows":40,"cols":120}   the console's terminal size
 //   {"op":"console","machine":"ns/name","readOnly":false,"holder":"root@laptop"}
 //                                                      attach to the guest's console: after the
 //                                                      reply line the connection carries raw bytes,
@@ -20,6 +21,7 @@ import { createConnection, createServer, type Server, type Socket } from 'node:n
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import type { ControlAddress } from './config.ts';
+import { terminalSizeProblem } from '../runtime/console-session.ts';
 
 export type ControlRequest =
   | { op: 'ping' }
@@ -27,7 +29,8 @@ export type ControlRequest =
   | { op: 'status'; machine: string }
   | { op: 'drain'; timeoutSeconds?: number }
   | { op: 'mconsole'; machine: string; command: string }
-  | { op: 'console'; machine: string; readOnly: boolean; holder: string };
+  | { op: 'console'; machine: string; readOnly: boolean; holder: string }
+  | { op: 'resize'; machine: string; rows: number; cols: number };
 
 /** An attached console as the control socket relays it (console-session.ts). */
 export interface ControlConsole {
@@ -46,6 +49,8 @@ export interface ControlHandlers {
   status(machine: string): Promise<unknown> | unknown;
   drain(timeoutSeconds: number): Promise<unknown>;
   mconsole(machine: string, command: string): Promise<string>;
+  /** Sets a guest's console to a terminal's size (console-session.ts, resizeConsole). */
+  resize?(machine: string, rows: number, cols: number): Promise<void>;
   console?(machine: string, options: { readOnly: boolean; holder: string }, onData: (chunk: Buffer) => void): ControlConsole;
 }
 
@@ -133,6 +138,11 @@ export function parseControlRequest(value: unknown): ControlRequest | string {
       const holder = typeof r.holder === 'string' ? r.holder.replace(/[^\x20-\x7e]/g, '').slice(0, 100) : 'unknown';
       return { op: 'console', machine: r.machine, readOnly: r.readOnly === true, holder };
     }
+    case 'resize': {
+      if (!machineOk(r.machine)) return '"machine" must be "<namespace>/<name>"';
+      const problem = terminalSizeProblem(r.rows, r.cols);
+      return problem ?? { op: 'resize', machine: r.machine, rows: r.rows as number, cols: r.cols as number };
+    }
     case 'mconsole': {
       if (!machineOk(r.machine)) return '"machine" must be "<namespace>/<name>"';
       if (typeof r.command !== 'string') return '"command" must be a string';
@@ -140,7 +150,7 @@ export function parseControlRequest(value: unknown): ControlRequest | string {
       return problem ?? { op: 'mconsole', machine: r.machine, command: r.command.trim() };
     }
     default:
-      return `unknown op ${JSON.stringify(r.op)}: use list, status, drain, mconsole, console or ping`;
+      return `unknown op ${JSON.stringify(r.op)}: use list, status, drain, mconsole, console, resize or ping`;
   }
 }
 
@@ -176,6 +186,10 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
         case 'status': return { ok: true, result: await opts.handlers.status(request.machine) };
         case 'drain': return { ok: true, result: await opts.handlers.drain(request.timeoutSeconds ?? opts.defaultDrainTimeoutSeconds) };
         case 'mconsole': return { ok: true, result: await opts.handlers.mconsole(request.machine, request.command) };
+        case 'resize':
+          if (!opts.handlers.resize) return { ok: false, error: 'this agent does not serve consoles' };
+          await opts.handlers.resize(request.machine, request.rows, request.cols);
+          return { ok: true, result: 'resized' };
         case 'console': {
           if (!opts.handlers.console) return { ok: false, error: 'this agent does not serve consoles' };
           const peer = socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : 'the unix control socket';

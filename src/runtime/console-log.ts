@@ -25,10 +25,14 @@ export function fdinfoHasAppend(fdinfo: string): boolean {
   return m !== undefined && m !== null && (Number.parseInt(m[1]!, 8) & 0o2000) !== 0;
 }
 
-/** Whether process `pid` writes its fd 1 in append mode (what rotation needs); false when unknown. */
-export function writesAppending(pid: number): boolean {
+/**
+ * Whether process `pid` writes its fd `fd` in append mode (what rotation needs); false when
+ * unknown. The kernel's fd 1 is the log itself, or with a pty console (jail.ts) its fd 2 is the
+ * log's open file, which the copy of the pty's output shares.
+ */
+export function writesAppending(pid: number, fd = 1): boolean {
   try {
-    return fdinfoHasAppend(readFileSync(`/proc/${pid}/fdinfo/1`, 'utf8'));
+    return fdinfoHasAppend(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
   } catch {
     return false;
   }

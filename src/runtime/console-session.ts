@@ -4,6 +4,7 @@
 // through here, so one lock file decides the single writer for all of them: console.writer,
 // holding the writer's pid and name; a writer that died leaves a lock the next one breaks.
 // Read-only sessions take no lock and never write.
+import { execFile } from 'node:child_process';
 import { closeSync, constants, linkSync, openSync, readFileSync, readdirSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { LogTail } from './console-log.ts';
@@ -153,8 +154,42 @@ export interface ConsoleSessionOptions {
 /** Bytes typed while the guest does not read (paused) wait here, up to this much. */
 const MAX_PENDING_INPUT = 64 * 1024;
 
+/** The biggest terminal a resize may ask for (tmux's own limit is 10000). */
+export const MAX_TERMINAL_SIDE = 10_000;
+
+/** Why `rows` x `cols` is not a terminal size, or undefined. */
+export function terminalSizeProblem(rows: unknown, cols: unknown): string | undefined {
+  const ok = (n: unknown): boolean => typeof n === 'number' && Number.isInteger(n) && n >= 1 && n <= MAX_TERMINAL_SIDE;
+  return ok(rows) && ok(cols) ? undefined : `a terminal size is rows and cols, whole numbers from 1 to ${MAX_TERMINAL_SIDE}`;
+}
+
+/**
+ * Sets the size of a running guest's console to the terminal's: TIOCSWINSZ on the pty its
+ * kernel reads (jail.ts), reached through /proc/<pid>/fd/0 from any mount namespace; the kernel
+ * hears it (SIGWINCH) and resizes the guest's tty, whose foreground job gets SIGWINCH in turn.
+ * Node has no ioctl, so stty (coreutils) makes the call.
+ */
+export function resizeConsole(record: MachineRecord, machine: string, rows: number, cols: number): Promise<void> {
+  const problem = terminalSizeProblem(rows, cols);
+  if (problem) return Promise.reject(new ConsoleUnavailableError(problem));
+  if (!record.consolePty) {
+    return Promise.reject(new ConsoleUnavailableError(`${machine}'s console carries no terminal size (it was started without a pty console: no perl on the node, or an older umlmon); set it in the guest with stty rows ${rows} cols ${cols}`));
+  }
+  if (!isSameProcessAlive(record.pid, record.startTicks)) return Promise.reject(new ConsoleUnavailableError(`${machine} is not running`));
+  return new Promise((resolve, reject) => {
+    execFile('stty', ['-F', `/proc/${record.pid}/fd/0`, 'rows', String(rows), 'cols', String(cols)], { timeout: 5000 }, (error, _stdout, stderr) => {
+      if (error) reject(new ConsoleUnavailableError(`could not resize ${machine}'s console: ${String(stderr).trim() || error.message}`));
+      else resolve();
+    });
+  });
+}
+
 export class ConsoleSession {
   readonly readOnly: boolean;
+  /** The console passes a terminal's size (a pty: resize() works). */
+  readonly sized: boolean;
+  private readonly record: MachineRecord | undefined;
+  private readonly machine: string;
   private readonly tail: LogTail;
   private readonly release: (() => void) | undefined;
   private readonly input: number | undefined;
@@ -163,8 +198,11 @@ export class ConsoleSession {
   private retry: NodeJS.Timeout | undefined;
   private closed = false;
 
-  constructor(paths: MachinePaths, options: ConsoleSessionOptions) {
+  constructor(paths: MachinePaths, options: ConsoleSessionOptions, record?: MachineRecord) {
     this.readOnly = options.readOnly;
+    this.record = record;
+    this.machine = options.machine;
+    this.sized = record?.consolePty === true;
     if (!options.readOnly) {
       this.release = acquireConsoleWriter(paths.consoleWriterLock, options.machine, options.holder, options.pid);
       try {
@@ -218,6 +256,13 @@ export class ConsoleSession {
     this.release?.();
   }
 
+  /** The guest's console takes the terminal's size; a read-only session never changes it. */
+  resize(rows: number, cols: number): Promise<void> {
+    if (this.readOnly) return Promise.reject(new ConsoleUnavailableError('a read-only session does not set the console\'s size'));
+    if (!this.record) return Promise.reject(new ConsoleUnavailableError(`${this.machine}: no machine record to resize from`));
+    return resizeConsole(this.record, this.machine, rows, cols);
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
@@ -232,5 +277,5 @@ export function openConsole(stateDir: string, target: string, options: Omit<Cons
   const machine = keyOfRecord(record);
   const problem = consoleProblem(record, paths, machine, fifoExists(paths.consoleInput));
   if (problem) throw new ConsoleUnavailableError(problem);
-  return { session: new ConsoleSession(paths, { ...options, machine }), machine, record };
+  return { session: new ConsoleSession(paths, { ...options, machine }, record), machine, record };
 }

@@ -335,6 +335,8 @@ export interface JailScriptInput {
   fstab: string;
   /** The fstab gives /dev as an empty tmpfs (no device template): the script makes the nodes. */
   makeDevices: boolean;
+  /** The console is a pty (consolePtyLines; needs tools.perl), not the FIFO alone. */
+  consolePty: boolean;
   kernelArgs: string[];
   rlimits: { openFiles: number; processes: number };
   tools: JailTools;
@@ -352,10 +354,14 @@ export interface JailTools {
   nsenter: string;
   mv: string;
   mkfifo: string;
+  cat: string;
+  stty: string;
+  /** For the console's pty (consolePtyLines); without perl the console is the FIFO alone. */
+  perl: string | undefined;
 }
 
 export function findJailTools(): JailTools {
-  const find = (name: string): string => {
+  const lookup = (name: string): string | undefined => {
     for (const dir of ['/usr/sbin', '/usr/bin', '/sbin', '/bin']) {
       const path = join(dir, name);
       try {
@@ -365,12 +371,58 @@ export function findJailTools(): JailTools {
         /* next */
       }
     }
-    throw new Error(`${name} is not installed (util-linux / coreutils): the jail needs it`);
+    return undefined;
+  };
+  const find = (name: string): string => {
+    const path = lookup(name);
+    if (path === undefined) throw new Error(`${name} is not installed (util-linux / coreutils): the jail needs it`);
+    return path;
   };
   return {
     env: find('env'), setarch: find('setarch'), setpriv: find('setpriv'), chroot: find('chroot'), setsid: find('setsid'),
     mount: find('mount'), prlimit: find('prlimit'), nsenter: find('nsenter'), mv: find('mv'), mkfifo: find('mkfifo'),
+    cat: find('cat'), stty: find('stty'), perl: lookup('perl'),
   };
+}
+
+/** TIOCSPTLCK (unlock the pty's slave) and TIOCGPTN (its number), from <asm-generic/ioctls.h> on x86-64. */
+const UNLOCK_PTY = 'my $z = pack("i", 0); ioctl(STDIN, 0x40045431, $z) or die "TIOCSPTLCK: $!\\n"; ' +
+  'my $n = pack("i", 0); ioctl(STDIN, 0x80045430, $n) or die "TIOCGPTN: $!\\n"; print unpack("i", $n), "\\n"';
+
+/**
+ * The console as a pty, so that a terminal's size reaches the guest. UML learns its console's
+ * size from TIOCGWINSZ on the console's host fd, and hears of a change (SIGWINCH, through a
+ * helper thread that makes the pty its controlling terminal) only when the console's output fd
+ * is a tty: a FIFO and a file, as before, carry no size. So con0 (fd:0,fd:1) is the pty's slave
+ * both ways, and the master is held by this monitor's own processes, for the guest's whole life,
+ * whatever the agent does (conmon holds a container's pty the same way):
+ * - `cat` copies the master to the console log (this shell's stdout, opened for append), so the
+ *   log is still written with no agent running and the kernel never blocks on it;
+ * - another `cat` copies the console FIFO into the master: what `umlmon console` types;
+ * - a resize is `stty rows R cols C` on the kernel's /proc/<pid>/fd/0 (console-session.ts).
+ * POSIX sh cannot unlock a pty (unlockpt is an ioctl), so perl does that one step; where perl is
+ * missing the console is the FIFO alone, with no size (findJailTools).
+ * fds: 3 the FIFO, 4 the master, 5 the slave (the kernel's job only); each background job
+ * closes the ones it does not use, or the master would outlive the kernel in a stray copy.
+ */
+function addConsolePty(perl: string, tools: JailTools, kernel: string, run: (name: string, path: string, command: string) => void, push: (line: string) => void): void {
+  // The ptmx of the devpts mounted at /dev/pts, not /dev/ptmx: where /dev/ptmx is a device node
+  // of its own (an old host, some container runtimes) it opens the host's first devpts, whose
+  // numbers are not those of /dev/pts in this namespace. Root opens it whatever its mode.
+  run('open a pty for the console', '/dev/pts/ptmx', 'exec 4<>/dev/pts/ptmx');
+  run('unlock the console pty', '/dev/pts/ptmx', `pts=$(${perl} -e ${shellQuote(UNLOCK_PTY)} <&4)`);
+  // Its end is an I/O error (EIO: no slave left), the normal end, not worth a line in the log.
+  push(`${tools.cat} <&4 2>/dev/null 3<&- 4<&- &`);
+  push(`${tools.cat} <&3 >&4 3<&- 4<&- &`);
+  push('typed=$!');
+  // The slave is opened in the kernel's own job, not by this shell: a session leader (this
+  // monitor is one) opening a tty it has none makes it its controlling terminal, and UML's
+  // helper could then not take it for SIGWINCH (TIOCSCTTY fails with EPERM). It is made raw
+  // before the kernel runs: what the kernel prints before it sets its console raw itself (early
+  // boot messages, a CPU it cannot run on) reaches the log as written, without \r added. The
+  // job execs the kernel, so $! is still the kernel's pid.
+  const fail = (step: string): string => `fail ${shellQuote(step)} "/dev/pts/$pts"`;
+  push(`{ exec 5<>"/dev/pts/$pts" || ${fail('open the console pty')}; ${tools.stty} raw -echo <&5 || ${fail('make the console pty raw')}; exec ${kernel} <&5 >&5 3<&- 4<&- 5<&-; } &`);
 }
 
 /** The in-namespace steps, each failing with the step's name and path on the console log. */
@@ -425,9 +477,13 @@ export function buildJailScript(input: JailScriptInput): string {
   const fifo = shellQuote(paths.consoleInput);
   run('make the console FIFO', paths.consoleInput, `{ [ -p ${fifo} ] || ${tools.mkfifo} -m 0600 ${fifo}; }`);
   run('open the console FIFO', paths.consoleInput, `exec 3<>${fifo}`);
+  if (input.consolePty && tools.perl) {
+    addConsolePty(tools.perl, tools, kernel, run, (line) => lines.push(line));
+    lines.push('exec 3<&- 4<&-');
+  } else {
+    lines.push(`${kernel} <&3 3<&- &`, 'exec 3<&-');
+  }
   lines.push(
-    `${kernel} <&3 3<&- &`,
-    'exec 3<&-',
     'kernel=$!',
     // One write of the pid and its newline, with no rename (an exec): a reader takes only a
     // line that ends in a newline (monitor.ts), so it never takes half a pid.
@@ -436,6 +492,10 @@ export function buildJailScript(input: JailScriptInput): string {
     'while :; do wait "$kernel"; status=$?; kill -0 "$kernel" 2>/dev/null || break; done',
     `echo "$status" > ${statusFile}.tmp && ${tools.mv} -f ${statusFile}.tmp ${statusFile}`,
   );
+  // The copy of the output ends by itself once the kernel's last process has let go of the
+  // pty (it drains what the kernel wrote last first); the copy of typed input would wait on
+  // the FIFO forever.
+  if (input.consolePty && tools.perl) lines.push('kill "$typed" 2>/dev/null');
   return `${lines.join('\n')}\n`;
 }
 

@@ -35,6 +35,8 @@ export interface MachineRecord {
   interfaces: AttachedInterface[];
   kernelVersion?: string;
   bootTime?: string;
+  /** con0 is a pty (jail.ts): `stty rows R cols C` on the kernel's fd 0 resizes the guest's console. */
+  consolePty?: boolean;
   /** Paused with mconsole `stop` by the runtime. */
   paused?: boolean;
   exit?: { code: number | null; signal: string | null; panic?: string; kernelIncompatible?: string; at: string };

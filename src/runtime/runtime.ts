@@ -55,6 +55,7 @@ interface Settings {
   startTimeoutMs: number;
   umlSwitch: string;
   consoleLogMaxBytes: number;
+  consolePty: boolean;
   log: RuntimeLogger;
 }
 
@@ -136,6 +137,7 @@ export class UmlRuntime implements Runtime {
       startTimeoutMs: options.startTimeoutMs ?? 60000,
       umlSwitch: options.umlSwitch ?? 'uml_switch',
       consoleLogMaxBytes: options.consoleLogMaxBytes ?? 4 * MiB,
+      consolePty: options.consolePty ?? true,
       log: options.logger ?? silentLogger,
     };
     this.sharedDir = sharedDir(stateDir);
@@ -326,10 +328,12 @@ export class UmlRuntime implements Runtime {
       }
       const args = kernelArgs({ config, measuredLpj: readMeasuredLpj(this.sharedDir), interfaceSpecs });
       const deviceTemplate = await this.jailDeviceTemplate();
+      // A pty console passes a terminal's size to the guest (jail.ts); it needs perl on the host.
+      const consolePty = this.settings.consolePty && this.tools.perl !== undefined;
       const fstab = buildJailFstab({ paths, who, tmpfsBytes, sharedDir: this.sharedDir, binds: diskBindMounts(paths, images), deviceTemplate });
       writeFileSync(paths.jailFstab, fstab, { mode: 0o600 });
       const script = buildJailScript({
-        paths, who, cgroupDirs, fstab: paths.jailFstab, makeDevices: !deviceTemplate, kernelArgs: args,
+        paths, who, cgroupDirs, fstab: paths.jailFstab, makeDevices: !deviceTemplate, consolePty, kernelArgs: args,
         rlimits: { openFiles: 1024, processes: 512 }, tools: this.tools,
       });
       writeFileSync(paths.jailScript, script, { mode: 0o700 });
@@ -338,6 +342,7 @@ export class UmlRuntime implements Runtime {
         record: {
           id: config.id, name: config.name, pid: 0, startTime: '', startTicks: '', config,
           notifySocket: paths.notifySocket, jailDir: paths.jailDir, consoleLog: paths.consoleLog, uid, gid: uid, cgroupDirs,
+          consolePty,
           disks: config.disks.map((d) => ({ name: d.name, image: d.image, mode: d.mode })), interfaces,
         },
         paths, state: 'starting', tmpfsBytes, consoleInput: true,
@@ -430,7 +435,7 @@ export class UmlRuntime implements Runtime {
       maxBytes: this.settings.consoleLogMaxBytes,
       canRotate: () => {
         // Asked only once the log is past its limit; the kernel's pid is known by then.
-        if (appends === undefined && m.record.pid && m.record.startTicks) appends = writesAppending(m.record.pid);
+        if (appends === undefined && m.record.pid && m.record.startTicks) appends = writesAppending(m.record.pid, m.record.consolePty ? 2 : 1);
         return appends === true;
       },
     };

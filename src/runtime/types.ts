@@ -228,5 +228,10 @@ export interface RuntimeOptions {
   umlSwitch?: string;
   /** console.log is rotated (one old copy, console.log.1) once larger than this (default 4 MiB; 0: never). */
   consoleLogMaxBytes?: number;
+  /**
+   * con0 is a pty, which passes a terminal's size to the guest (jail.ts), where the node has
+   * perl (default); false: the FIFO and the log alone, as on a node without perl.
+   */
+  consolePty?: boolean;
   logger?: RuntimeLogger;
 }

@@ -139,13 +139,39 @@ function detachIfAttached(window: string): void {
 }
 
 describe('umlmon console on a real guest', { timeout: 10 * 60_000 }, () => {
-  test('the kernel reads its console from the FIFO and appends to console.log', () => {
+  test('the kernel\'s console is a pty whose other end the jail\'s monitor holds: typed input from the FIFO, output appended to console.log', () => {
     const pid = status(VM)!.pid!;
     const umid = status(VM)!.umid!;
-    assert.equal(readlinkSync(`/proc/${pid}/fd/0`), join(stateDir, 'machines', umid, 'console.in'));
-    assert.equal(readlinkSync(`/proc/${pid}/fd/1`), join(stateDir, 'machines', umid, 'console.log'));
-    const flags = /^flags:\s*([0-7]+)$/m.exec(readFileSync(`/proc/${pid}/fdinfo/1`, 'utf8'))![1]!;
-    assert.ok((Number.parseInt(flags, 8) & 0o2000) !== 0, `fd 1 is O_APPEND (flags ${flags})`);
+    const dir = join(stateDir, 'machines', umid);
+    const pty = readlinkSync(`/proc/${pid}/fd/0`);
+    assert.match(pty, /^\/dev\/pts\/\d+$/, 'con0 reads a pty');
+    assert.equal(readlinkSync(`/proc/${pid}/fd/1`), pty, 'and writes the same pty');
+    assert.equal(readlinkSync(`/proc/${pid}/fd/2`), join(dir, 'console.log'));
+    const flags = /^flags:\s*([0-7]+)$/m.exec(readFileSync(`/proc/${pid}/fdinfo/2`, 'utf8'))![1]!;
+    assert.ok((Number.parseInt(flags, 8) & 0o2000) !== 0, `the log is opened for append (flags ${flags})`);
+    // The monitor (the kernel's parent) and its two copies: the pty's master to the log, the FIFO to the master.
+    const monitor = Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]);
+    const children = readFileSync(`/proc/${monitor}/task/${monitor}/children`, 'utf8').trim().split(/\s+/).map(Number);
+    const copies = children.filter((c) => readFileSync(`/proc/${c}/comm`, 'utf8').trim() === 'cat');
+    assert.equal(copies.length, 2, `two copies beside the kernel (children ${children.join(', ')})`);
+    const ends = copies.map((c) => [readlinkSync(`/proc/${c}/fd/0`), readlinkSync(`/proc/${c}/fd/1`)]).sort();
+    assert.deepEqual(ends.map(([input]) => input === join(dir, 'console.in') ? 'fifo' : /ptmx$/.test(input!) ? 'master' : input).sort(), ['fifo', 'master']);
+    assert.ok(ends.some(([input, output]) => /ptmx$/.test(input!) && output === join(dir, 'console.log')), 'the master is copied to the log');
+  });
+
+  test('the terminal\'s size reaches the guest, and follows a resize', async (t) => {
+    t.after(() => detachIfAttached('size'));
+    term.open('size', consoleCommand(VM));
+    await term.waitFor('size', /Connected to the console of default\/con-\w+ through the agent on e2e-node\. Detach with Ctrl-\]\./);
+    assert.doesNotMatch(term.screen('size'), /stty rows/, 'no hint to set the size by hand: it is passed on');
+    term.type('size', 'echo size-$(stty size | tr " " x)');
+    await term.waitFor('size', /^size-40x120$/m);
+    term.resize('size', 100, 30);
+    term.type('size', 'echo resized-$(stty size | tr " " x)');
+    await term.waitFor('size', /^resized-30x100$/m);
+    term.keys('size', 'C-]');
+    assert.equal(await term.waitForExit('size'), 0);
+    term.resize('size', 120, 40);
   });
 
   test('through the agent\'s unix socket: a prompt, a command and its output, Ctrl-C, Ctrl-] detaches and the guest runs on', async (t) => {
@@ -287,8 +313,9 @@ describe('umlmon console on a real guest', { timeout: 10 * 60_000 }, () => {
     assert.match(refused.out, /unauthorized/);
     term.open('tcp', consoleCommand('--control', tcpControl, '--control-token-file', tokenFile, VM));
     await term.waitFor('tcp', /Connected to the console of default\/con-\w+ through the agent on e2e-node/);
-    term.type('tcp', 'echo over-tcp-$((2*21))');
-    await term.waitFor('tcp', /^over-tcp-42$/m);
+    // The size goes over tcp too: a resize is a request of its own, with the token.
+    term.type('tcp', 'echo over-tcp-$((2*21)) $(stty size | tr " " x)');
+    await term.waitFor('tcp', /^over-tcp-42 40x120$/m);
     term.keys('tcp', 'C-]');
     assert.equal(await term.waitForExit('tcp'), 0);
   });
@@ -298,8 +325,8 @@ describe('umlmon console on a real guest', { timeout: 10 * 60_000 }, () => {
     const pid = status(VM)!.pid!;
     term.open('direct', consoleCommand(VM));
     await term.waitFor('direct', /Connected to the console of default\/con-\w+ directly \(no agent answers at unix:\/\//);
-    term.type('direct', 'echo direct-$((3*14))');
-    await term.waitFor('direct', /^direct-42$/m);
+    term.type('direct', 'echo direct-$((3*14)) $(stty size | tr " " x)');
+    await term.waitFor('direct', /^direct-42 40x120$/m);
     term.keys('direct', 'C-]');
     assert.equal(await term.waitForExit('direct'), 0);
     assert.ok(alive(pid), 'the guest still runs');

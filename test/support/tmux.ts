@@ -30,6 +30,11 @@ export class Terminal {
     }
   }
 
+  /** Resizes the window, as a person drags a terminal's corner (the program in it gets SIGWINCH). */
+  resize(window: string, columns: number, rows: number): void {
+    this.tmux('resize-window', '-t', window, '-x', String(columns), '-y', String(rows));
+  }
+
   /** tmux key names (Enter, C-c, C-]) or literal text with literal = true. */
   keys(window: string, keys: string, literal = false): void {
     this.tmux('send-keys', '-t', window, ...(literal ? ['-l', keys] : [keys]));

@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { LogTail, fdinfoHasAppend, rotateConsoleLog, shouldRotate, writesAppending } from '../../src/runtime/console-log.ts';
 import { ConsoleFollower } from '../../src/runtime/console.ts';
-import { ConsoleBusyError, acquireConsoleWriter } from '../../src/runtime/console-session.ts';
+import { ConsoleBusyError, acquireConsoleWriter, resizeConsole, terminalSizeProblem } from '../../src/runtime/console-session.ts';
+import type { MachineRecord } from '../../src/runtime/machine-record.ts';
 import { machineKey, splitAtDetach } from '../../src/cli/commands/console.ts';
 
 function dir(): string {
@@ -114,5 +115,25 @@ describe('umlmon console arguments', () => {
     assert.deepEqual(splitAtDetach(Buffer.from('ab\x1dcd')), { send: Buffer.from('ab'), detach: true });
     assert.equal(machineKey('web'), 'default/web');
     assert.equal(machineKey('prod/web'), 'prod/web');
+  });
+});
+
+describe('console size', () => {
+  const record = (over: Partial<MachineRecord>): MachineRecord => ({
+    id: 'abc', name: 'default/a', pid: process.pid, startTime: '', startTicks: '', config: { id: 'abc', name: 'default/a', kernel: '/k', memoryBytes: 1, cmdline: [], defaultArgs: [], disks: [], interfaces: [] },
+    notifySocket: '', jailDir: '', consoleLog: '', uid: 1, gid: 1, cgroupDirs: [], disks: [], interfaces: [], ...over,
+  });
+
+  test('a size is two whole numbers from 1 to 10000', () => {
+    assert.equal(terminalSizeProblem(40, 120), undefined);
+    assert.equal(terminalSizeProblem(1, 10_000), undefined);
+    for (const [rows, cols] of [[0, 1], [1, 0], [24.5, 80], [24, 10_001], ['24', 80], [undefined, 80]]) {
+      assert.match(terminalSizeProblem(rows, cols) ?? '', /whole numbers from 1 to 10000/, `${rows}x${cols}`);
+    }
+  });
+
+  test('a console without a pty says why its size stays, and how to set it in the guest', async () => {
+    await assert.rejects(resizeConsole(record({ consolePty: false }), 'default/a', 30, 100), /carries no terminal size .*stty rows 30 cols 100/);
+    await assert.rejects(resizeConsole(record({ consolePty: true, pid: 999_999_999 }), 'default/a', 30, 100), /default\/a is not running/);
   });
 });

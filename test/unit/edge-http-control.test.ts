@@ -55,6 +55,7 @@ function handlers(calls: string[]): ControlHandlers {
     status: (m) => { if (m !== 'default/a') throw new Error(`machine ${m} is not known to this agent`); return { phase: 'Running' }; },
     drain: async (t) => { calls.push(`drain ${t}`); return [{ machine: 'default/a', outcome: 'stopped' }]; },
     mconsole: async (m, c) => { calls.push(`${m} ${c}`); return 'Linux umlguest 0.0.0-test'; },
+    resize: async (m, rows, cols) => { calls.push(`resize ${m} ${rows}x${cols}`); },
   };
 }
 
@@ -76,7 +77,11 @@ test('unix control socket: mode 0600, ops, errors, refused commands, stale socke
     await assert.rejects(ask({ op: 'mconsole', machine: 'default/a', command: 'halt' }), /not allowed/);
     await ask({ op: 'drain' });
     await ask({ op: 'drain', timeoutSeconds: 5 });
-    assert.deepEqual(calls, ['default/a version', 'drain 120', 'drain 5']);
+    assert.equal(await ask({ op: 'resize', machine: 'default/a', rows: 40, cols: 120 }), 'resized');
+    for (const [rows, cols] of [[0, 80], [24, 1.5], [24, 10_001], ['24', 80]] as const) {
+      await assert.rejects(ask({ op: 'resize', machine: 'default/a', rows, cols } as never), /a terminal size is rows and cols, whole numbers from 1 to 10000/, `${rows}x${cols}`);
+    }
+    assert.deepEqual(calls, ['default/a version', 'drain 120', 'drain 5', 'resize default/a 40x120']);
     await assert.rejects(startControlServer({ address, handlers: handlers([]), logger, defaultDrainTimeoutSeconds: 1 }), /another agent already listens/);
   } finally {
     await server.close();

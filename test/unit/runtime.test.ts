@@ -3,7 +3,7 @@
 // allocations under concurrency (no kernel needed).
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -11,11 +11,12 @@ import { SharedAllocations, macCandidate, pickMac, pickUid } from '../../src/run
 import { diskDeviceNode, diskDeviceSpec, interfaceDeviceSpec, kernelArgs, memoryArg, parseCalibratedLpj, resolveDefaultArgs } from '../../src/runtime/cmdline.ts';
 import { classifyConsoleLine, summarizeConsole } from '../../src/runtime/console.ts';
 import { parsePartitions } from '../../src/runtime/disks.ts';
-import { buildJailFstab, buildJailScript, ensureDeviceTemplate, fstabPath, parseLdd, shellQuote, type JailTools } from '../../src/runtime/jail.ts';
+import { buildJailFstab, buildJailScript, ensureDeviceTemplate, findJailTools, fstabPath, parseLdd, shellQuote, type JailTools } from '../../src/runtime/jail.ts';
 
 const TOOLS: JailTools = {
   env: '/usr/bin/env', setarch: '/usr/bin/setarch', setpriv: '/usr/bin/setpriv', chroot: '/usr/sbin/chroot', setsid: '/usr/bin/setsid',
   mount: '/usr/bin/mount', prlimit: '/usr/bin/prlimit', nsenter: '/usr/bin/nsenter', mv: '/usr/bin/mv', mkfifo: '/usr/bin/mkfifo',
+  cat: '/usr/bin/cat', stty: '/usr/bin/stty', perl: '/usr/bin/perl',
 };
 import { driverFor, netDriversIn } from '../../src/runtime/kernel-features.ts';
 import { withLock } from '../../src/runtime/lock.ts';
@@ -237,7 +238,7 @@ describe('jail', () => {
   test('the script joins the cgroup, mounts, then limits and drops privileges with ASLR off in one chain of execs', () => {
     const paths = machinePaths('/var/lib/umlmon', 'abc');
     const script = buildJailScript({
-      paths, who: { uid: 200001, gid: 200001 }, cgroupDirs: ['/sys/fs/cgroup/memory/umlmon/abc'], fstab: paths.jailFstab, makeDevices: false,
+      paths, who: { uid: 200001, gid: 200001 }, cgroupDirs: ['/sys/fs/cgroup/memory/umlmon/abc'], fstab: paths.jailFstab, makeDevices: false, consolePty: false,
       kernelArgs: ['mem=64M', 'root=/dev/ubda'], rlimits: { openFiles: 1024, processes: 512 }, tools: TOOLS,
     });
     const lines = script.trim().split('\n');
@@ -261,7 +262,7 @@ describe('jail', () => {
     assert.deepEqual(outside, ['/usr/bin/nsenter', '/usr/bin/mount', '/usr/bin/mkfifo', '/usr/bin/mv']);
     assert.ok(!script.includes('mknod'), 'the device nodes come from the template');
     const withoutTemplate = buildJailScript({
-      paths, who: { uid: 200001, gid: 200001 }, cgroupDirs: [], fstab: paths.jailFstab, makeDevices: true, kernelArgs: [], rlimits: { openFiles: 1024, processes: 512 }, tools: TOOLS,
+      paths, who: { uid: 200001, gid: 200001 }, cgroupDirs: [], fstab: paths.jailFstab, makeDevices: true, consolePty: false, kernelArgs: [], rlimits: { openFiles: 1024, processes: 512 }, tools: TOOLS,
     }).split('\n');
     const mounted = withoutTemplate.findIndex((l) => l.includes("fail 'mount the jail"));
     const made = withoutTemplate.findIndex((l) => l.includes("fail 'make device nodes'"));
@@ -326,7 +327,7 @@ describe('jail', () => {
       // A source that is gone: the script stops at its mount step, and the log names the step,
       // the fstab, and mount's own reason with the entry's path.
       writeFileSync(fstab, `${join(dir, 'gone.img')} ${fstabPath(join(paths.disksDir, 'ubd0.base'))} none bind,ro 0 0\n`);
-      const script = buildJailScript({ paths, who: { uid: 200001, gid: 200001 }, cgroupDirs: [], fstab, makeDevices: false, kernelArgs: [], rlimits: { openFiles: 1024, processes: 512 }, tools: { ...TOOLS, mount: 'mount' } });
+      const script = buildJailScript({ paths, who: { uid: 200001, gid: 200001 }, cgroupDirs: [], fstab, makeDevices: false, consolePty: false, kernelArgs: [], rlimits: { openFiles: 1024, processes: 512 }, tools: { ...TOOLS, mount: 'mount' } });
       const mountStep = script.split('\n').filter((l) => l.startsWith('fail()') || l.includes('mount -a')).join('\n');
       const failed = spawnSync('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', mountStep], { encoding: 'utf8' });
       assert.equal(failed.status, 111);
@@ -342,7 +343,7 @@ describe('jail', () => {
     try {
       const paths = { ...machinePaths('/var/lib/umlmon', 'abc'), kernelPidFile: join(dir, 'kernel.pid'), exitStatusFile: join(dir, 'exit-status') };
       const script = buildJailScript({
-        paths, who: { uid: 200001, gid: 200001 }, cgroupDirs: [], fstab: paths.jailFstab, makeDevices: false, kernelArgs: [], rlimits: { openFiles: 1024, processes: 512 }, tools: TOOLS,
+        paths, who: { uid: 200001, gid: 200001 }, cgroupDirs: [], fstab: paths.jailFstab, makeDevices: false, consolePty: false, kernelArgs: [], rlimits: { openFiles: 1024, processes: 512 }, tools: TOOLS,
       });
       const lines = script.trim().split('\n');
       const monitor = lines.slice(lines.findIndex((l) => l.includes(' /linux ')) + 1).join('\n');
@@ -353,6 +354,41 @@ describe('jail', () => {
         assert.notEqual(readFileSync(paths.kernelPidFile, 'utf8').trim(), /monitor (\d+)/.exec(out)?.[1], 'the kernel is a child, not the monitor');
         assert.deepEqual(parseExitStatus(readFileSync(paths.exitStatusFile, 'utf8')), status, kernel);
       }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a pty console: the kernel\'s output reaches the log raw, typed input reaches the kernel, and stty on its fd 0 resizes it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'umlmon-pty-'));
+    try {
+      const tools = findJailTools();
+      assert.ok(tools.perl, 'perl is on this host (the pty console needs it)');
+      const paths = { ...machinePaths(dir, 'abc'), consoleInput: join(dir, 'console.in'), kernelPidFile: join(dir, 'kernel.pid'), exitStatusFile: join(dir, 'exit-status') };
+      const script = buildJailScript({ paths, who: { uid: 200001, gid: 200001 }, cgroupDirs: [], fstab: '/nonexistent', makeDevices: false, consolePty: true, kernelArgs: [], rlimits: { openFiles: 1024, processes: 512 }, tools });
+      const lines = script.trim().split('\n');
+      const kernelLine = lines.findIndex((l) => l.includes(' /linux'));
+      assert.match(lines[kernelLine]!, /^\{ exec 5<>"\/dev\/pts\/\$pts" .*; exec \/usr\/bin\/prlimit .* <&5 >&5 3<&- 4<&- 5<&-; \} &$/, 'the kernel\'s own job opens the pty\'s slave, and reads and writes it');
+      // From the FIFO on, with a stand-in for the kernel (its own line needs root and a jail).
+      const first = lines.findIndex((l) => l.includes("fail 'make the console FIFO'"));
+      const standIn = lines[kernelLine]!.replace(/exec \/usr\/bin\/prlimit .* <&5 >&5/, `exec sh -c 'echo ready; read a; stty size; read b; echo "typed $b"' <&5 >&5`);
+      const body = [lines.find((l) => l.startsWith('fail()'))!, ...lines.slice(first, kernelLine), standIn, ...lines.slice(kernelLine + 1)].join('\n');
+      const log = join(dir, 'console.log');
+      const out = openSync(log, 'a');
+      const monitor = spawn('sh', ['-c', body], { stdio: ['ignore', out, out], detached: true });
+      closeSync(out);
+      const until = async (what: string, check: () => boolean): Promise<void> => {
+        for (let i = 0; i < 200 && !check(); i++) await new Promise((r) => setTimeout(r, 25));
+        assert.ok(check(), `${what}; log: ${JSON.stringify(readFileSync(log, 'utf8'))}`);
+      };
+      await until('the stand-in started', () => readFileSync(log, 'utf8').includes('ready'));
+      const kernel = Number(readFileSync(paths.kernelPidFile, 'utf8'));
+      execFileSync('stty', ['-F', `/proc/${kernel}/fd/0`, 'rows', '40', 'cols', '123']);
+      writeFileSync(paths.consoleInput, 'x\nhello\n');
+      await until('the stand-in read both lines', () => readFileSync(log, 'utf8').includes('typed hello'));
+      await until('the monitor wrote the exit status', () => existsSync(paths.exitStatusFile));
+      assert.equal(readFileSync(log, 'utf8'), 'ready\n40 123\ntyped hello\n', 'raw: no \\r added, no echo of what was typed');
+      await until('no copy left running', () => { try { process.kill(-monitor.pid!, 0); return false; } catch { return true; } });
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -376,7 +412,7 @@ test('joining a cgroup: the plain write when allowed, the host cgroup namespace 
     const paths = machinePaths('/var/lib/umlmon', 'abc');
     const joinLines = (cgroupDir: string): string => {
       const script = buildJailScript({
-        paths, who: { uid: 200001, gid: 200001 }, cgroupDirs: [cgroupDir], fstab: paths.jailFstab, makeDevices: false, kernelArgs: [], rlimits: { openFiles: 1024, processes: 512 }, tools: TOOLS,
+        paths, who: { uid: 200001, gid: 200001 }, cgroupDirs: [cgroupDir], fstab: paths.jailFstab, makeDevices: false, consolePty: false, kernelArgs: [], rlimits: { openFiles: 1024, processes: 512 }, tools: TOOLS,
       });
       const lines = script.split('\n');
       return [lines.find((l) => l.startsWith('fail()'))!, ...lines.filter((l) => l.includes("fail 'join cgroup'"))].join('\n');

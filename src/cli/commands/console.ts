@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
 import type { Socket } from 'node:net';
 import { CONFIG_FLAGS_HELP } from '../../agent/config.ts';
-import { controlConsole, ControlUnavailableError } from '../../agent/control.ts';
+import { controlConsole, controlRequest, ControlUnavailableError } from '../../agent/control.ts';
 import { ConsoleBusyError, ConsoleUnavailableError, openConsole } from '../../runtime/console-session.ts';
 import { isSameProcessAlive } from '../../runtime/proc.ts';
 import { loadProcessConfig } from '../process-config.ts';
@@ -55,13 +55,17 @@ export function machineKey(target: string): string {
 
 interface Attached {
   write(bytes: Buffer): void;
+  /** Gives the guest's console this terminal's size. */
+  resize(rows: number, cols: number): Promise<void>;
+  /** The console passes a terminal's size (its con0 is a pty). */
+  sized: boolean;
   close(): void;
   /** Resolves when the other side ends the session (the agent went away, the guest exited). */
   ended: Promise<string>;
   how: string;
 }
 
-async function attachThroughAgent(socket: Socket, leftover: Buffer, info: Record<string, unknown>, out: (b: Buffer) => void): Promise<Attached> {
+async function attachThroughAgent(socket: Socket, leftover: Buffer, info: Record<string, unknown>, out: (b: Buffer) => void, resize: (rows: number, cols: number) => Promise<void>): Promise<Attached> {
   if (leftover.length) out(leftover);
   socket.on('data', out);
   const ended = new Promise<string>((resolve) => {
@@ -70,6 +74,8 @@ async function attachThroughAgent(socket: Socket, leftover: Buffer, info: Record
   });
   return {
     write: (bytes) => { socket.write(bytes); },
+    resize,
+    sized: info.sized === true,
     close: () => { socket.end(); socket.destroy(); },
     ended,
     how: `through the agent on ${String(info.node ?? 'this node')}`,
@@ -100,10 +106,13 @@ export async function main(argv: string[]): Promise<number> {
   let attached: Attached;
   let machine = machineKey(target);
   try {
-    const { socket, info, leftover } = await controlConsole(config.controlAddress, { op: 'console', machine, readOnly, holder }, {
-      timeoutMs: 10_000, ...(config.controlToken !== undefined ? { token: config.controlToken } : {}),
-    });
-    attached = await attachThroughAgent(socket, leftover, info, out);
+    const auth = config.controlToken !== undefined ? { token: config.controlToken } : {};
+    const { socket, info, leftover } = await controlConsole(config.controlAddress, { op: 'console', machine, readOnly, holder }, { timeoutMs: 10_000, ...auth });
+    // A resize is a request of its own, beside the session's byte stream.
+    const resize = async (rows: number, cols: number): Promise<void> => {
+      await controlRequest(config.controlAddress, { op: 'resize', machine, rows, cols }, { timeoutMs: 10_000, ...auth });
+    };
+    attached = await attachThroughAgent(socket, leftover, info, out, resize);
   } catch (err) {
     if (!(err instanceof ControlUnavailableError)) {
       console.error(`umlmon console: ${(err as Error).message}`);
@@ -122,6 +131,8 @@ export async function main(argv: string[]): Promise<number> {
       });
       attached = {
         write: (bytes) => { session.write(bytes); },
+        resize: (rows, cols) => session.resize(rows, cols),
+        sized: session.sized,
         close: () => { clearInterval(poll); session.close(); },
         ended,
         how: `directly (no agent answers at ${config.control})`,
@@ -135,8 +146,22 @@ export async function main(argv: string[]): Promise<number> {
 
   const stdin = process.stdin;
   const tty = stdin.isTTY === true;
-  const size = stdout.isTTY ? `; this terminal is ${stdout.columns}x${stdout.rows}: stty rows ${stdout.rows} cols ${stdout.columns} in the guest sets it` : '';
+  // The guest's console follows this terminal's size, now and on every resize (SIGWINCH), when
+  // its con0 is a pty and this session may type; otherwise the banner says how to set it.
+  const follows = attached.sized && !readOnly && stdout.isTTY === true;
+  const size = stdout.isTTY && !follows ? `; this terminal is ${stdout.columns}x${stdout.rows}: stty rows ${stdout.rows} cols ${stdout.columns} in the guest sets it` : '';
   process.stderr.write(`Connected to the console of ${machine} ${attached.how}${readOnly ? ', read-only' : ''}. Detach with Ctrl-]${size}.\r\n`);
+  let warned = false;
+  const sendSize = (): void => {
+    attached.resize(stdout.rows, stdout.columns).catch((error: unknown) => {
+      if (!warned) process.stderr.write(`[umlmon: the guest's console keeps its size: ${(error as Error).message}]\r\n`);
+      warned = true;
+    });
+  };
+  if (follows) {
+    sendSize();
+    stdout.on('resize', sendSize);
+  }
   if (tty) stdin.setRawMode(true);
 
   const why = await new Promise<string>((resolve) => {
@@ -150,6 +175,7 @@ export async function main(argv: string[]): Promise<number> {
     stdin.resume();
   });
   if (tty) stdin.setRawMode(false);
+  stdout.off('resize', sendSize);
   stdin.pause();
   attached.close();
   process.stderr.write(why === 'detached' ? `\r\nDetached (${machine} keeps running).\r\n` : `\r\nSession ended: ${why}.\r\n`);

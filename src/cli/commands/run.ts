@@ -15,7 +15,7 @@ import { GuestMetrics } from '../../agent/guest-metrics.ts';
 import type { MachineSource } from '../../agent/source.ts';
 import { createDirectorySource } from '../../agent/sources/directory.ts';
 import { createRuntime } from '../../runtime/index.ts';
-import { openConsole } from '../../runtime/console-session.ts';
+import { findMachine, openConsole, resizeConsole } from '../../runtime/console-session.ts';
 import { MconsoleClient } from '../../runtime/mconsole/index.ts';
 import type { MachineSnapshot, Runtime } from '../../runtime/types.ts';
 import { keyOf } from '../../agent/object-key.ts';
@@ -97,11 +97,16 @@ function controlHandlers(config: AgentConfig, source: MachineSource, runtime: Ru
         if (event.type === 'exited' && event.id === rt.id) ended?.('the guest\'s kernel exited');
       });
       return {
-        info: { machine: key, node: config.nodeName, umid: rt.id, state: rt.state, readOnly: session.readOnly },
+        info: { machine: key, node: config.nodeName, umid: rt.id, state: rt.state, readOnly: session.readOnly, sized: session.sized },
         write: (bytes) => session.write(bytes),
         close: () => { off(); session.close(); },
         onEnd: (callback) => { ended = callback; },
       };
+    },
+    async resize(key, rows, cols) {
+      const rt = runtimeMachineOf(runtime, key);
+      if (!rt || rt.state === 'exited') throw new Error(`${key} has no running kernel on ${config.nodeName}`);
+      await resizeConsole(findMachine(config.stateDir, rt.id).record, key, rows, cols);
     },
     async mconsole(key, command) {
       const rt = runtimeMachineOf(runtime, key);
