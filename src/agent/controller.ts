@@ -217,9 +217,10 @@ export class Controller {
         this.#event(key, 'Normal', 'GuestMessage', e.message.trim());
         return; // nothing to reconcile
       case 'exited':
-        if (!this.#reconciler.isStoppingByAgent(e.id) && !this.#reconciler.isDraining()) {
-          this.#logger.info({ machine: key, exit: e.exit }, `the kernel exited: ${describeExit(e.exit)}`);
-        }
+        // A stop of ours: its end queues the key (and frees the disks) once its cleanup is done;
+        // a pass now would only see it still stopping. A hundred of them in a drain add up.
+        if (this.#reconciler.isStoppingByAgent(e.id)) return;
+        if (!this.#reconciler.isDraining()) this.#logger.info({ machine: key, exit: e.exit }, `the kernel exited: ${describeExit(e.exit)}`);
         this.#wakeDiskWaiters();
         break;
       case 'devices-checked':
