@@ -37,7 +37,8 @@ import { createHash } from 'node:crypto';
 import { appendFile, mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { constants, statSync, watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
-import { parseAllDocuments, stringify } from 'yaml';
+import { parseAllDocuments } from 'yaml';
+import { statusYaml } from './status-yaml.ts';
 import type { Logger } from 'pino';
 import { API_VERSION, KIND, type UmlMachine, type UmlMachineStatus } from '../../api/types.ts';
 import { keyOf, type EventType, type MachineKey, type MachineSource } from '../source.ts';
@@ -471,7 +472,7 @@ export function createDirectorySource(opts: DirectorySourceOptions): MachineSour
     } as StatusFile & { apiVersion: string; kind: string };
     const path = statusPath(entry.machine);
     const tmp = join(dir, `.${statusBaseName(m.namespace ?? DEFAULT_NAMESPACE, m.name)}.status.tmp-${process.pid}`);
-    const text = `# Written by umlmon for ${key} (manifest ${entry.file}); edits here are overwritten.\n${stringify(body)}`;
+    const text = `# Written by umlmon for ${key} (manifest ${entry.file}); edits here are overwritten.\n${statusYaml(body as unknown as Record<string, unknown>)}`;
     // A file whose content would not change is not written again (no needless disk writes, no
     // inotify wakeups for whoever watches the directory).
     if (writtenStatus.get(path) === text) return;
