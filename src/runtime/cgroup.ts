@@ -32,8 +32,19 @@ export function cgroupVersion(): 1 | 2 | undefined {
   return existsSync(join(CGROUP_ROOT, 'memory', 'cgroup.procs')) ? 1 : undefined;
 }
 
-/** The roots of the mounted v1 hierarchies (cpu and cpuacct may be one, linked twice). */
+let knownHierarchies: string[] | undefined;
+
+/**
+ * The roots of the mounted v1 hierarchies (cpu and cpuacct may be one, linked twice), found
+ * once per process: a dozen stats and realpaths cost a few ms under load, and every start and
+ * stop asked (a drain of 100 guests spent a tenth of the agent's time here).
+ */
 export function v1Hierarchies(): string[] {
+  knownHierarchies ??= findV1Hierarchies();
+  return knownHierarchies;
+}
+
+function findV1Hierarchies(): string[] {
   const roots = new Set<string>();
   for (const name of readdirSync(CGROUP_ROOT)) {
     const dir = join(CGROUP_ROOT, name);
