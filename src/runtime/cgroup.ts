@@ -128,6 +128,36 @@ export function removeMachineCgroup(parent: string, id: string): string[] {
 }
 
 /**
+ * SIGKILLs every process left in a machine's cgroup, once its kernel's main process is gone:
+ * UML's helpers, among them the console's SIGWINCH watcher, which makes a session of its own
+ * (so a kill of the kernel's process group misses it) and after a panic waits forever with the
+ * console's pty open; the monitor and its copies of the pty end with them. Returns how many
+ * were signalled.
+ */
+export function killMachineCgroup(parent: string, id: string): number {
+  const version = cgroupVersion();
+  if (!version) return 0;
+  const pids = new Set<number>();
+  for (const dir of cgroupDirs(version, parent, id)) {
+    let text = '';
+    try {
+      text = readFileSync(join(dir, 'cgroup.procs'), 'utf8');
+    } catch {
+      continue; // not there (removed, or never made in this hierarchy)
+    }
+    for (const line of text.split('\n')) if (/^\d+$/.test(line) && Number(line) > 1) pids.add(Number(line));
+  }
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return pids.size;
+}
+
+/**
  * Removes the parent cgroup in every hierarchy where it is empty (no machine cgroups left).
  * Called when a runtime closes, after which it starts nothing, so it cannot race a start.
  */

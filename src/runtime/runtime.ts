@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { util } from '../builtins.ts';
 import { SharedAllocations } from './allocations.ts';
 import { backupMachine } from './backup.ts';
-import { createMachineCgroup, removeEmptyCgroupParent, removeMachineCgroup } from './cgroup.ts';
+import { createMachineCgroup, killMachineCgroup, removeEmptyCgroupParent, removeMachineCgroup } from './cgroup.ts';
 import { diskFilesInJail, kernelArgs } from './cmdline.ts';
 import { ConsoleFollower, summarizeConsole, type ConsoleRotation, type ConsoleSignal } from './console.ts';
 import { writesAppending } from './console-log.ts';
@@ -661,12 +661,26 @@ export class UmlRuntime implements Runtime {
     this.settings.log.info({ machine: m.record.id, code, signal, panic }, 'kernel exited');
     m.exited.resolve(exit);
     this.emit({ type: 'exited', id: m.record.id, exit });
-    // The cgroup can go once the last helper of the group has.
-    const pid = m.record.pid;
-    void waitGroupGone(pid, 5000).then((gone) => {
+    // The kernel's main process is gone, so what is left of it has nothing to do: UML's helpers
+    // in its group, and one in a session of its own (the console's SIGWINCH watcher, which
+    // waits forever after a panic and keeps the console's pty open), found by the cgroup. The
+    // group cannot have been reused while it had members.
+    if (m.record.pid > 1) killGroup(m.record.pid, 'SIGKILL');
+    killMachineCgroup(this.settings.cgroupParent, m.record.id);
+    // The cgroup can go once the kernel's group is gone, and the monitor's with it (the monitor
+    // and the copies of the console's pty are in the cgroup too).
+    void this.cgroupEmptied(m, 5000).then((gone) => {
       const current = this.machines.get(m.record.id);
       if (gone && (current === undefined || current === m)) removeMachineCgroup(this.settings.cgroupParent, m.record.id);
     });
+  }
+
+  /** True once the kernel's process group and the monitor's are gone (within ms each). */
+  private async cgroupEmptied(m: Machine, timeoutMs: number): Promise<boolean> {
+    for (const group of [m.record.pid, m.record.monitorPid]) {
+      if (group && !(await waitGroupGone(group, timeoutMs))) return false;
+    }
+    return true;
   }
 
   /** Drops sockets and watchers; the kernel itself is not touched. */
@@ -839,6 +853,10 @@ export class UmlRuntime implements Runtime {
     // group has members), so the rest is killed; the stop is done when the group is gone.
     killGroup(pid, 'SIGKILL');
     if (!(await waitGroupGone(pid, 5000))) throw new RuntimeError('not-running', m.record, `processes of group ${pid} are still alive after SIGKILL`);
+    // UML's SIGWINCH watcher has a session of its own: the cgroup finds it. The monitor and the
+    // copies of the console's pty end a moment after the kernel's last process.
+    killMachineCgroup(this.settings.cgroupParent, id);
+    await this.cgroupEmptied(m, 3000);
     removeMachineCgroup(this.settings.cgroupParent, id);
   }
 

@@ -272,7 +272,9 @@ describe(`runtime on a real UML kernel (${kernel.name}: ${kernel.path})`, () => 
     assert.ok(existsSync(`/sys/fs/cgroup/memory/${parent}`), 'the parent exists while the runtime is open');
     await rt.close();
     for (const controller of ['memory', 'pids', 'devices', 'freezer', 'cpuset']) {
-      assert.equal(existsSync(`/sys/fs/cgroup/${controller}/${parent}`), false, `${controller} parent removed`);
+      const dir = `/sys/fs/cgroup/${controller}/${parent}`;
+      const left = existsSync(dir) ? readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => `${e.name}: ${readFileSync(`${dir}/${e.name}/cgroup.procs`, 'utf8').trim().split('\n').map((p) => p && `${p} ${readFileSync(`/proc/${p}/cmdline`, 'utf8').replace(/\0/g, ' ').slice(0, 60)}`).join('; ')}`) : [];
+      assert.equal(existsSync(dir), false, `${controller} parent removed (left in it: ${left.join(' | ') || 'nothing'})`);
     }
   });
 });
