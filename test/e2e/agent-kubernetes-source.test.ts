@@ -15,6 +15,7 @@ import { loadKubeClient, type KubeClient } from '../../src/agent/kube-client.ts'
 import type { MachineSource } from '../../src/agent/source.ts';
 import { REPO_ROOT } from '../support/uml.ts';
 import { kubectlWith, machine, memoryLogger, until } from '../support/source-kit.ts';
+import { crdEstablished } from '../support/kubectl.ts';
 
 const CRD = join(REPO_ROOT, 'crds/umlmachines.umlmon.io.yaml');
 
@@ -26,7 +27,7 @@ before(async () => {
   // second, so a watch from an old resourceVersion is answered 410 Gone.
   cp = await startControlPlane({ watchCache: false, compactionIntervalSeconds: 1 });
   await kubectl(['apply', '--validate=false', '-f', CRD]);
-  await kubectl(['wait', '--for=condition=Established', 'crd/umlmachines.umlmon.io', '--timeout=60s']);
+  await crdEstablished(cp.adminKubeconfig, 'umlmachines.umlmon.io');
 });
 
 after(async () => {

@@ -14,6 +14,7 @@ import { startControlPlane, type ControlPlane } from '../support/control-plane.t
 import { REPO_ROOT, TEST_IMAGE, testImageRoot, umlKernel } from '../support/uml.ts';
 import { kernelVersion } from '../../src/runtime/kernel-probe.ts';
 import { eventually } from '../support/eventually.ts';
+import { crdEstablished } from '../support/kubectl.ts';
 
 const run = promisify(execFile);
 const MAIN = join(REPO_ROOT, 'src/cli/main.ts');
@@ -63,7 +64,7 @@ before(async () => {
   // 1.20 knows neither CEL rules nor selectable fields: kubectl's client-side validation refuses
   // those fields, the server drops them (the agent checks what they would have).
   await kubectl(['apply', '--validate=false', '-f', join(REPO_ROOT, 'crds')]);
-  await kubectl(['wait', '--for=condition=Established', 'crd/umlmachines.umlmon.io', '--timeout=60s']);
+  await crdEstablished(cp.adminKubeconfig, 'umlmachines.umlmon.io');
   await until('the CRD served', async () => { await kubectl(['get', 'uml']); return true; }, 30_000);
 });
 

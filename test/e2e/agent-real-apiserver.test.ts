@@ -22,6 +22,7 @@ import { startControlPlane, type ControlPlane } from '../support/control-plane.t
 import { alive } from '../support/process.ts';
 import { REPO_ROOT, TEST_IMAGE, testImageRoot, umlKernel } from '../support/uml.ts';
 import { eventually } from '../support/eventually.ts';
+import { crdEstablished } from '../support/kubectl.ts';
 
 const run = promisify(execFile);
 const MAIN = join(REPO_ROOT, 'src/cli/main.ts');
@@ -132,7 +133,7 @@ test('the CRD applies to a 1.20 server with --validate=false and is served, prin
   // 1.20 predates x-kubernetes-validations and selectableFields: client-side validation refuses
   // the unknown fields; the server drops them, and the agent checks what they checked.
   await kubectl(['apply', '--validate=false', '-f', join(REPO_ROOT, 'crds')]);
-  await kubectl(['wait', '--for=condition=Established', 'crd/umlmachines.umlmon.io', '--timeout=60s']);
+  await crdEstablished(cp.adminKubeconfig, 'umlmachines.umlmon.io');
   assert.match(cp.versionInfo.gitVersion, /^v1\.20\./);
   const crd = JSON.parse(await kubectl(['get', 'crd', 'umlmachines.umlmon.io', '-o', 'json'])) as { spec: { versions: { additionalPrinterColumns?: { name: string }[] }[] } };
   assert.deepEqual(crd.spec.versions[0]?.additionalPrinterColumns?.map((c) => c.name).slice(0, 4), ['Node', 'State', 'Phase', 'Kernel']);

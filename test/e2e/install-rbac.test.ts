@@ -18,6 +18,7 @@ import { describe as describeResult, kubectlFor, type Kubectl, type KubectlResul
 import { parseRendering, renderChart, REPO_ROOT } from '../../hack/render-chart.ts';
 import { testImageRoot, TEST_IMAGE, umlKernel } from '../support/uml.ts';
 import { alive } from '../support/process.ts';
+import { crdEstablished } from '../support/kubectl.ts';
 
 type Obj = Record<string, any>;
 
@@ -118,7 +119,7 @@ before(async () => {
   writeFileSync(join(work, 'install.yaml'), text);
   await kubectl(['apply', '-f', '-'], 'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: umlmon-system\n');
   await kubectl(['apply', '--validate=false', '-f', join(work, 'install.yaml')]);
-  await kubectl(['wait', '--for=condition=Established', 'crd/umlmachines.umlmon.io', '--timeout=60s']);
+  await crdEstablished(adminKubeconfig, 'umlmachines.umlmon.io');
   await kubectl(['apply', '-f', '-'], `apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ${MACHINES_NS}\n`);
 
   // The agent, as the DaemonSet runs it: `run -f <the chart's config.yaml>`, NODE_NAME from the

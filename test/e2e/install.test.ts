@@ -14,6 +14,7 @@ import { parseAllDocuments } from 'yaml';
 import { startControlPlane, type ControlPlane } from '../support/control-plane.ts';
 import { describe as describeResult, kubectlFor, type Kubectl, type KubectlResult } from '../support/kubectl.ts';
 import { CHART_DIR, MANIFESTS_DIR, parseRendering, renderChart, type RenderOptions } from '../../hack/render-chart.ts';
+import { crdEstablished } from '../support/kubectl.ts';
 
 type Obj = Record<string, any>;
 
@@ -113,7 +114,7 @@ function kindArg(o: Obj): string {
 
 /** A machine the CRD must accept once installed (the API serves the kind and its short name). */
 async function assertCrdServes(cp: ControlPlane, namespace: string): Promise<void> {
-  await kubectl(cp, ['wait', '--for=condition=Established', 'crd/umlmachines.umlmon.io', '--timeout=60s']);
+  await crdEstablished(cp.adminKubeconfig, 'umlmachines.umlmon.io');
   const machine = `apiVersion: umlmon.io/v1alpha1\nkind: UmlMachine\nmetadata:\n  name: probe\n  namespace: ${namespace}\nspec:\n  nodeName: worker-1\n  disks: [{name: ubd0, image: busybox.ext4}]\n`;
   await kubectl(cp, ['apply', '-f', '-'], machine);
   const got = await getJson(cp, 'uml', 'probe', namespace);
@@ -158,7 +159,7 @@ spec:
       schema:
         openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
 `);
-  await kubectl(e, ['wait', '--for=condition=Established', 'crd/servicemonitors.monitoring.coreos.com', '--timeout=60s']);
+  await crdEstablished(e.adminKubeconfig, 'servicemonitors.monitoring.coreos.com');
   // docs/install.md on 1.20: the CRD client-side with --validate=false first (server-side apply
   // refuses the fields 1.20 does not know), then the chart without it (helm install --skip-crds).
   await kubectl(e, ['apply', '--validate=false', '-f', join(CHART_DIR, 'crds')]);

@@ -17,6 +17,7 @@ import { ApiError, KubeClient, loadKubeClient, type Resource } from '../../src/a
 import { startEmulator, type Emulator } from '../emulator/index.ts';
 import { startControlPlane, type ControlPlane } from '../support/control-plane.ts';
 import { waitFor } from '../support/kubectl.ts';
+import { crdEstablished } from '../support/kubectl.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const CRD_FILE = join(ROOT, 'crds', 'umlmachines.umlmon.io.yaml');
@@ -53,7 +54,7 @@ async function errorOf(p: Promise<unknown>): Promise<ApiError> {
  */
 async function installCrdOnRealServer(cp: ControlPlane): Promise<void> {
   await run('kubectl', ['--kubeconfig', cp.adminKubeconfig, 'apply', '--validate=false', '-f', CRD_FILE]);
-  await run('kubectl', ['--kubeconfig', cp.adminKubeconfig, 'wait', '--for=condition=Established', `crd/${PLURAL}.${GROUP}`, '--timeout=60s']);
+  await crdEstablished(cp.adminKubeconfig, `${PLURAL}.${GROUP}`);
 }
 
 async function createNamespace(client: KubeClient): Promise<string> {

@@ -15,6 +15,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { startControlPlane, type ControlPlane } from '../support/control-plane.ts';
 import { REPO_ROOT } from '../support/uml.ts';
+import { crdEstablished } from '../support/kubectl.ts';
 
 const KUBECTL = process.env.KUBECTL ?? '/usr/bin/kubectl';
 let cp: ControlPlane;
@@ -71,7 +72,7 @@ before(async () => {
   cp = await startControlPlane();
   const crd = await kubectl(['apply', '--validate=false', '-f', join(REPO_ROOT, 'crds')]);
   assert.equal(crd.code, 0, show(crd));
-  assert.equal((await kubectl(['wait', '--for=condition=Established', 'crd/umlmachines.umlmon.io', '--timeout=60s'])).code, 0);
+  await crdEstablished(cp.adminKubeconfig, 'umlmachines.umlmon.io');
   for (const ns of [NS, AGENTS]) await apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
   await apply(machine('web'));
   await apply(machine('synced', { labels: { 'argocd.argoproj.io/instance': 'guests' } }));

@@ -12,6 +12,7 @@ import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { startEmulator } from '../emulator/index.ts';
 import { describe, kubectlFor, waitFor, type Kubectl } from '../support/kubectl.ts';
 import { startControlPlane } from '../support/control-plane.ts';
+import { crdEstablished } from '../support/kubectl.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const CRD_DIR = join(ROOT, 'crds');
@@ -89,8 +90,7 @@ for (const kind of ['a real Kubernetes 1.20 API server', 'the emulator'] as cons
     const r = await kubectl(['apply', ...(server.modern ? [] : ['--validate=false']), '-f', CRD_DIR]);
     assert.equal(r.code, 0, describe(r));
     assert.match(r.stdout, /customresourcedefinition.apiextensions.k8s.io\/umlmachines.umlmon.io (created|configured|unchanged)/);
-    const w = await kubectl(['wait', '--for=condition=Established', 'crd/umlmachines.umlmon.io', '--timeout=60s']);
-    assert.equal(w.code, 0, describe(w));
+    await crdEstablished(server.kubeconfig, 'umlmachines.umlmon.io');
     // A new CRD reaches a real server's OpenAPI (kubectl explain, validation) a few seconds later.
     await waitFor('the CRD in the OpenAPI', async () => (await kubectl(['explain', 'uml.spec'])).code === 0);
   });

@@ -61,3 +61,21 @@ export async function waitFor<T>(what: string, check: () => T | Promise<T>, time
     await new Promise((r) => setTimeout(r, 25));
   }
 }
+
+/**
+ * Waits until a CRD is Established. Not `kubectl wait --for=condition=Established`: right
+ * after the CRD is created a 1.20 server can show its status.conditions as null, and kubectl
+ * 1.32's condition waiter then fails at once ("accessor error: <nil> is of the type <nil>,
+ * expected []interface{}") instead of waiting, as a full run of the suite found.
+ */
+export async function crdEstablished(kubeconfig: string, name: string, timeoutMs = 60_000): Promise<void> {
+  const kubectl = kubectlFor(kubeconfig);
+  const deadline = Date.now() + timeoutMs;
+  let last: KubectlResult | undefined;
+  while (Date.now() < deadline) {
+    last = await kubectl(['get', 'crd', name, '-o', 'jsonpath={.status.conditions[?(@.type=="Established")].status}']);
+    if (last.code === 0 && last.stdout.trim() === 'True') return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`CRD ${name} not Established within ${timeoutMs} ms (last: exit ${last?.code}, ${JSON.stringify(last?.stdout)} ${last?.stderr.trim()})`);
+}
