@@ -158,6 +158,21 @@ export function killMachineCgroup(parent: string, id: string): number {
 }
 
 /**
+ * Removes a machine's cgroup as soon as its last task has exited (a task leaves its cgroup when
+ * it exits, before its parent reaps it), trying every 20 ms for at most timeoutMs, while
+ * `stillOurs` says the machine has not been started again meanwhile. True when it is gone.
+ */
+export async function removeCgroupWhenEmpty(parent: string, id: string, timeoutMs: number, stillOurs: () => boolean = () => true): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (!stillOurs()) return false;
+    if (removeMachineCgroup(parent, id).length === 0) return true;
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/**
  * Removes the parent cgroup in every hierarchy where it is empty (no machine cgroups left).
  * Called when a runtime closes, after which it starts nothing, so it cannot race a start.
  */

@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { util } from '../builtins.ts';
 import { SharedAllocations } from './allocations.ts';
 import { backupMachine } from './backup.ts';
-import { createMachineCgroup, killMachineCgroup, removeEmptyCgroupParent, removeMachineCgroup } from './cgroup.ts';
+import { createMachineCgroup, killMachineCgroup, removeCgroupWhenEmpty, removeEmptyCgroupParent, removeMachineCgroup } from './cgroup.ts';
 import { diskFilesInJail, kernelArgs } from './cmdline.ts';
 import { ConsoleFollower, summarizeConsole, type ConsoleRotation, type ConsoleSignal } from './console.ts';
 import { writesAppending } from './console-log.ts';
@@ -667,20 +667,11 @@ export class UmlRuntime implements Runtime {
     // group cannot have been reused while it had members.
     if (m.record.pid > 1) killGroup(m.record.pid, 'SIGKILL');
     killMachineCgroup(this.settings.cgroupParent, m.record.id);
-    // The cgroup can go once the kernel's group is gone, and the monitor's with it (the monitor
-    // and the copies of the console's pty are in the cgroup too).
-    void this.cgroupEmptied(m, 5000).then((gone) => {
-      const current = this.machines.get(m.record.id);
-      if (gone && (current === undefined || current === m)) removeMachineCgroup(this.settings.cgroupParent, m.record.id);
+    // The cgroup can go once the kernel's group is gone and the rest have exited.
+    void waitGroupGone(m.record.pid, 5000).then(async (gone) => {
+      const current = (): boolean => { const c = this.machines.get(m.record.id); return c === undefined || c === m; };
+      if (gone && current()) await removeCgroupWhenEmpty(this.settings.cgroupParent, m.record.id, 2000, current);
     });
-  }
-
-  /** True once the kernel's process group and the monitor's are gone (within ms each). */
-  private async cgroupEmptied(m: Machine, timeoutMs: number): Promise<boolean> {
-    for (const group of [m.record.pid, m.record.monitorPid]) {
-      if (group && !(await waitGroupGone(group, timeoutMs))) return false;
-    }
-    return true;
   }
 
   /** Drops sockets and watchers; the kernel itself is not touched. */
@@ -854,10 +845,11 @@ export class UmlRuntime implements Runtime {
     killGroup(pid, 'SIGKILL');
     if (!(await waitGroupGone(pid, 5000))) throw new RuntimeError('not-running', m.record, `processes of group ${pid} are still alive after SIGKILL`);
     // UML's SIGWINCH watcher has a session of its own: the cgroup finds it. The monitor and the
-    // copies of the console's pty end a moment after the kernel's last process.
+    // copies of the console's pty end a moment after the kernel's last process. (Not waited
+    // for by process group: once killed, they are zombies until whoever inherited them reaps
+    // them, which can take seconds; an exited task has left its cgroup, so the cgroup can go.)
     killMachineCgroup(this.settings.cgroupParent, id);
-    await this.cgroupEmptied(m, 3000);
-    removeMachineCgroup(this.settings.cgroupParent, id);
+    await removeCgroupWhenEmpty(this.settings.cgroupParent, id, 2000);
   }
 
   pause(id: string): Promise<void> {
