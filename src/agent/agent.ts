@@ -1,11 +1,15 @@
-// The node agent's entry point for `umlmon run`: a reconciler and a controller over the source
-// and runtime the caller built from its config. The caller owns the source's construction and
+// The node agent's entry point for `umlmon run`: the state store, the executor, the event
+// reporter, the reconciler and the controller, over the source and runtime the caller built
+// from its config. The caller owns the source's construction and
 // the runtime's lifetime (it closes the runtime after stop()).
 import type { Logger } from 'pino';
 import type { Runtime } from '../runtime/types.ts';
 import { Controller } from './controller.ts';
 import { CoreMetrics } from './core-metrics.ts';
+import { EventReporter } from './event-reporter.ts';
+import { Executor } from './executor.ts';
 import type { KernelEntry } from './machine-config.ts';
+import { MachineStates } from './machine-states.ts';
 import type { Registry } from './metrics.ts';
 import { Reconciler } from './reconcile.ts';
 import type { MachineSource } from './source.ts';
@@ -56,8 +60,14 @@ export async function startAgent(options: AgentOptions, deps: AgentDeps): Promis
   const logger = deps.logger.child({ component: 'agent' });
   const metrics = new CoreMetrics(deps.metrics);
   const clock = deps.clock ?? realClock;
-  const reconciler = new Reconciler(options, { source: deps.source, runtime: deps.runtime, logger, metrics, now: () => new Date(clock.now()) });
-  const controller = new Controller(options, { source: deps.source, runtime: deps.runtime, reconciler, logger, metrics, clock });
+  const now = (): Date => new Date(clock.now());
+  const { source, runtime } = deps;
+  // The one owner of what the agent remembers per machine; everything below reads it through here.
+  const states = new MachineStates();
+  const events = new EventReporter({ source, states, logger });
+  const executor = new Executor({ runtime, source, states, events, logger, metrics, backupDir: options.backupDir, now });
+  const reconciler = new Reconciler(options, { source, runtime, states, executor, events, logger, metrics, now });
+  const controller = new Controller(options, { source, runtime, reconciler, states, executor, events, logger, metrics, clock });
   const { synced } = await controller.start();
   synced.catch((error: unknown) => logger.error({ err: String(error) }, 'the agent did not start reconciling'));
   return {

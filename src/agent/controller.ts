@@ -11,11 +11,15 @@ import { errorText } from '../runtime/errors.ts';
 import type { MachineSnapshot, Runtime, RuntimeEvent } from '../runtime/types.ts';
 import { BackupScheduler } from './backups.ts';
 import type { CoreMetrics } from './core-metrics.ts';
+import type { EventReporter } from './event-reporter.ts';
+import type { Executor } from './executor.ts';
 import { keyFromLabels } from './machine-config.ts';
+import type { MachineStates } from './machine-states.ts';
 import { describeExit, isAlive } from './plan.ts';
+import { unchangedSinceLastPass } from './predicates.ts';
 import { TerminalError, type Reconciler } from './reconcile.ts';
-import { keyOf, type EventType, type MachineKey, type MachineSource } from './source.ts';
-import { WorkQueue, runWorkers, type Clock } from './workqueue.ts';
+import { keyOf, type MachineKey, type MachineSource } from './source.ts';
+import { WorkQueue, realClock, runWorkers, type Clock } from './workqueue.ts';
 
 export interface ControllerOptions {
   workers: number;
@@ -26,6 +30,9 @@ export interface ControllerDeps {
   source: MachineSource;
   runtime: Runtime;
   reconciler: Reconciler;
+  states: MachineStates;
+  executor: Executor;
+  events: EventReporter;
   logger: Logger;
   metrics?: CoreMetrics;
   clock?: Clock;
@@ -39,6 +46,9 @@ export class Controller {
   readonly #source: MachineSource;
   readonly #runtime: Runtime;
   readonly #reconciler: Reconciler;
+  readonly #states: MachineStates;
+  readonly #events: EventReporter;
+  readonly #clock: Clock;
   readonly #logger: Logger;
   readonly #metrics: CoreMetrics | undefined;
   readonly queue: WorkQueue;
@@ -56,19 +66,22 @@ export class Controller {
     this.#source = deps.source;
     this.#runtime = deps.runtime;
     this.#reconciler = deps.reconciler;
+    this.#states = deps.states;
+    this.#events = deps.events;
+    this.#clock = deps.clock ?? realClock;
     this.#logger = deps.logger;
     this.#metrics = deps.metrics;
     // A machine waiting for a readWrite image another one has is looked at again whenever a
     // machine lets go of disks (the holder's own exit comes as a runtime event, below).
-    this.#reconciler.onDisksReleased(() => this.#wakeDiskWaiters());
+    deps.executor.onDisksReleased(() => this.#wakeDiskWaiters());
     // A stop runs beside the workers; when it ends, its key's next pass acts on the result.
-    this.#reconciler.onStopDone((key) => {
+    deps.executor.onStopDone((key) => {
       this.queue.add(key);
       this.#changed();
     });
-    this.queue = new WorkQueue({ onDepth: (d) => this.#metrics?.workqueueDepth.set(d), ...(deps.clock ? { clock: deps.clock } : {}) });
+    this.queue = new WorkQueue({ onDepth: (d) => this.#metrics?.workqueueDepth.set(d), clock: this.#clock });
     this.#backups = new BackupScheduler((key) => {
-      this.#reconciler.markBackupDue(key);
+      this.#states.markBackupDue(key);
       this.queue.add(key);
     }, this.#logger);
   }
@@ -113,7 +126,7 @@ export class Controller {
       } catch (error) {
         if (this.#stopped) return;
         this.#logger.error({ source: this.#source.kind, err: errorText(error) }, `starting the ${this.#source.kind} source failed; retrying in ${SOURCE_RETRY_MS / 1000} s (guests are left alone meanwhile)`);
-        await new Promise((r) => setTimeout(r, SOURCE_RETRY_MS).unref());
+        await new Promise((r) => this.#clock.setTimeout(() => r(undefined), SOURCE_RETRY_MS));
         if (this.#stopped) return;
       }
     }
@@ -123,7 +136,7 @@ export class Controller {
     // A key backing off after a failure waits for its timer unless the object really changed:
     // otherwise the echo of the status written with the error would retry it at once, and a
     // failure whose message varies would spin.
-    if (this.queue.numRequeues(key) > 0 && this.#reconciler.objectUnchangedSinceLastPass(key)) return;
+    if (this.queue.numRequeues(key) > 0 && unchangedSinceLastPass(this.#states, key, this.#source.get(key))) return;
     this.queue.add(key);
   }
 
@@ -179,7 +192,7 @@ export class Controller {
       const key = keyFromLabels(m.config.labels);
       const machine = key ? this.#source.get(key) : undefined;
       const message = `found the running kernel again after an agent restart: pid ${m.pid ?? '?'}, state ${m.state}`;
-      if (machine) this.#event(key!, 'Normal', 'Adopted', message);
+      if (machine) this.#events.record(machine, 'Normal', 'Adopted', message);
       else this.#logger.info({ machine: key ?? m.name, id: m.id }, `${message}; its object is gone, so it will be shut down`);
     }
   }
@@ -196,7 +209,7 @@ export class Controller {
       case 'mconsole-ready':
         break;
       case 'booted': {
-        const requested = this.#reconciler.takeStartRequest(e.id);
+        const requested = this.#states.takeStartRequest(e.id);
         const seconds = requested !== undefined ? (e.at.getTime() - requested) / 1000 : undefined;
         if (seconds !== undefined && seconds >= 0) this.#metrics?.bootSeconds.observe(seconds);
         this.#event(key, 'Normal', 'Booted', seconds !== undefined ? `the guest kernel booted in ${seconds.toFixed(2)} s` : 'the guest kernel booted');
@@ -219,8 +232,8 @@ export class Controller {
       case 'exited':
         // A stop of ours: its end queues the key (and frees the disks) once its cleanup is done;
         // a pass now would only see it still stopping. A hundred of them in a drain add up.
-        if (this.#reconciler.isStoppingByAgent(e.id)) return;
-        if (!this.#reconciler.isDraining()) this.#logger.info({ machine: key, exit: e.exit }, `the kernel exited: ${describeExit(e.exit)}`);
+        if (this.#states.isStopping(e.id)) return;
+        if (!this.#states.isDraining()) this.#logger.info({ machine: key, exit: e.exit }, `the kernel exited: ${describeExit(e.exit)}`);
         this.#wakeDiskWaiters();
         break;
       case 'devices-checked':
@@ -230,20 +243,11 @@ export class Controller {
   }
 
   #wakeDiskWaiters(): void {
-    for (const key of this.#reconciler.keysWaitingForDisks()) this.queue.add(key);
+    for (const key of this.#states.keysWaitingForDisks()) this.queue.add(key);
   }
 
-  #event(key: MachineKey, type: EventType, reason: string, message: string): void {
-    const machine = this.#source.get(key);
-    if (!machine) {
-      this.#logger.info({ machine: key, reason }, message);
-      return;
-    }
-    try {
-      this.#source.event(machine, type, reason, message);
-    } catch (error) {
-      this.#logger.warn({ machine: key, reason, err: errorText(error) }, 'recording an Event failed');
-    }
+  #event(key: MachineKey, type: 'Normal' | 'Warning', reason: string, message: string): void {
+    this.#events.recordFor(key, type, reason, message);
   }
 
   #every(seconds: number, fn: () => void, options: { keepAlive?: boolean } = {}): void {
@@ -262,17 +266,18 @@ export class Controller {
    * is stopped by the pass its boot brings.
    */
   async drain(timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    this.#reconciler.beginDrain(deadline);
+    const deadline = this.#clock.now() + timeoutMs;
+    this.#states.beginDrain(deadline);
     this.#logger.info({ machines: this.#runtime.list().filter(isAlive).length, timeoutMs }, 'draining: shutting every guest down');
     // Past the deadline, plus what a forced stop takes, stop waiting: the node is going down.
     const giveUp = deadline + 15_000;
-    const settled = (): boolean => this.queue.length === 0 && this.queue.processing === 0 && this.#reconciler.stopsInFlight() === 0;
-    while (Date.now() < giveUp) {
+    const settled = (): boolean => this.queue.length === 0 && this.queue.processing === 0 && this.#states.stopsInFlight() === 0;
+    const now = (): number => this.#clock.now();
+    while (now() < giveUp) {
       this.enqueueAll();
-      while (!settled() && Date.now() < giveUp) await this.#nextChange(Math.min(1000, giveUp - Date.now()));
+      while (!settled() && now() < giveUp) await this.#nextChange(Math.min(1000, giveUp - now()));
       if (!this.#runtime.list().some(isAlive)) break;
-      await this.#nextChange(Math.min(1000, giveUp - Date.now()));
+      await this.#nextChange(Math.min(1000, giveUp - now()));
     }
   }
 
@@ -280,11 +285,11 @@ export class Controller {
   #nextChange(ms: number): Promise<void> {
     return new Promise((resolve) => {
       const wake = (): void => {
-        clearTimeout(timer);
+        this.#clock.clearTimeout(timer);
         this.#changeWaiters.delete(wake);
         resolve();
       };
-      const timer = setTimeout(wake, Math.max(0, ms));
+      const timer = this.#clock.setTimeout(wake, Math.max(0, ms));
       this.#changeWaiters.add(wake);
     });
   }

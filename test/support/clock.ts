@@ -34,6 +34,13 @@ export class FakeClock implements Clock {
     return this.#timers.size;
   }
 
+  /** How long until the next timer is due, or undefined with none pending. */
+  nextDueIn(): number | undefined {
+    let at: number | undefined;
+    for (const t of this.#timers.values()) if (at === undefined || t.at < at) at = t.at;
+    return at === undefined ? undefined : at - this.#now;
+  }
+
   /** Moves time forward by ms, firing every timer that falls due on the way. */
   async advance(ms: number): Promise<void> {
     const end = this.#now + ms;

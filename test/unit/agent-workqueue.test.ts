@@ -7,38 +7,8 @@ import {
   WorkQueue,
   defaultRateLimiter,
   runWorkers,
-  type Clock,
 } from '../../src/agent/workqueue.ts';
-
-/** A clock the test moves by hand: timers fire only in advance(). */
-class FakeClock implements Clock {
-  time = 0;
-  timers: { at: number; fn: () => void; id: number }[] = [];
-  #next = 1;
-  now(): number {
-    return this.time;
-  }
-  setTimeout(fn: () => void, ms: number): unknown {
-    const id = this.#next++;
-    this.timers.push({ at: this.time + ms, fn, id });
-    return id;
-  }
-  clearTimeout(handle: unknown): void {
-    this.timers = this.timers.filter((t) => t.id !== handle);
-  }
-  advance(ms: number): void {
-    const until = this.time + ms;
-    for (;;) {
-      this.timers.sort((a, b) => a.at - b.at);
-      const t = this.timers[0];
-      if (!t || t.at > until) break;
-      this.timers.shift();
-      this.time = t.at;
-      t.fn();
-    }
-    this.time = until;
-  }
-}
+import { FakeClock } from '../support/clock.ts';
 
 const noLimit = { when: () => 0, forget: () => {}, numRequeues: () => 0 };
 
@@ -97,13 +67,13 @@ describe('WorkQueue', () => {
     q.addAfter('a', 50);
     q.addAfter('a', 200);
     assert.equal(q.length, 0);
-    clock.advance(49);
+    await clock.advance(49);
     assert.equal(q.length, 0);
-    clock.advance(1);
+    await clock.advance(1);
     assert.equal(q.length, 1);
-    clock.advance(1000);
+    await clock.advance(1000);
     assert.equal(q.length, 1, 'the later timers were dropped, not fired as extra adds');
-    assert.equal(clock.timers.length, 0);
+    assert.equal(clock.pending, 0);
   });
 
   it('addAfter with 0 ms adds at once', () => {
@@ -117,11 +87,10 @@ describe('WorkQueue', () => {
     const q = new WorkQueue({ rateLimiter: new ExponentialBackoffLimiter(5, 1000_000), clock });
     const delays: number[] = [];
     for (let i = 0; i < 5; i++) {
-      const before = clock.time;
       q.addRateLimited('a');
-      const t = clock.timers[0]!;
-      delays.push(t.at - before);
-      clock.advance(t.at - before);
+      const due = clock.nextDueIn()!;
+      delays.push(due);
+      await clock.advance(due);
       assert.equal(q.length, 1);
       q.done((await q.get())!);
     }
@@ -130,7 +99,7 @@ describe('WorkQueue', () => {
     q.forget('a');
     assert.equal(q.numRequeues('a'), 0);
     q.addRateLimited('a');
-    assert.equal(clock.timers[0]!.at - clock.time, 5);
+    assert.equal(clock.nextDueIn(), 5);
   });
 
   it('backs off each key independently', () => {
@@ -148,13 +117,13 @@ describe('WorkQueue', () => {
     assert.equal(last, 1000_000);
   });
 
-  it('the token bucket allows a burst, then the steady rate, and refills over time', () => {
+  it('the token bucket allows a burst, then the steady rate, and refills over time', async () => {
     const clock = new FakeClock();
     const bucket = new TokenBucketLimiter(10, 3, clock);
     assert.deepEqual([bucket.when('a'), bucket.when('b'), bucket.when('c')], [0, 0, 0]);
     assert.equal(bucket.when('d'), 100);
     assert.equal(bucket.when('e'), 200);
-    clock.advance(10_000);
+    await clock.advance(10_000);
     assert.equal(bucket.when('f'), 0, 'refilled (up to the burst)');
   });
 
@@ -175,7 +144,7 @@ describe('WorkQueue', () => {
     q.add('a');
     q.addAfter('b', 10);
     assert.equal(q.length, 0);
-    assert.equal(clock.timers.length, 0);
+    assert.equal(clock.pending, 0);
     assert.equal(await q.get(), undefined);
   });
 

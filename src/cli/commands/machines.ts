@@ -6,7 +6,7 @@
 // running agent over its control socket, or the state and machines directories without one.
 import { CONFIG_FLAGS_HELP, type AgentConfig } from '../../agent/config.ts';
 import { controlRequest, ControlUnavailableError } from '../../agent/control.ts';
-import { BACKUP_REQUEST_ANNOTATION, RESTART_REQUEST_ANNOTATION } from '../../agent/reconcile.ts';
+import { BACKUP_REQUEST_ANNOTATION, RESTART_REQUEST_ANNOTATION } from '../../agent/annotations.ts';
 import { keyOfRecord } from '../../runtime/console-session.ts';
 import { readAllMachineRecords } from '../../runtime/machine-record.ts';
 import { isSameProcessAlive } from '../../runtime/proc.ts';
