@@ -27,6 +27,12 @@ export function keyLabels(object: Named): Record<string, string> {
   return { [LABEL_NAMESPACE]: namespaceOf(object), [LABEL_NAME]: object.metadata.name };
 }
 
+/** The labels a key's kernels carry (the key's namespace and name, split at its one slash). */
+export function labelsOfKey(key: MachineKey): Record<string, string> {
+  const slash = key.indexOf('/');
+  return { [LABEL_NAMESPACE]: key.slice(0, slash), [LABEL_NAME]: key.slice(slash + 1) };
+}
+
 /** The key a running kernel's labels carry, if they carry one. */
 export function keyFromLabels(labels: Record<string, string> | undefined): MachineKey | undefined {
   const namespace = labels?.[LABEL_NAMESPACE];

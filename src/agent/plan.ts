@@ -81,8 +81,15 @@ export interface PlanInput {
   /**
    * The disks of the node's other live machines: a readWrite image is one machine's at a time
    * (src/runtime/image-use.ts), so a start or hot-plug that needs one in use waits for it.
+   * A function is called only when the plan needs them (a start, a change of devices): a pass
+   * over a guest that just runs never looks at the rest of the node.
    */
-  imageHolders?: ImageHolder[];
+  imageHolders?: ImageHolder[] | (() => ImageHolder[]);
+}
+
+function holdersOf(input: PlanInput): ImageHolder[] {
+  const h = input.imageHolders;
+  return typeof h === 'function' ? h() : (h ?? []);
 }
 
 export type StopReason = 'desired' | 'deleting' | 'orphan' | 'restart' | 'drain';
@@ -317,7 +324,7 @@ function planValid(input: PlanInput, desired: DesiredMachine, spec: ValidSpec, r
         if (input.backupDue) result.backupSkipped = 'the guest is being paused';
         return;
       }
-      planDevices(spec.config, actual, result, input.imageHolders);
+      planDevices(spec.config, actual, result, () => holdersOf(input));
       if (input.backupDue) {
         if (actual.bootTime !== undefined) result.actions.push({ type: 'backup', id: actual.id });
         else result.backupSkipped = 'the guest has not finished booting';
@@ -334,7 +341,7 @@ function planValid(input: PlanInput, desired: DesiredMachine, spec: ValidSpec, r
 function planStart(input: PlanInput, spec: ValidSpec, result: Plan, addFinalizer: () => void): void {
   const { actual } = input;
   if (input.backupDue) result.backupSkipped = 'the guest is not running';
-  const inUse = diskInUse(spec.config.disks, input.imageHolders);
+  const inUse = diskInUse(spec.config.disks, holdersOf(input));
   if (inUse !== undefined) {
     // Not started now, nor counted as a crash: it starts when the other machine lets go (the
     // controller requeues waiting machines whenever a machine stops or a disk is detached).
@@ -380,16 +387,16 @@ function planStart(input: PlanInput, spec: ValidSpec, result: Plan, addFinalizer
 }
 
 /** Why these disks cannot be had now (the first in use by another machine), or undefined. */
-function diskInUse(disks: DiskConfig[], holders: ImageHolder[] | undefined): string | undefined {
+function diskInUse(disks: DiskConfig[], holders: ImageHolder[]): string | undefined {
   for (const disk of disks) {
-    const holder = imageConflict(disk, holders ?? []);
+    const holder = imageConflict(disk, holders);
     if (holder) return imageInUseMessage(disk, holder);
   }
   return undefined;
 }
 
 /** Live changes of disks and interfaces, only once the kernel has booted (see uml-facts.md). */
-function planDevices(config: MachineConfig, actual: MachineSnapshot, result: Plan, holders: ImageHolder[] | undefined): void {
+function planDevices(config: MachineConfig, actual: MachineSnapshot, result: Plan, holders: () => ImageHolder[]): void {
   const diff = deviceDiff(config, actual);
   if (diff.detachDisks.length + diff.attachDisks.length + diff.detachInterfaces.length + diff.attachInterfaces.length === 0) return;
   if (actual.bootTime === undefined) {
@@ -402,8 +409,9 @@ function planDevices(config: MachineConfig, actual: MachineSnapshot, result: Pla
   for (const name of diff.detachDisks) result.actions.push({ type: 'detachDisk', id: actual.id, name });
   for (const name of diff.detachInterfaces) result.actions.push({ type: 'detachInterface', id: actual.id, name });
   const waiting: string[] = [];
+  const others = diff.attachDisks.length > 0 ? holders() : [];
   for (const disk of diff.attachDisks) {
-    const inUse = diskInUse([disk], holders);
+    const inUse = diskInUse([disk], others);
     if (inUse !== undefined) waiting.push(inUse);
     else result.actions.push({ type: 'attachDisk', id: actual.id, disk });
   }

@@ -16,7 +16,7 @@ import type { Logger } from 'pino';
 import { FINALIZER, type UmlMachine } from '../api/types.ts';
 import { validateMachine, type ValidationLimits } from '../api/validate.ts';
 import { RuntimeError, errorText } from '../runtime/errors.ts';
-import { imageHoldersOf } from '../runtime/image-use.ts';
+import { imageHoldersOf, type ImageHolder } from '../runtime/image-use.ts';
 import type { MachineSnapshot, Runtime } from '../runtime/types.ts';
 import { BACKUP_REQUEST_ANNOTATION, RESTART_REQUEST_ANNOTATION, backupRequestDue, requestTime } from './annotations.ts';
 import type { CoreMetrics } from './core-metrics.ts';
@@ -25,13 +25,13 @@ import { DEVICE_ACTIONS, type Executor } from './executor.ts';
 import {
   gracePeriodMsFromLabels,
   gracePeriodSecondsOf,
-  keyFromLabels,
   machineConfigFor,
   machineIdOf,
   type KernelEntry,
 } from './machine-config.ts';
 import type { MachineMemory, MachineStates } from './machine-states.ts';
 import { plan, stableJson, type DesiredMachine, type Plan } from './plan.ts';
+import { labelsOfKey } from './object-key.ts';
 import { objectFingerprint } from './predicates.ts';
 import { ObjectGoneError, type MachineKey, type MachineSource } from './source.ts';
 import { buildStatus, conditionOf, statusEqual, statusPatch } from './status.ts';
@@ -87,8 +87,6 @@ interface Failure {
 interface Observed {
   machine: UmlMachine | undefined;
   desired: DesiredMachine | undefined;
-  /** Every machine on the node, as the reconciler sees it (a stop in flight is still stopping). */
-  onNode: MachineSnapshot[];
   /** This key's machines: by label, or by the object's umid. */
   machines: MachineSnapshot[];
   actual: MachineSnapshot | undefined;
@@ -133,9 +131,20 @@ export class Reconciler {
     return m !== undefined && m.state === 'exited' && this.#states.isStopping(m.id) ? { ...m, state: 'stopping' } : m;
   }
 
-  /** The runtime machines that belong to a key: by label, or by the object's umid. */
-  machinesOf(key: MachineKey, id: string | undefined, onNode: MachineSnapshot[] = this.#runtime.list()): MachineSnapshot[] {
-    return onNode.filter((m) => m.id === id || keyFromLabels(m.config.labels) === key);
+  /**
+   * The runtime machines that belong to a key: by label (the runtime's index), or by the
+   * object's umid; as the reconciler sees them (a stop in flight is still stopping).
+   */
+  machinesOf(key: MachineKey, id: string | undefined): MachineSnapshot[] {
+    const machines = this.#runtime.select(labelsOfKey(key));
+    const byId = id !== undefined && !machines.some((m) => m.id === id) ? this.#runtime.get(id) : undefined;
+    if (byId) machines.push(byId);
+    return machines.map((m) => this.#withStops(m)!);
+  }
+
+  /** The disks of the node's live machines but these (image-use.ts). */
+  #imageHoldersBut(own: MachineSnapshot[]): ImageHolder[] {
+    return imageHoldersOf(this.#runtime.list().map((m) => this.#withStops(m)!).filter((m) => !own.some((o) => o.id === m.id)));
   }
 
   /** Validation as the API server would do it, plus this node's kernels, memory bounds and images. */
@@ -183,7 +192,7 @@ export class Reconciler {
     return this.#report(key, observed, decided, executed, memory, log);
   }
 
-  /** Desired and actual, once per pass: one snapshot of the node (this key's machines, the others' disks). */
+  /** Desired and actual, once per pass: the object, and this key's machines from the runtime's index. */
   #observe(key: MachineKey, memory: MachineMemory): Observed {
     const machine = this.#source.get(key);
     let desired: DesiredMachine | undefined;
@@ -198,8 +207,7 @@ export class Reconciler {
     if (desired && !desired.hasFinalizer && machine?.metadata.uid !== undefined && memory.finalizerAddedFor === machine.metadata.uid) {
       desired = { ...desired, hasFinalizer: true };
     }
-    const onNode = this.#runtime.list().map((m) => this.#withStops(m)!);
-    const machines = this.machinesOf(key, desired?.id, onNode);
+    const machines = this.machinesOf(key, desired?.id);
     const actual = desired ? machines.find((m) => m.id === desired.id) : undefined;
     const strays = desired ? machines.filter((m) => m.id !== desired.id) : machines.slice(1);
     const orphan = desired ? undefined : machines[0];
@@ -212,7 +220,7 @@ export class Reconciler {
         // After an agent restart: the status we wrote says the user had it stopped.
         (memory.acknowledgedExitAt === undefined && conditionOf(machine?.status, 'Ready')?.reason === 'Stopped'));
     if (memory.restartCount === undefined) memory.restartCount = machine?.status?.restartCount ?? 0;
-    return { machine, desired, onNode, machines, actual, strays, orphan, exitAcknowledged };
+    return { machine, desired, machines, actual, strays, orphan, exitAcknowledged };
   }
 
   #plan(o: Observed, memory: MachineMemory, log: Logger): Plan {
@@ -240,7 +248,7 @@ export class Reconciler {
       backupDue,
       orphanGracePeriodMs: gracePeriodMsFromLabels((orphan ?? strays[0])?.config.labels),
       kernelUnchanged: actual?.state === 'exited' && actual.exit?.kernelIncompatible !== undefined ? kernelUnchangedSince(actual) : undefined,
-      imageHolders: imageHoldersOf(o.onNode.filter((m) => !machines.some((own) => own.id === m.id))),
+      imageHolders: () => this.#imageHoldersBut(machines),
     });
     if (decided.backoff) memory.backoff = decided.backoff;
     if (decided.clearBackoff) memory.backoff = undefined;

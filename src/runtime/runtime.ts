@@ -27,6 +27,7 @@ import { Once, operationError, within, type Machine } from './machine.ts';
 import { readAllMachineRecords, readMachineRecord, writeMachineRecord, type MachineRecord } from './machine-record.ts';
 import { MconsoleClient, MconsoleError, listenNotify, type NotifyMessage } from './mconsole/index.ts';
 import { unmountAllUnder } from './mounts.ts';
+import { MachineTable, type LabelSelector } from './machine-table.ts';
 import { DEFAULT_STATE_DIR, checkStateDirLength, hostPathFromJail, jailFilesDir, machinePaths, machinesDir, sharedDir, type MachinePaths } from './paths.ts';
 import { ExitWatcher, groupAlive, isSameProcessAlive, killGroup, readStartTicks, startTimeFromTicks, waitGroupGone } from './proc.ts';
 import { stopSwitch } from './switch.ts';
@@ -112,7 +113,7 @@ export function defaultCgroupParent(stateDir: string): string {
 
 export class UmlRuntime implements Runtime {
   private readonly settings: Settings;
-  private readonly machines = new Map<string, Machine>();
+  private readonly machines = new MachineTable<Machine>();
   private readonly listeners = new Set<(event: RuntimeEvent) => void>();
   private readonly allocations: SharedAllocations;
   private readonly sharedDir: string;
@@ -173,6 +174,10 @@ export class UmlRuntime implements Runtime {
   get(id: string): MachineSnapshot | undefined {
     const m = this.machines.get(id);
     return m ? this.status(m) : undefined;
+  }
+
+  select(selector: LabelSelector): MachineSnapshot[] {
+    return this.machines.select(selector).map((m) => this.status(m));
   }
 
   private status(m: Machine): MachineSnapshot {
@@ -390,7 +395,7 @@ export class UmlRuntime implements Runtime {
     m.record.pid = monitorPid; // until the monitor says which pid the kernel has
     m.record.monitorPid = monitorPid;
     m.record.monitorStartTicks = readStartTicks(monitorPid) ?? '';
-    this.machines.set(config.id, m);
+    this.machines.set(m);
     m.console = new ConsoleFollower(paths.consoleLog, 0, (signal) => this.onConsole(m, signal), this.consoleRotation(m));
     const kernelPid = await waitForKernelPid(paths.kernelPidFile, () => child.exitCode !== null || child.signalCode !== null, this.settings.startTimeoutMs);
     const pid = kernelPid ?? monitorPid;
@@ -719,7 +724,7 @@ export class UmlRuntime implements Runtime {
       mconsoleUp: new Once(), exited: new Once(), syncWaiters: new Set(), busy: Promise.resolve(),
     };
     m.tmpfsBytes = record.config.memoryBytes + this.settings.tmpfsSlackBytes;
-    this.machines.set(record.id, m);
+    this.machines.set(m);
     if (!record.pid || !isSameProcessAlive(record.pid, record.startTicks)) {
       m.state = 'exited';
       if (!record.exit) {

@@ -179,6 +179,8 @@ export interface Runtime {
   adoptAll(): Promise<MachineSnapshot[]>;
   list(): MachineSnapshot[];
   get(id: string): MachineSnapshot | undefined;
+  /** The machines whose config.labels include every pair given (an index: no scan of the node). */
+  select(labels: Record<string, string>): MachineSnapshot[];
   /** Jail, start, and wait until mconsole answers. Booting completes later ('booted' event). */
   start(config: MachineConfig): Promise<MachineSnapshot>;
   /** Graceful stop: cad, grace period, halt, kill. Resolves when the process group is gone. */

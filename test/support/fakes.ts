@@ -103,6 +103,10 @@ export class FakeRuntime implements Runtime {
   get(id: string): MachineSnapshot | undefined {
     return this.machines.get(id);
   }
+  select(labels: Record<string, string>): MachineSnapshot[] {
+    const pairs = Object.entries(labels);
+    return pairs.length === 0 ? [] : this.list().filter((m) => pairs.every(([k, v]) => m.config.labels?.[k] === v));
+  }
   failStartAlways = false;
   #fail(op: string): void {
     if (op === 'start' && this.failStartAlways) throw new Error(`machine: start failed (attempt ${this.calls.length})`);
