@@ -2,16 +2,16 @@
 // over mconsole, and reports what they do. Decisions live in pure modules (validate, cmdline,
 // console, allocations); device and backup operations in disks.ts and backup.ts; this file
 // sequences the machine's lifecycle and keeps the per-machine state.
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, constants as fsConstants, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join, resolve, sep } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { util } from '../builtins.ts';
 import { SharedAllocations } from './allocations.ts';
 import { backupMachine } from './backup.ts';
-import { createMachineCgroup, killMachineCgroup, removeCgroupWhenEmpty, removeEmptyCgroupParent, removeMachineCgroup } from './cgroup.ts';
-import { diskFilesInJail, kernelArgs } from './cmdline.ts';
+import { killMachineCgroup, removeCgroupWhenEmpty, removeEmptyCgroupParent, removeMachineCgroup } from './cgroup.ts';
+import { diskFilesInJail } from './cmdline.ts';
 import { ConsoleFollower, summarizeConsole, type ConsoleRotation, type ConsoleSignal } from './console.ts';
 import { writesAppending } from './console-log.ts';
 import { diskFailureReason, interfaceFailureReason, missingDisks } from './device-check.ts';
@@ -19,9 +19,10 @@ import { kernelHasInterface, plugInterface, prepareInterface, releaseHostInterfa
 import { imageConflict, imageHoldersOf, imageInUseMessage } from './image-use.ts';
 import { attachDisk, detachDisk, parsePartitions } from './disks.ts';
 import { RuntimeError, describeMachine, errorText } from './errors.ts';
-import { buildJailFstab, buildJailScript, diskBindMounts, ensureDeviceTemplate, findJailTools, prepareDiskImage, prepareJail, pruneFileCache, type JailIdentity, type JailTools } from './jail.ts';
+import { ensureDeviceTemplate, findJailTools, pruneFileCache, type JailTools } from './jail.ts';
 import { kernelIncompatibleMessage, largeXsaveFeatures } from './kernel-compat.ts';
-import { readMeasuredLpj, recordMeasuredLpj } from './lpj.ts';
+import { launchSteps, runSteps, type Launch, type LaunchHost } from './launch.ts';
+import { recordMeasuredLpj } from './lpj.ts';
 import { ExitStatusWatcher, readKernelPid, readWaitStatus, waitForKernelPid } from './monitor.ts';
 import { Once, operationError, within, type Machine } from './machine.ts';
 import { readAllMachineRecords, readMachineRecord, writeMachineRecord, type MachineRecord } from './machine-record.ts';
@@ -58,14 +59,6 @@ interface Settings {
   consoleLogMaxBytes: number;
   consolePty: boolean;
   log: RuntimeLogger;
-}
-
-function isFifo(path: string): boolean {
-  try {
-    return statSync(path).isFIFO();
-  } catch {
-    return false;
-  }
 }
 
 /** The first part of a console log, where the boot messages are (the file can grow large). */
@@ -299,96 +292,17 @@ export class UmlRuntime implements Runtime {
     if (previous && isSameProcessAlive(previous.pid, previous.startTicks)) {
       throw new RuntimeError('already-running', config, `already running (pid ${previous.pid}, started by another runtime instance); adopt it instead of starting it again`);
     }
-    this.tools ??= findJailTools();
+    const tools = (this.tools ??= findJailTools());
     if (known) this.forget(known);
     this.cleanStale(paths, config);
 
     const uid = await this.allocations.allocateUid(config.id, this.settings.uidFirst, this.settings.uidCount);
-    const who: JailIdentity = { uid, gid: uid };
-    const interfaces: AttachedInterface[] = [];
-    // Until the kernel runs, a failure undoes what was made for it on the host (tap devices,
-    // the cgroup); the machine directory stays for the next start or remove().
-    let m: Machine;
-    let child: ReturnType<typeof spawn>;
-    try {
-      const interfaceSpecs: string[] = [];
-      for (const iface of config.interfaces) {
-        const { attached, spec } = await prepareInterface(this.hostInterfaces, config, config.kernel, iface, uid);
-        interfaces.push(attached);
-        interfaceSpecs.push(spec);
-      }
-
-      let cgroupDirs: string[] = [];
-      try {
-        const memoryLimit = config.memoryBytes + Math.max(this.settings.tmpfsSlackBytes, 0) + this.settings.cgroupOverheadBytes;
-        cgroupDirs = createMachineCgroup(this.settings.cgroupParent, config.id, { memoryBytes: memoryLimit, pids: 1024 })?.dirs ?? [];
-      } catch (error) {
-        throw new RuntimeError('jail-failed', config, errorText(error), { cause: error });
-      }
-      try {
-        prepareJail(paths, config.kernel, who, config.disks, jailFilesDir(this.settings.stateDir));
-        for (const { disk, imagePath } of images) prepareDiskImage(disk, imagePath, who);
-      } catch (error) {
-        throw new RuntimeError('jail-failed', config, errorText(error), { cause: error });
-      }
-      const args = kernelArgs({ config, measuredLpj: readMeasuredLpj(this.sharedDir), interfaceSpecs });
-      const deviceTemplate = await this.jailDeviceTemplate();
-      // A pty console passes a terminal's size to the guest (jail.ts); it needs perl on the host.
-      const consolePty = this.settings.consolePty && this.tools.perl !== undefined;
-      const fstab = buildJailFstab({ paths, who, tmpfsBytes, sharedDir: this.sharedDir, binds: diskBindMounts(paths, images), deviceTemplate });
-      writeFileSync(paths.jailFstab, fstab, { mode: 0o600 });
-      const script = buildJailScript({
-        paths, who, cgroupDirs, fstab: paths.jailFstab, makeDevices: !deviceTemplate, consolePty, kernelArgs: args,
-        rlimits: { openFiles: 1024, processes: 512 }, tools: this.tools,
-      });
-      writeFileSync(paths.jailScript, script, { mode: 0o700 });
-
-      m = {
-        record: {
-          id: config.id, name: config.name, pid: 0, startTime: '', startTicks: '', config,
-          notifySocket: paths.notifySocket, jailDir: paths.jailDir, consoleLog: paths.consoleLog, uid, gid: uid, cgroupDirs,
-          consolePty,
-          disks: config.disks.map((d) => ({ name: d.name, image: d.image, mode: d.mode })), interfaces,
-        },
-        paths, state: 'starting', tmpfsBytes, consoleInput: true,
-        mconsoleUp: new Once(), exited: new Once(), syncWaiters: new Set(), busy: Promise.resolve(),
-      };
-      try {
-        m.notify = listenNotify(paths.notifySocket, (msg) => this.onNotify(m, msg),
-          (error) => this.settings.log.warn({ machine: config.id, err: error.message }, 'notify socket problem'), { mode: 0o666 });
-      } catch (error) {
-        throw new RuntimeError('jail-failed', config, errorText(error), { cause: error });
-      }
-
-      // Append mode: the log can then be truncated under the kernel (rotation, console-log.ts).
-      const consoleFd = openSync(paths.consoleLog, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC | fsConstants.O_APPEND, 0o640);
-      try {
-        // The console's input FIFO is made and opened by the jail script (jail.ts): a child of
-        // this process per start would cost a fork of the agent each.
-        if (existsSync(paths.consoleInput) && !isFifo(paths.consoleInput)) rmSync(paths.consoleInput, { force: true });
-        mkdirSync(paths.monitorDir, { recursive: true, mode: 0o755 });
-        // detached: a session of its own, so nothing of the agent's reaches it. unshare execs
-        // the jail script (no fork): this pid is the monitor's, which then starts the kernel in
-        // a session and process group of the kernel's own (jail.ts).
-        child = spawn('unshare', ['--mount', '--propagation', 'private', '/bin/sh', paths.jailScript], {
-          detached: true, stdio: ['ignore', consoleFd, consoleFd], env: { PATH: SYSTEM_PATH }, cwd: paths.dir,
-        });
-        child.once('exit', (code, signal) => this.onMonitorExit(m, code, signal));
-        await new Promise<void>((ok, fail) => {
-          child.once('spawn', ok);
-          child.once('error', fail);
-        });
-      } catch (error) {
-        m.notify.close();
-        throw new RuntimeError('start-failed', config, `could not spawn the jail: ${errorText(error)}`, { cause: error });
-      } finally {
-        closeSync(consoleFd);
-      }
-    } catch (error) {
-      for (const attached of interfaces) await releaseHostInterface(this.hostInterfaces, config.id, attached);
-      removeMachineCgroup(this.settings.cgroupParent, config.id);
-      throw error;
-    }
+    // Until the kernel runs, a failure undoes what was made for it on the host (launch.ts).
+    const launch: Launch = { config, paths, who: { uid, gid: uid }, images, tmpfsBytes, interfaces: [], interfaceSpecs: [], cgroupDirs: [] };
+    await runSteps(launchSteps(this.launchHost(tools)), launch, (step, error) =>
+      this.settings.log.warn({ machine: config.id, step, err: errorText(error) }, 'undoing a step of a failed start failed'));
+    const m = launch.machine!;
+    const child = launch.child!;
     child.unref();
     const monitorPid = child.pid!;
     m.child = child;
@@ -431,6 +345,34 @@ export class UmlRuntime implements Runtime {
     }
     this.persist(m);
     return this.status(m);
+  }
+
+  /** What the launch steps need of this runtime (launch.ts). */
+  private launchHost(tools: JailTools): LaunchHost {
+    return {
+      sharedDir: this.sharedDir,
+      jailFilesDir: jailFilesDir(this.settings.stateDir),
+      cgroupParent: this.settings.cgroupParent,
+      cgroupOverheadBytes: this.settings.cgroupOverheadBytes,
+      tmpfsSlackBytes: this.settings.tmpfsSlackBytes,
+      consolePty: this.settings.consolePty,
+      tools,
+      hostInterfaces: this.hostInterfaces,
+      deviceTemplate: () => this.jailDeviceTemplate(),
+      newMachine: (l) => ({
+        record: {
+          id: l.config.id, name: l.config.name, pid: 0, startTime: '', startTicks: '', config: l.config,
+          notifySocket: l.paths.notifySocket, jailDir: l.paths.jailDir, consoleLog: l.paths.consoleLog, uid: l.who.uid, gid: l.who.gid,
+          cgroupDirs: l.cgroupDirs, consolePty: l.consolePty === true,
+          disks: l.config.disks.map((d) => ({ name: d.name, image: d.image, mode: d.mode })), interfaces: l.interfaces,
+        },
+        paths: l.paths, state: 'starting', tmpfsBytes: l.tmpfsBytes, consoleInput: true,
+        mconsoleUp: new Once(), exited: new Once(), syncWaiters: new Set(), busy: Promise.resolve(),
+      }),
+      onNotify: (m, message) => this.onNotify(m, message),
+      onMonitorExit: (m, code, signal) => this.onMonitorExit(m, code, signal),
+      log: this.settings.log,
+    };
   }
 
   /** Rotation of a machine's console log, once its kernel is known to append (console-log.ts). */
