@@ -1,5 +1,6 @@
-// Whether a UML kernel can run userspace on this host, and how to say so when it cannot. Pure:
-// the console line that gives it away, the host's CPU features that cause it, and the message.
+// Whether a UML kernel can run userspace on this host, and how to say so when it cannot. Pure
+// (the console line that gives it away, the host's CPU features that cause it, and the
+// message), but for describeIncompatibleKernel, which reads the host's /proc/cpuinfo.
 //
 // Debian's UML kernels 6.1 and 6.12 keep the guest's FP registers in a fixed 832-byte buffer
 // (x87/SSE + AVX). The host's PTRACE_SETREGSET NT_X86_XSTATE refuses anything but its whole
@@ -7,6 +8,7 @@
 // "userspace - ptrace set fp regs failed, errno = 14" and init's death panics the kernel.
 // Linux 7.2 asks the host for the size (host_fp_size). This is a fact about the node, not a
 // crash of the guest: restarting cannot help.
+import { readFileSync } from 'node:fs';
 
 /** The console line of a kernel whose FP state does not fit this host's. */
 export const FP_REGS_FAILURE = /ptrace set fp regs failed, errno = -?\d+/;
@@ -31,4 +33,15 @@ export function kernelIncompatibleMessage(kernel: string, consoleLine: string, f
   return `kernel ${kernel} cannot run userspace on this node ("${consoleLine.trim()}"): ${host}. ` +
     'Use a kernel that sizes its FP state from the host: Linux 7.2 does, 6.12 and older do not ' +
     "(umlmon's own kernel, built by hack/build-kernel.sh, is installed as /usr/local/lib/umlmon/linux)";
+}
+
+/** The message for a kernel that showed the line, with this host's CPU features. */
+export function describeIncompatibleKernel(kernel: string, line: string): string {
+  let cpuinfo = '';
+  try {
+    cpuinfo = readFileSync('/proc/cpuinfo', 'utf8');
+  } catch {
+    /* features unknown: the message says less */
+  }
+  return kernelIncompatibleMessage(kernel, line, largeXsaveFeatures(cpuinfo));
 }

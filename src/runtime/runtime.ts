@@ -1,7 +1,8 @@
 // The runtime: starts jailed UML kernels, finds them again after an agent restart, drives them
 // over mconsole, and reports what they do. Decisions live in pure modules (validate, cmdline,
-// console, allocations); device and backup operations in disks.ts and backup.ts; this file
-// sequences the machine's lifecycle and keeps the per-machine state.
+// console, allocations, the state table in transitions.ts); a start's set-up in launch.ts,
+// adoption in adopt.ts, device and backup operations in disks.ts, interfaces.ts and backup.ts.
+// This file sequences the machine's lifecycle and keeps the per-machine state (machine-table.ts).
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync } from 'node:fs';
@@ -12,7 +13,7 @@ import { SharedAllocations } from './allocations.ts';
 import { backupMachine } from './backup.ts';
 import { killMachineCgroup, removeCgroupWhenEmpty, removeEmptyCgroupParent, removeMachineCgroup } from './cgroup.ts';
 import { diskFilesInJail } from './cmdline.ts';
-import { ConsoleFollower, summarizeConsole, type ConsoleRotation, type ConsoleSignal } from './console.ts';
+import { ConsoleFollower, type ConsoleRotation, type ConsoleSignal } from './console.ts';
 import { writesAppending } from './console-log.ts';
 import { diskFailureReason, interfaceFailureReason, missingDisks } from './device-check.ts';
 import { kernelHasInterface, plugInterface, prepareInterface, releaseHostInterface, unplugInterface, type HostInterfaceContext } from './interfaces.ts';
@@ -20,21 +21,23 @@ import { imageConflict, imageHoldersOf, imageInUseMessage } from './image-use.ts
 import { attachDisk, detachDisk, parsePartitions } from './disks.ts';
 import { RuntimeError, describeMachine, errorText } from './errors.ts';
 import { ensureDeviceTemplate, findJailTools, pruneFileCache, type JailTools } from './jail.ts';
-import { kernelIncompatibleMessage, largeXsaveFeatures } from './kernel-compat.ts';
+import { describeIncompatibleKernel } from './kernel-compat.ts';
+import { adoptMachine, type AdoptHost } from './adopt.ts';
 import { launchSteps, runSteps, type Launch, type LaunchHost } from './launch.ts';
 import { recordMeasuredLpj } from './lpj.ts';
-import { ExitStatusWatcher, readKernelPid, readWaitStatus, waitForKernelPid } from './monitor.ts';
+import { readKernelPid, readWaitStatus, waitForKernelPid } from './monitor.ts';
 import { Once, operationError, within, type Machine } from './machine.ts';
 import { readAllMachineRecords, readMachineRecord, writeMachineRecord, type MachineRecord } from './machine-record.ts';
-import { MconsoleClient, MconsoleError, listenNotify, type NotifyMessage } from './mconsole/index.ts';
+import { MconsoleClient, MconsoleError, type NotifyMessage } from './mconsole/index.ts';
 import { unmountAllUnder } from './mounts.ts';
 import { MachineTable, type LabelSelector } from './machine-table.ts';
 import { DEFAULT_STATE_DIR, checkStateDirLength, hostPathFromJail, jailFilesDir, machinePaths, machinesDir, sharedDir, type MachinePaths } from './paths.ts';
 import { ExitWatcher, groupAlive, isSameProcessAlive, killGroup, readStartTicks, startTimeFromTicks, waitGroupGone } from './proc.ts';
 import { stopSwitch } from './switch.ts';
+import { nextState } from './transitions.ts';
 import type {
   AttachedDisk, AttachedInterface, BackupResult, DiskConfig, ExitInfo, GuestInfo, InterfaceConfig, MachineConfig,
-  MachineState, MachineSnapshot, Runtime, RuntimeEvent, RuntimeLogger, RuntimeOptions, StopOptions,
+  MachineSnapshot, Runtime, RuntimeEvent, RuntimeLogger, RuntimeOptions, StopOptions,
 } from './types.ts';
 import { configProblems, diskProblems } from './validate.ts';
 
@@ -79,16 +82,6 @@ function readConsoleHead(path: string, bytes = 256 * 1024): string {
 
 /** A network device exists in the guest kernel exactly while it has an IPv4 conf directory. */
 /** The KernelIncompatible message for a kernel whose console showed `line`, with the host's CPU features. */
-function describeIncompatibleKernel(kernel: string, line: string): string {
-  let cpuinfo = '';
-  try {
-    cpuinfo = readFileSync('/proc/cpuinfo', 'utf8');
-  } catch {
-    /* features unknown: the message says less */
-  }
-  return kernelIncompatibleMessage(kernel, line, largeXsaveFeatures(cpuinfo));
-}
-
 export function createRuntime(options: RuntimeOptions): Runtime {
   return new UmlRuntime(options);
 }
@@ -334,7 +327,7 @@ export class UmlRuntime implements Runtime {
     }
     if (outcome.kind === 'timeout') {
       // Not killed: it may only be slow. The caller decides whether to stop it.
-      m.state = 'unknown';
+      m.state = nextState(m.state, 'start-timed-out');
       m.message = `mconsole did not come up within ${this.settings.startTimeoutMs} ms`;
       throw new RuntimeError('start-failed', config, `${m.message}; the kernel (pid ${pid}) was left running, see ${paths.consoleLog}`);
     }
@@ -434,7 +427,7 @@ export class UmlRuntime implements Runtime {
           m.client = new MconsoleClient(socket, { timeoutMs: this.settings.mconsoleTimeoutMs, name: describeMachine(m.record) });
         }
         m.record.mconsoleSocket = socket;
-        if (m.state === 'starting' || m.state === 'unknown') m.state = 'running';
+        m.state = nextState(m.state, 'mconsole-up');
         if (m.mconsoleUp.resolved) {
           // A second MCONSOLE_SOCKET: the guest rebooted in the same process (e.g. after cad).
           m.record.bootTime = undefined;
@@ -598,7 +591,7 @@ export class UmlRuntime implements Runtime {
     const exit: ExitInfo = { code, signal, at: new Date() };
     if (panic) exit.panic = panic;
     if (m.kernelIncompatible) exit.kernelIncompatible = describeIncompatibleKernel(m.record.config.kernel, m.kernelIncompatible);
-    m.state = 'exited';
+    m.state = nextState(m.state, 'exited');
     m.record.exit = {
       code, signal, at: exit.at.toISOString(), ...(panic ? { panic } : {}),
       ...(exit.kernelIncompatible ? { kernelIncompatible: exit.kernelIncompatible } : {}),
@@ -653,93 +646,25 @@ export class UmlRuntime implements Runtime {
         adopted.push(this.status(known));
         continue;
       }
-      adopted.push(this.status(await this.adopt(record)));
+      adopted.push(this.status(await adoptMachine(record, this.adoptHost())));
     }
     return adopted;
   }
 
-  /** Takes over one recorded machine without starting or stopping anything. */
-  private async adopt(record: MachineRecord): Promise<Machine> {
-    const paths = machinePaths(this.settings.stateDir, record.id);
-    const m: Machine = {
-      record, paths, state: 'unknown', consoleInput: existsSync(paths.consoleInput),
-      mconsoleUp: new Once(), exited: new Once(), syncWaiters: new Set(), busy: Promise.resolve(),
+  /** What adoption needs of this runtime (adopt.ts). */
+  private adoptHost(): AdoptHost {
+    return {
+      stateDir: this.settings.stateDir,
+      tmpfsSlackBytes: this.settings.tmpfsSlackBytes,
+      mconsoleTimeoutMs: this.settings.mconsoleTimeoutMs,
+      register: (m) => this.machines.set(m),
+      persist: (m) => this.persist(m),
+      onNotify: (m, message) => this.onNotify(m, message),
+      onExit: (m, code, signal) => this.onExit(m, code, signal),
+      watchKernelExit: (m) => this.watchKernelExit(m),
+      followConsole: (m, offset) => new ConsoleFollower(m.paths.consoleLog, offset, (signal) => this.onConsole(m, signal), this.consoleRotation(m)),
+      log: this.settings.log,
     };
-    m.tmpfsBytes = record.config.memoryBytes + this.settings.tmpfsSlackBytes;
-    this.machines.set(m);
-    if (!record.pid || !isSameProcessAlive(record.pid, record.startTicks)) {
-      m.state = 'exited';
-      if (!record.exit) {
-        let summary: ReturnType<typeof summarizeConsole> = { booted: false };
-        try {
-          summary = summarizeConsole(readFileSync(paths.consoleLog, 'utf8'));
-        } catch {
-          /* no console log */
-        }
-        const { panic } = summary;
-        const kernelIncompatible = summary.kernelIncompatible ? describeIncompatibleKernel(record.config.kernel, summary.kernelIncompatible) : undefined;
-        // How it ended, as its monitor saw it (unknown for a kernel without one).
-        const status = readWaitStatus(paths.exitStatusFile);
-        record.exit = {
-          code: status?.code ?? null, signal: status?.signal ?? null, at: new Date().toISOString(), ...(panic ? { panic } : {}),
-          ...(kernelIncompatible ? { kernelIncompatible } : {}),
-        };
-        this.persist(m);
-      }
-      m.exited.resolve({ ...record.exit, at: new Date(record.exit.at) });
-      this.settings.log.info({ machine: record.id }, 'adopted a machine whose kernel is gone');
-      return m;
-    }
-    // The kernel now reports to a socket we own. A stale socket file of the previous agent is
-    // replaced; nothing is sent to the kernel but `version`.
-    try {
-      m.notify = listenNotify(paths.notifySocket, (msg) => this.onNotify(m, msg),
-        (error) => this.settings.log.warn({ machine: record.id, err: error.message }, 'notify socket problem'), { mode: 0o666 });
-    } catch (error) {
-      m.message = `cannot listen on its notify socket: ${errorText(error)}`;
-    }
-    if (record.monitorPid && record.monitorStartTicks && isSameProcessAlive(record.monitorPid, record.monitorStartTicks)) {
-      // Its monitor writes the wait status when the kernel exits: heard through inotify.
-      m.statusWatcher = new ExitStatusWatcher(paths.monitorDir, paths.exitStatusFile, (status) => this.onExit(m, status.code, status.signal));
-    } else {
-      this.watchKernelExit(m);
-    }
-    let offset = 0;
-    try {
-      // Already booted: only new lines matter. Not yet: read from the start to see the boot line.
-      if (record.bootTime) offset = statSync(paths.consoleLog).size;
-    } catch {
-      /* no console log yet */
-    }
-    try {
-      m.console = new ConsoleFollower(paths.consoleLog, offset, (signal) => this.onConsole(m, signal), this.consoleRotation(m));
-    } catch (error) {
-      this.settings.log.warn({ machine: record.id, err: errorText(error) }, 'cannot follow the console log');
-    }
-    const socket = record.mconsoleSocket ?? (existsSync(paths.expectedMconsoleSocket) ? paths.expectedMconsoleSocket : undefined);
-    if (!socket) {
-      m.state = 'starting';
-      m.message = 'adopted before its mconsole came up';
-      return m;
-    }
-    if ((m.state as MachineState) === 'exited') return m;
-    m.client ??= new MconsoleClient(socket, { timeoutMs: this.settings.mconsoleTimeoutMs, name: describeMachine(record) });
-    try {
-      record.kernelVersion = (await m.client.version()).trim();
-      record.mconsoleSocket = socket;
-      m.mconsoleUp.resolve(socket);
-      if ((m.state as MachineState) !== 'exited') m.state = record.paused ? 'paused' : 'running';
-      m.message = undefined;
-      this.persist(m);
-    } catch (error) {
-      // Present but silent: reported, never killed (KubeVirt #18763).
-      if ((m.state as MachineState) !== 'exited') {
-        m.state = 'unknown';
-        m.message = `process ${record.pid} is alive but mconsole does not answer: ${errorText(error)}`;
-      }
-    }
-    this.settings.log.info({ machine: record.id, pid: record.pid, state: m.state }, 'adopted a running kernel');
-    return m;
   }
 
   // ---- stop, pause, resume ------------------------------------------------------------------
@@ -748,7 +673,7 @@ export class UmlRuntime implements Runtime {
     const m = this.require(id);
     const pid = m.record.pid;
     if (m.state !== 'exited') {
-      m.state = 'stopping';
+      m.state = nextState(m.state, 'stop-begun');
       const client = m.client;
       if (client) {
         // cad asks the guest's init to shut down. Before init runs, the kernel answers cad by
@@ -808,7 +733,7 @@ export class UmlRuntime implements Runtime {
       } catch (error) {
         if (!(error instanceof MconsoleError && /already stopped/i.test(error.reply))) throw operationError(m, 'pause', error);
       }
-      m.state = 'paused';
+      m.state = nextState(m.state, 'paused');
       m.record.paused = true;
       this.persist(m);
     });
@@ -823,7 +748,7 @@ export class UmlRuntime implements Runtime {
       } catch (error) {
         if (!(error instanceof MconsoleError && /not stopped/i.test(error.reply))) throw operationError(m, 'resume', error);
       }
-      m.state = 'running';
+      m.state = nextState(m.state, 'resumed');
       m.record.paused = false;
       this.persist(m);
     });
