@@ -41,9 +41,9 @@ async function guestPartitions(client: MconsoleClient): Promise<string[]> {
   return parsePartitions(await client.proc('partitions'));
 }
 
-function unbind({ m, log }: OperationContext, target: string): void {
+async function unbind({ m, log }: OperationContext, target: string): Promise<void> {
   try {
-    inMachineNamespace(m.record.pid, `umount ${shellQuote(target)}`);
+    await inMachineNamespace(m.record.pid, `umount ${shellQuote(target)}`);
   } catch (error) {
     log.warn({ machine: m.record.id, target, err: errorText(error) }, 'could not unmount a disk image in the jail');
   }
@@ -57,7 +57,7 @@ export async function attachDisk(ctx: OperationContext, disk: DiskConfig, imageP
   try {
     prepareDiskImage(disk, imagePath, who);
     if (!existsSync(bind!.target)) writeFileSync(bind!.target, '', { mode: 0o600 });
-    inMachineNamespace(m.record.pid, bindMountScript(bind!));
+    await inMachineNamespace(m.record.pid, bindMountScript(bind!));
   } catch (error) {
     throw new RuntimeError('device-failed', m.record, `cannot attach disk ${disk.name} (${disk.image}): ${errorText(error)}`, { cause: error });
   }
@@ -65,7 +65,7 @@ export async function attachDisk(ctx: OperationContext, disk: DiskConfig, imageP
   try {
     await client.request(`config ${diskDeviceSpec(disk)}`);
   } catch (error) {
-    unbind(ctx, bind!.target);
+    await unbind(ctx, bind!.target);
     throw operationError(m, `attach disk ${disk.name}`, error);
   }
   // The kernel adds the disk asynchronously: wait (bounded) until the guest lists it.
@@ -100,7 +100,7 @@ export async function detachDisk(ctx: OperationContext, attached: AttachedDisk):
     // The kernel never opened it: there is nothing to remove, and `remove` on such a device
     // panics the kernel. Its slot stays taken in the kernel until the next start.
     ctx.log.info({ machine: m.record.id, disk: name }, 'dropping a disk the kernel had refused; its device slot stays taken until the next start');
-    unbind(ctx, join(m.paths.jailDir, diskFilesInJail(attached).image));
+    await unbind(ctx, join(m.paths.jailDir, diskFilesInJail(attached).image));
     return;
   }
   const partitions = await guestPartitions(client).catch((error) => {
@@ -132,5 +132,5 @@ export async function detachDisk(ctx: OperationContext, attached: AttachedDisk):
       throw operationError(m, `detach disk ${name}`, error);
     }
   }
-  unbind(ctx, join(m.paths.jailDir, diskFilesInJail(attached).image));
+  await unbind(ctx, join(m.paths.jailDir, diskFilesInJail(attached).image));
 }

@@ -73,14 +73,14 @@ export async function prepareInterface(ctx: HostInterfaceContext, machine: { id:
   if (tapName) {
     try {
       attached.hostInterface = tapName;
-      attached.hostInterfaceCreated = ensureTapDevice(tapName, uid, uid);
+      attached.hostInterfaceCreated = await ensureTapDevice(tapName, uid, uid);
       if (lan !== undefined) {
         const bridge = lanBridgeName(ctx.stateDir, lan);
         attached.switch = lan;
         attached.lanBridge = bridge;
-        await withLock(lanLock(ctx), () => {
-          ensureLanBridge(bridge);
-          joinBridge(tapName, bridge);
+        await withLock(lanLock(ctx), async () => {
+          await ensureLanBridge(bridge);
+          await joinBridge(tapName, bridge);
         });
       }
     } catch (error) {
@@ -96,7 +96,7 @@ export async function prepareInterface(ctx: HostInterfaceContext, machine: { id:
 export async function releaseHostInterface(ctx: HostInterfaceContext, id: string, attached: AttachedInterface): Promise<void> {
   if (attached.hostInterface && attached.hostInterfaceCreated) {
     try {
-      deleteTapDevice(attached.hostInterface);
+      await deleteTapDevice(attached.hostInterface);
     } catch (error) {
       ctx.log.warn({ machine: id, device: attached.hostInterface, err: errorText(error) }, 'could not delete a tap device');
     }
@@ -105,7 +105,7 @@ export async function releaseHostInterface(ctx: HostInterfaceContext, id: string
   if (bridge && attached.hostInterface && !attached.hostInterfaceCreated) {
     // A tap device of the user's: it stays, but leaves the LAN.
     try {
-      leaveBridge(attached.hostInterface);
+      await leaveBridge(attached.hostInterface);
     } catch (error) {
       ctx.log.warn({ machine: id, device: attached.hostInterface, err: errorText(error) }, 'could not take a tap device off its LAN');
     }

@@ -9,10 +9,11 @@
 // personality, no-new-privs, chroot and uid) is one chain of execs without a fork between them.
 // The kernel file and its libraries are hard links to one copy per file in the state directory,
 // not a copy per start.
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { accessSync, chmodSync, chownSync, closeSync, constants, copyFileSync, existsSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
+import { util } from '../builtins.ts';
 import { diskFilesInJail } from './cmdline.ts';
 import { IN_JAIL, type MachinePaths } from './paths.ts';
 import type { DiskConfig } from './types.ts';
@@ -499,9 +500,11 @@ export function buildJailScript(input: JailScriptInput): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** Runs commands inside a running kernel's mount namespace (hot-plugged disks' bind mounts). */
-export function inMachineNamespace(pid: number, script: string): void {
-  execFileSync('nsenter', [`--target=${pid}`, '--mount', '--', 'sh', '-ec', script], { stdio: ['ignore', 'ignore', 'pipe'] });
+const execFileAsync = util.promisify(execFile);
+
+/** Runs commands inside a running kernel's mount namespace (hot-plugged disks' bind mounts), beside the event loop. */
+export async function inMachineNamespace(pid: number, script: string): Promise<void> {
+  await execFileAsync('nsenter', [`--target=${pid}`, '--mount', '--', 'sh', '-ec', script]);
 }
 
 export function bindMountScript(mount: BindMount): string {

@@ -1,9 +1,13 @@
 // Host tap devices for `tuntap` (ethN) and `tap` (vecN) interfaces. The jailed kernel has no
 // capabilities, so the device must exist and be owned by the machine's uid before the kernel
 // attaches to it: the runtime creates it (and later deletes it) unless it already exists.
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { util } from '../builtins.ts';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+
+// The agent's one thread runs every machine's reconcile: `ip` runs beside it, not in its way.
+const execFileAsync = util.promisify(execFile);
 
 function sysNet(ifname: string, file?: string): string {
   return file ? `/sys/class/net/${ifname}/${file}` : `/sys/class/net/${ifname}`;
@@ -21,25 +25,25 @@ export function tapDeviceProblem(ifname: string, uid: number): string | undefine
 }
 
 /** Makes sure a tap device the machine's uid may attach to exists; true when created here. */
-export function ensureTapDevice(ifname: string, uid: number, gid: number): boolean {
+export async function ensureTapDevice(ifname: string, uid: number, gid: number): Promise<boolean> {
   if (existsSync(sysNet(ifname))) {
     const problem = tapDeviceProblem(ifname, uid);
     if (problem) throw new Error(problem);
     return false;
   }
   try {
-    execFileSync('ip', ['tuntap', 'add', 'dev', ifname, 'mode', 'tap', 'user', String(uid), 'group', String(gid)], { stdio: ['ignore', 'ignore', 'pipe'] });
-    execFileSync('ip', ['link', 'set', ifname, 'up'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    await execFileAsync('ip', ['tuntap', 'add', 'dev', ifname, 'mode', 'tap', 'user', String(uid), 'group', String(gid)]);
+    await execFileAsync('ip', ['link', 'set', ifname, 'up']);
   } catch (error) {
-    const stderr = (error as { stderr?: Buffer }).stderr?.toString().trim();
+    const stderr = (error as { stderr?: string | Buffer }).stderr?.toString().trim();
     throw new Error(`cannot create tap device ${ifname}: ${stderr || (error as Error).message} (needs CAP_NET_ADMIN on the host)`);
   }
   return true;
 }
 
-export function deleteTapDevice(ifname: string): void {
+export async function deleteTapDevice(ifname: string): Promise<void> {
   if (!existsSync(sysNet(ifname))) return;
-  execFileSync('ip', ['link', 'del', ifname], { stdio: ['ignore', 'ignore', 'pipe'] });
+  await ip(['link', 'del', ifname]);
 }
 
 // ---- node LANs for the vector driver ------------------------------------------------------
@@ -68,11 +72,11 @@ export function generatedTapName(stateDir: string, machineId: string, ifaceName:
   return `umltap${shortHash(stateDir, machineId, ifaceName).slice(0, 9)}`;
 }
 
-function ip(args: string[]): void {
+async function ip(args: string[]): Promise<void> {
   try {
-    execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    await execFileAsync('ip', args);
   } catch (error) {
-    const stderr = (error as { stderr?: Buffer }).stderr?.toString().trim();
+    const stderr = (error as { stderr?: string | Buffer }).stderr?.toString().trim();
     throw new Error(`ip ${args.join(' ')}: ${stderr || (error as Error).message} (needs CAP_NET_ADMIN on the host)`);
   }
 }
@@ -87,29 +91,29 @@ function keepHostOff(ifname: string): void {
 }
 
 /** Creates the LAN's bridge unless it exists. */
-export function ensureLanBridge(bridge: string): void {
+export async function ensureLanBridge(bridge: string): Promise<void> {
   if (existsSync(sysNet(bridge))) {
     if (!existsSync(sysNet(bridge, 'bridge'))) throw new Error(`host interface ${bridge} exists and is not a bridge`);
     return;
   }
-  ip(['link', 'add', 'name', bridge, 'type', 'bridge']);
+  await ip(['link', 'add', 'name', bridge, 'type', 'bridge']);
   keepHostOff(bridge);
-  ip(['link', 'set', bridge, 'up']);
+  await ip(['link', 'set', bridge, 'up']);
 }
 
 /** Makes the tap device a port of the bridge. */
-export function joinBridge(tap: string, bridge: string): void {
+export async function joinBridge(tap: string, bridge: string): Promise<void> {
   keepHostOff(tap);
-  ip(['link', 'set', tap, 'master', bridge]);
+  await ip(['link', 'set', tap, 'master', bridge]);
 }
 
 /** Takes a tap device out of whatever bridge it is a port of. */
-export function leaveBridge(tap: string): void {
-  if (existsSync(sysNet(tap, 'master'))) ip(['link', 'set', tap, 'nomaster']);
+export async function leaveBridge(tap: string): Promise<void> {
+  if (existsSync(sysNet(tap, 'master'))) await ip(['link', 'set', tap, 'nomaster']);
 }
 
 /** Deletes the bridge once no port is left in it; true when it was deleted. */
-export function deleteLanBridgeIfEmpty(bridge: string): boolean {
+export async function deleteLanBridgeIfEmpty(bridge: string): Promise<boolean> {
   if (!existsSync(sysNet(bridge, 'bridge'))) return false;
   let ports: string[];
   try {
@@ -118,6 +122,6 @@ export function deleteLanBridgeIfEmpty(bridge: string): boolean {
     return false;
   }
   if (ports.length > 0) return false;
-  ip(['link', 'del', bridge]);
+  await ip(['link', 'del', bridge]);
   return true;
 }
