@@ -1,9 +1,9 @@
 // The agent's configuration, as vmd has it: a YAML file (-f/--config, $UMLMON_CONFIG, or
 // /etc/umlmon/config.yaml when present), then the environment, then flags, each overriding the
-// one before. Loading is a pure function of (argv, env, readFile, hostname) so that every rule
+// one before. Loading is a pure function of (flags, env, readFile, hostname) so that every rule
 // here is unit-tested; the file is checked with ajv against CONFIG_SCHEMA, and every problem
-// names the key (or variable, or flag) to fix.
-import { util } from '../builtins.ts';
+// names the key (or variable, or flag) to fix. The command line itself is parsed in src/cli
+// (config-args.ts), with the flags this table declares (CONFIG_FLAG_OPTIONS).
 import { isAbsolute, join, resolve } from 'node:path';
 import type { ErrorObject } from 'ajv';
 import validateConfigFile from './config-validator.generated.ts';
@@ -69,17 +69,23 @@ export interface AgentConfig {
   configFile?: string;
 }
 
+/** The config's flags as parsed from a command line (src/cli/config-args.ts): by flag name. */
+export interface ConfigFlags {
+  config?: string;
+  verbose?: boolean;
+  /** --kernel NAME=PATH, in order. */
+  kernel?: string[];
+  /** Every other flag of a setting, by its name ("state-dir"). */
+  [flag: string]: string | boolean | string[] | undefined;
+}
+
 export interface LoadConfigInput {
-  argv: string[];
+  flags: ConfigFlags;
   env: Record<string, string | undefined>;
   /** Reads a file as UTF-8; throws (with code ENOENT when missing) like fs.readFileSync. */
   readFile: (path: string) => string;
   /** The machine's hostname, the default nodeName. */
   hostname: string;
-  /** Extra flags the command accepts beyond the config's (e.g. drain's --timeout). */
-  extraOptions?: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }>;
-  /** Whether positional arguments are allowed (check's manifest paths). */
-  allowPositionals?: boolean;
   /**
    * Relative paths given as flags or in the environment are taken from here, as any command
    * line tool does (`--state-dir .cache/state`). Paths in the config file must be absolute: a
@@ -89,14 +95,14 @@ export interface LoadConfigInput {
 }
 
 export type LoadConfigResult =
-  | { ok: true; config: AgentConfig; positionals: string[]; extra: Record<string, unknown>; warnings: string[] }
+  | { ok: true; config: AgentConfig; warnings: string[] }
   | { ok: false; errors: string[] };
 
 // ---------------------------------------------------------------------------------------------
 // The settings, each once: its schema in the file, its environment variable and flag (if any),
 // how a string from either is read, its help line and its default as shown. The file's schema,
 // ENV_KEYS, the flags and CONFIG_FLAGS_HELP are made from this table; docs/configuration.md's
-// table of keys is checked against it (test/unit/edge-config.test.ts).
+// table of keys is checked against it (test/unit/agent-config.test.ts).
 
 /** How a value from the environment or a flag is read: the value, or why it is not one. */
 type Reader<T> = (value: string) => T | { problem: string };
@@ -208,9 +214,17 @@ export const ENV_KEYS: Record<string, SettingKey> = Object.fromEntries(
 );
 
 /** Flags (kebab-case of the key), each for one key. */
-const FLAG_KEYS: Record<string, SettingKey> = Object.fromEntries(
+export const FLAG_KEYS: Record<string, SettingKey> = Object.fromEntries(
   (Object.entries(SETTINGS) as [SettingKey, Setting<unknown>][]).filter(([, s]) => s.flag).map(([k, s]) => [s.flag!.name, k]),
 );
+
+/** The config's flags as util.parseArgs declares options: each setting's, -f, -v and --kernel. */
+export const CONFIG_FLAG_OPTIONS: Readonly<Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }>> = {
+  config: { type: 'string', short: 'f' },
+  verbose: { type: 'boolean', short: 'v' },
+  kernel: { type: 'string', multiple: true },
+  ...Object.fromEntries(Object.keys(FLAG_KEYS).map((f) => [f, { type: 'string' as const }])),
+};
 
 export const CONFIG_FLAGS_HELP = [
   'config options (each overrides the config file and the environment):',
@@ -340,21 +354,7 @@ function errMessage(err: unknown): string {
 /** Loads, merges and checks the configuration. Never throws; every problem is in `errors`. */
 export function loadConfig(input: LoadConfigInput): LoadConfigResult {
   const errors: string[] = [];
-
-  const options: NonNullable<Parameters<typeof util.parseArgs>[0]>['options'] = {
-    config: { type: 'string', short: 'f' },
-    verbose: { type: 'boolean', short: 'v' },
-    kernel: { type: 'string', multiple: true },
-    ...Object.fromEntries(Object.keys(FLAG_KEYS).map((f) => [f, { type: 'string' as const }])),
-    ...(input.extraOptions ?? {}),
-  };
-  let parsed: { values: Record<string, unknown>; positionals: string[] };
-  try {
-    parsed = util.parseArgs({ args: input.argv, options, allowPositionals: input.allowPositionals ?? false, strict: true }) as typeof parsed;
-  } catch (err) {
-    return { ok: false, errors: [errMessage(err)] };
-  }
-  const flags = parsed.values;
+  const { flags } = input;
 
   // 1. The file.
   const explicit = (flags.config as string | undefined) ?? input.env.UMLMON_CONFIG;
@@ -394,7 +394,7 @@ export function loadConfig(input: LoadConfigInput): LoadConfigResult {
     if (problem) errors.push(`flag --${flag} (${key}): ${problem}`);
   }
   if (flags.verbose === true && flags['log-level'] === undefined) raw.logLevel = 'debug';
-  for (const spec of (flags.kernel as string[] | undefined) ?? []) {
+  for (const spec of flags.kernel ?? []) {
     const eq = spec.indexOf('=');
     if (eq <= 0) { errors.push(`flag --kernel: '${spec}' is not NAME=PATH`); continue; }
     raw.kernels = { ...(raw.kernels ?? {}), [spec.slice(0, eq)]: { path: spec.slice(eq + 1) } };
@@ -475,9 +475,8 @@ export function loadConfig(input: LoadConfigInput): LoadConfigResult {
   if (listenAddress !== undefined && !(listenAddress instanceof Error)) config.listenAddress = listenAddress;
   if (controlToken !== undefined) config.controlToken = controlToken;
   if (text !== undefined) config.configFile = path;
-  const extra = Object.fromEntries(Object.keys(input.extraOptions ?? {}).map((k) => [k, flags[k]]));
   const warnings = (Object.entries(SETTINGS) as [SettingKey, Setting<unknown>][])
     .filter(([key, s]) => s.deprecated !== undefined && raw[key] !== undefined)
     .map(([key, s]) => `${key} is ignored: ${s.deprecated}`);
-  return { ok: true, config, positionals: parsed.positionals, extra, warnings };
+  return { ok: true, config, warnings };
 }

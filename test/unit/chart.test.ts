@@ -32,7 +32,7 @@ function find(objs: Obj[], kind: string): Obj {
 function agentConfigOf(configMap: Obj, env: Record<string, string> = { NODE_NAME: 'worker-1' }) {
   const text = configMap.data['config.yaml'] as string;
   const result = loadConfig({
-    argv: ['-f', '/etc/umlmon/config.yaml'],
+    flags: { config: '/etc/umlmon/config.yaml' },
     env,
     readFile: (p) => {
       if (p === '/etc/umlmon/config.yaml') return text;

@@ -54,7 +54,7 @@ test('a directory-mode agent, once its modules are loaded, holds neither undici,
   const probe = `
     await import(${JSON.stringify(join(REPO_ROOT, 'src/cli/commands/run.ts'))});
     const { loadConfig } = await import(${JSON.stringify(join(REPO_ROOT, 'src/agent/config.ts'))});
-    const config = loadConfig({ argv: ['--config', '/etc/umlmon/config.yaml'], env: {}, readFile: () => 'nodeName: n\\nlogLevel: info\\n', hostname: 'h' });
+    const config = loadConfig({ flags: { config: '/etc/umlmon/config.yaml' }, env: {}, readFile: () => 'nodeName: n\\nlogLevel: info\\n', hostname: 'h' });
     if (!config.ok) throw new Error(JSON.stringify(config));
     const { validateMachine } = await import(${JSON.stringify(join(REPO_ROOT, 'src/api/validate.ts'))});
     validateMachine({ apiVersion: 'umlmon.io/v1alpha1', kind: 'UmlMachine', metadata: { name: 'a', namespace: 'default' }, spec: { nodeName: 'n' } }, { kernels: ['default'], memoryMinBytes: 1, memoryMaxBytes: 2 ** 40 });

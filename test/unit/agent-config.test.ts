@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { loadConfig, memoryBytes, parseControl, parseListen, type LoadConfigInput } from '../../src/agent/config.ts';
+import { memoryBytes, parseControl, parseListen, type LoadConfigInput } from '../../src/agent/config.ts';
+import { loadCommandConfig } from '../../src/cli/config-args.ts';
 
 function files(map: Record<string, string>): LoadConfigInput['readFile'] {
   return (path) => {
@@ -11,7 +12,7 @@ function files(map: Record<string, string>): LoadConfigInput['readFile'] {
 }
 
 function load(argv: string[], env: Record<string, string> = {}, fs: Record<string, string> = {}) {
-  return loadConfig({ argv, env, readFile: files(fs), hostname: 'Node-A' });
+  return loadCommandConfig(argv, { env, readFile: files(fs), hostname: 'Node-A' });
 }
 
 test('defaults with no file, no environment and no flags', () => {
@@ -90,8 +91,7 @@ test('guestInfoIntervalSeconds is gone: an old config that sets it still loads, 
 });
 
 test('relative paths on the command line and in the environment are taken from the working directory', () => {
-  const r = loadConfig({
-    argv: ['--state-dir', '.cache/state', '--machines-dir', '../machines'],
+  const r = loadCommandConfig(['--state-dir', '.cache/state', '--machines-dir', '../machines'], {
     env: { UMLMON_IMAGE_ROOT: 'images' },
     readFile: files({}),
     hostname: 'node-a',
@@ -139,8 +139,7 @@ test('tcp control needs a token; a token file is read and trimmed', () => {
 });
 
 test('kernels from flags, extra options and positionals for subcommands', () => {
-  const r = loadConfig({
-    argv: ['--kernel', 'new=/opt/linux', 'a.yaml', '--timeout', '30s'], env: {}, readFile: files({}), hostname: 'h',
+  const r = loadCommandConfig(['--kernel', 'new=/opt/linux', 'a.yaml', '--timeout', '30s'], { env: {}, readFile: files({}), hostname: 'h' }, {
     extraOptions: { timeout: { type: 'string' } }, allowPositionals: true,
   });
   assert.ok(r.ok, JSON.stringify(r));
@@ -169,8 +168,7 @@ test('parsers: quantities, listen and control addresses', () => {
 test('the quick start config (hack/local/config.yaml) loads as start.sh runs it', async () => {
   const { readFileSync } = await import('node:fs');
   const { REPO_ROOT } = await import('../support/uml.ts');
-  const r = loadConfig({
-    argv: ['-f', `${REPO_ROOT}/hack/local/config.yaml`, '--machines-dir', '/x/machines', '--state-dir', '/x/state', '--image-root', '/x/images'],
+  const r = loadCommandConfig(['-f', `${REPO_ROOT}/hack/local/config.yaml`, '--machines-dir', '/x/machines', '--state-dir', '/x/state', '--image-root', '/x/images'], {
     env: {}, readFile: (p) => readFileSync(p, 'utf8'), hostname: 'h',
   });
   assert.ok(r.ok, JSON.stringify(r));

@@ -34,7 +34,7 @@ test('valid manifests pass; each problem names file, machine and field', async (
   const { dir, configFile } = setup();
   writeFileSync(join(dir, 'machines', 'ok.yaml'), machine('ok', '64Mi'));
   writeFileSync(join(dir, 'machines', 'bad.yaml'), `${machine('small', '16Mi')}---\n${machine('big', '2Gi').replace('busybox.ext4', 'missing.img')}`);
-  const loaded = loadConfig({ argv: ['-f', configFile], env: {}, readFile: (p) => execFileSync('cat', [p], { encoding: 'utf8' }), hostname: 'h' });
+  const loaded = loadConfig({ flags: { config: configFile }, env: {}, readFile: (p) => execFileSync('cat', [p], { encoding: 'utf8' }), hostname: 'h' });
   assert.ok(loaded.ok);
   const report = await checkManifests(loaded.config, [], { imageCheck: true });
   assert.equal(report.machines, 3);
