@@ -19,6 +19,7 @@ import { parseRendering, renderChart, REPO_ROOT } from '../../hack/render-chart.
 import { testImageRoot, TEST_IMAGE, umlKernel } from '../support/uml.ts';
 import { alive } from '../support/process.ts';
 import { crdEstablished } from '../support/kubectl.ts';
+import { eventually } from '../support/eventually.ts';
 
 type Obj = Record<string, any>;
 
@@ -67,19 +68,17 @@ function agentLogTail(): string {
 
 /** Polls (every 250 ms) until check returns a value, or fails with what was last seen. */
 async function waitFor<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
   let last: unknown;
-  for (;;) {
+  return eventually(what, async () => {
+    // The agent's exit fails the wait at once; the check's own errors are tried again.
+    if (agent?.exitCode !== null && agent?.exitCode !== undefined) assert.fail(`the agent exited (${agent.exitCode}) while waiting for ${what}\n${agentLogTail()}`);
     try {
-      const v = await check();
-      if (v !== undefined) return v;
+      return await check();
     } catch (err) {
       last = err;
+      return undefined;
     }
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}${last ? ` (last: ${String(last)})` : ''}\nagent log:\n${agentLogTail()}`);
-    if (agent?.exitCode !== null && agent?.exitCode !== undefined) assert.fail(`the agent exited (${agent.exitCode}) while waiting for ${what}\n${agentLogTail()}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
+  }, { timeoutMs, intervalMs: 250, retryErrors: false, context: () => `${last ? `last: ${String(last)}\n` : ''}agent log:\n${agentLogTail()}` });
 }
 
 async function machine(): Promise<Obj | undefined> {

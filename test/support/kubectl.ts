@@ -4,6 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { eventually } from './eventually.ts';
 
 export const KUBECTL = process.env.KUBECTL ?? '/usr/bin/kubectl';
 
@@ -53,13 +54,7 @@ export function describe(r: KubectlResult): string {
 
 /** Polls `check` (every 25 ms) until it returns a truthy value or the timeout passes. */
 export async function waitFor<T>(what: string, check: () => T | Promise<T>, timeoutMs = 20_000): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
+  return eventually(what, async () => (await check()) || undefined, { timeoutMs, intervalMs: 25, retryErrors: false }) as Promise<NonNullable<T>>;
 }
 
 /**
@@ -70,12 +65,9 @@ export async function waitFor<T>(what: string, check: () => T | Promise<T>, time
  */
 export async function crdEstablished(kubeconfig: string, name: string, timeoutMs = 60_000): Promise<void> {
   const kubectl = kubectlFor(kubeconfig);
-  const deadline = Date.now() + timeoutMs;
   let last: KubectlResult | undefined;
-  while (Date.now() < deadline) {
+  await eventually(`CRD ${name} to be Established`, async () => {
     last = await kubectl(['get', 'crd', name, '-o', 'jsonpath={.status.conditions[?(@.type=="Established")].status}']);
-    if (last.code === 0 && last.stdout.trim() === 'True') return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`CRD ${name} not Established within ${timeoutMs} ms (last: exit ${last?.code}, ${JSON.stringify(last?.stdout)} ${last?.stderr.trim()})`);
+    return last.code === 0 && last.stdout.trim() === 'True';
+  }, { timeoutMs, intervalMs: 100, retryErrors: false, context: () => `last: exit ${last?.code}, ${JSON.stringify(last?.stdout)} ${last?.stderr.trim()}` });
 }

@@ -27,6 +27,7 @@ import { join, resolve } from 'node:path';
 import { freePorts, killGroup, onExitOrSignal, startProc, stopProc, waitUntil, type Proc } from './processes.ts';
 import type { ControlPlane, ControlPlaneOptions } from './control-plane.ts';
 import { DEFAULT_CONTROLLERS } from './control-plane.ts';
+import { eventually } from './eventually.ts';
 
 const REPO = resolve(import.meta.dirname, '../..');
 const CNI_BIN = '/usr/lib/cni';
@@ -445,12 +446,8 @@ export function run(command: string, args: string[], opts: { cwd?: string; input
 }
 
 
+/** True once check() holds, false at the timeout (eventually.ts, as a yes or no). */
 async function waitFor(check: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return true;
-    await new Promise((done) => setTimeout(done, 200));
-  }
-  return false;
+  return eventually('a condition', check, { timeoutMs, intervalMs: 200, retryErrors: false }).then(() => true, () => false);
 }
 

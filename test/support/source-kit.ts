@@ -4,6 +4,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
+import { eventually } from './eventually.ts';
 
 const run = promisify(execFile);
 
@@ -35,12 +36,7 @@ export function memoryLogger(): { logger: Logger; lines: Record<string, unknown>
   return { logger: pino({ level: 'debug' }, stream), lines };
 }
 
-/** Resolves when `cond()` holds, polling (in-memory state is cheap) every 20 ms. */
+/** Resolves when `cond()` holds, polling (in-memory state is cheap) every 20 ms (eventually.ts). */
 export async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`timed out waiting for ${what}`);
+  await eventually(what, cond, { timeoutMs, intervalMs: 20, retryErrors: false });
 }

@@ -14,6 +14,7 @@ import { machineConfigFor } from '../../src/agent/machine-config.ts';
 import { FINALIZER, type UmlMachine, type UmlMachineStatus } from '../../src/api/types.ts';
 import { umidFor } from '../../src/api/umid.ts';
 import { RuntimeError } from '../../src/runtime/errors.ts';
+import { eventually } from '../support/eventually.ts';
 import { FakeRuntime, FakeSource } from '../support/fakes.ts';
 
 const MiB = 2 ** 20;
@@ -52,11 +53,7 @@ async function agentWith(source: FakeSource, runtime: FakeRuntime, over: Partial
 }
 
 async function until(what: string, check: () => boolean, timeoutMs = 3000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
+  await eventually(what, check, { timeoutMs, intervalMs: 5, retryErrors: false });
 }
 
 const statusOf = (s: FakeSource, key: string): UmlMachineStatus | undefined => s.get(key)?.status;
