@@ -9,7 +9,7 @@ import { closeSync, constants, linkSync, openSync, readFileSync, readdirSync, re
 import { join } from 'node:path';
 import { LogTail } from './console-log.ts';
 import { readMachineRecord, type MachineRecord } from './machine-record.ts';
-import { machinePaths, machinesDir, type MachinePaths } from './paths.ts';
+import { machinePaths, machineStateRoot, type MachinePaths } from './paths.ts';
 import { isSameProcessAlive } from './proc.ts';
 
 /** Who holds the console for writing. */
@@ -95,7 +95,7 @@ export function acquireConsoleWriter(lockPath: string, machine: string, holder: 
 
 /** A machine of the state directory, by umid or by name ("default/web-1" or "web-1"). */
 export function findMachine(stateDir: string, target: string): { record: MachineRecord; paths: MachinePaths } {
-  const dir = machinesDir(stateDir);
+  const dir = machineStateRoot(stateDir);
   if (/^[a-z0-9]{1,12}$/.test(target)) {
     const record = readMachineRecord(join(dir, target, 'machine.json'));
     if (record) return { record, paths: machinePaths(stateDir, record.id) };

@@ -3,7 +3,7 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { readJsonIfExists, writeJsonAtomic } from './atomic-file.ts';
-import { machinesDir } from './paths.ts';
+import { machineStateRoot } from './paths.ts';
 import type { AttachedDisk, AttachedInterface, MachineConfig } from './types.ts';
 
 export interface MachineRecord {
@@ -57,13 +57,13 @@ export function readAllMachineRecords(stateDir: string): { records: MachineRecor
   const problems: { id: string; error: string }[] = [];
   let ids: string[];
   try {
-    ids = readdirSync(machinesDir(stateDir));
+    ids = readdirSync(machineStateRoot(stateDir));
   } catch {
     return { records, problems };
   }
   for (const id of ids) {
     try {
-      const record = readMachineRecord(join(machinesDir(stateDir), id, 'machine.json'));
+      const record = readMachineRecord(join(machineStateRoot(stateDir), id, 'machine.json'));
       if (record) records.push(record);
     } catch (error) {
       problems.push({ id, error: (error as Error).message });

@@ -58,12 +58,16 @@ export function jailFilesDir(stateDir: string): string {
   return join(stateDir, 'jail-files');
 }
 
-export function machinesDir(stateDir: string): string {
+/**
+ * <stateDir>/machines: each machine's own directory (machinePaths). Not the agent's
+ * `machinesDir` setting, which is the directory source's manifests.
+ */
+export function machineStateRoot(stateDir: string): string {
   return join(stateDir, 'machines');
 }
 
 export function machinePaths(stateDir: string, id: string): MachinePaths {
-  const dir = join(machinesDir(stateDir), id);
+  const dir = join(machineStateRoot(stateDir), id);
   const jailDir = join(dir, 'jail');
   return {
     dir,

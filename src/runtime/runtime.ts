@@ -31,7 +31,7 @@ import { readAllMachineRecords, readMachineRecord, writeMachineRecord, type Mach
 import { MconsoleClient, MconsoleError, type NotifyMessage } from './mconsole/index.ts';
 import { unmountAllUnder } from './mounts.ts';
 import { MachineTable, type LabelSelector } from './machine-table.ts';
-import { DEFAULT_STATE_DIR, checkStateDirLength, hostPathFromJail, jailFilesDir, machinePaths, machinesDir, sharedDir, type MachinePaths } from './paths.ts';
+import { DEFAULT_STATE_DIR, checkStateDirLength, hostPathFromJail, jailFilesDir, machinePaths, machineStateRoot, sharedDir, type MachinePaths } from './paths.ts';
 import { ExitWatcher, groupAlive, isSameProcessAlive, killGroup, readStartTicks, startTimeFromTicks, waitGroupGone } from './proc.ts';
 import { stopSwitch } from './switch.ts';
 import { nextState } from './transitions.ts';
@@ -130,7 +130,7 @@ export class UmlRuntime implements Runtime {
     this.sharedDir = sharedDir(stateDir);
     mkdirSync(this.sharedDir, { recursive: true, mode: 0o755 });
     pruneFileCache(jailFilesDir(stateDir));
-    mkdirSync(machinesDir(stateDir), { recursive: true, mode: 0o755 });
+    mkdirSync(machineStateRoot(stateDir), { recursive: true, mode: 0o755 });
     this.allocations = new SharedAllocations(this.sharedDir);
     this.hostInterfaces = { stateDir, sharedDir: this.sharedDir, allocations: this.allocations, umlSwitch: this.settings.umlSwitch, log: this.settings.log };
   }
