@@ -30,6 +30,8 @@ import { controlRequest } from '../src/agent/control.ts';
 import { createRuntime } from '../src/runtime/index.ts';
 import type { MachineConfig, Runtime, RuntimeEvent } from '../src/runtime/index.ts';
 import { startControlPlane, type ControlPlane } from '../test/support/control-plane.ts';
+import { crdEstablished } from '../test/support/kubectl.ts';
+import { freePorts } from '../test/support/processes.ts';
 import { REPO_ROOT, TEST_IMAGE, testImageRoot, umlKernel } from '../test/support/uml.ts';
 
 const args = new Map<string, string>();
@@ -479,7 +481,6 @@ async function gracefulStops(driver: Driver, name: string, times: number): Promi
 async function runMode(mode: 'directory' | 'kubernetes', floors: Floors, nodeRss: number): Promise<void> {
   console.log(`\n== ${mode} mode: ${GUESTS} guests${GUESTS < requestedGuests ? ` (of ${requestedGuests} asked: limited by free memory)` : ''}, agent ${FORM === 'src' ? 'from the sources' : 'compiled (dist/)'} ==`);
   const stateDir = join(base, 's'); // shared with the raw floor: the lpj it measured serves both
-  const port = 20000 + Math.floor(Math.random() * 40000);
   const controlPath = join(base, `control-${mode}.sock`);
   let cp: ControlPlane | undefined;
   let driver: Driver | undefined;
@@ -489,13 +490,14 @@ async function runMode(mode: 'directory' | 'kubernetes', floors: Floors, nodeRss
       cp = await startControlPlane();
       const apply = spawnSync('kubectl', ['--kubeconfig', cp.adminKubeconfig, 'apply', '--validate=false', '-f', join(REPO_ROOT, 'crds')], { encoding: 'utf8' });
       if (apply.status !== 0) throw new Error(`kubectl apply crds: ${apply.stderr}`);
-      spawnSync('kubectl', ['--kubeconfig', cp.adminKubeconfig, 'wait', '--for=condition=Established', 'crd/umlmachines.umlmon.io', '--timeout=60s']);
-      await sleep(1000);
+      await crdEstablished(cp.adminKubeconfig, 'umlmachines.umlmon.io');
       kube = kubernetesDriver(cp, cp.adminKubeconfig);
       driver = kube;
     } else {
       driver = directoryDriver(join(base, 'm'));
     }
+    // A port the kernel gives out once the control plane has its own: a random one collided with them.
+    const port = (await freePorts(1, '127.0.0.1'))[0]!;
     agent = startAgent(driver, stateDir, port, `unix://${controlPath}`);
     await untilReady(port);
     const pid = agent.pid!;
@@ -664,7 +666,7 @@ async function main(): Promise<void> {
   // The agent from the checkout's sources, as `npm start` runs it: what type stripping adds.
   {
     const driver = directoryDriver(join(base, 'm-src'));
-    const port = 20000 + Math.floor(Math.random() * 40000);
+    const port = (await freePorts(1, '127.0.0.1'))[0]!;
     agent = startAgent(driver, join(base, 's'), port, 'none', 'src');
     await untilReady(port);
     await sleep(1000);
