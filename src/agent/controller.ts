@@ -18,7 +18,7 @@ import type { MachineStates } from './machine-states.ts';
 import { describeExit, isAlive } from './plan.ts';
 import { unchangedSinceLastPass } from './predicates.ts';
 import { TerminalError, type Reconciler } from './reconcile.ts';
-import { keyOf, type MachineKey, type MachineSource } from './source.ts';
+import { keyOf, type EventType, type MachineKey, type MachineSource } from './source.ts';
 import { WorkQueue, realClock, runWorkers, type Clock } from './workqueue.ts';
 
 export interface ControllerOptions {
@@ -106,7 +106,8 @@ export class Controller {
       this.#reportAdopted(adopted);
       this.#started = true;
       this.enqueueAll();
-      this.#workers = runWorkers(this.queue, this.#options.workers, (key) => this.#handle(key));
+      // A finished pass wakes a drain waiting for the queue to settle, once the key is done.
+      this.#workers = runWorkers(this.queue, this.#options.workers, (key) => this.#handle(key), () => this.#changed());
       // The resync timer is also what keeps the process alive while the agent runs: without a
       // listener or a guest, nothing else may hold the event loop (it is cleared by stop()).
       const resync = this.#options.resyncPeriodSeconds > 0;
@@ -183,7 +184,6 @@ export class Controller {
     }
     const machine = this.#source.get(key);
     this.#backups.sync(key, machine && machine.metadata.deletionTimestamp === undefined ? machine.spec.backup?.schedule : undefined);
-    this.#changed();
   }
 
   #reportAdopted(adopted: MachineSnapshot[]): void {
@@ -246,7 +246,7 @@ export class Controller {
     for (const key of this.#states.keysWaitingForDisks()) this.queue.add(key);
   }
 
-  #event(key: MachineKey, type: 'Normal' | 'Warning', reason: string, message: string): void {
+  #event(key: MachineKey, type: EventType, reason: string, message: string): void {
     this.#events.recordFor(key, type, reason, message);
   }
 

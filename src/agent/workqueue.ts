@@ -262,8 +262,10 @@ export class WorkQueue {
 /**
  * Runs `workers` loops that take keys from the queue and hand them to `handle`. A loop ends
  * when the queue shuts down. handle() must not throw (the caller decides about requeues).
+ * `afterDone` is told once the key is no longer processing: what waits for the queue to settle
+ * sees it settled then, not one key short.
  */
-export function runWorkers(queue: WorkQueue, workers: number, handle: (key: string) => Promise<void>): Promise<void> {
+export function runWorkers(queue: WorkQueue, workers: number, handle: (key: string) => Promise<void>, afterDone: (key: string) => void = () => {}): Promise<void> {
   const loop = async (): Promise<void> => {
     for (;;) {
       const key = await queue.get();
@@ -272,6 +274,7 @@ export function runWorkers(queue: WorkQueue, workers: number, handle: (key: stri
         await handle(key);
       } finally {
         queue.done(key);
+        afterDone(key);
       }
     }
   };

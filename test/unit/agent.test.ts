@@ -252,6 +252,21 @@ describe('agent core with an in-memory source and runtime', () => {
     await until('Stopped', () => ['d1', 'd2'].every((n) => statusOf(source, `default/${n}`)?.phase === 'Stopped'));
   });
 
+  it('drain returns once the last guest is down and its status written, not at a timer', async () => {
+    const source = new FakeSource();
+    const runtime = new FakeRuntime();
+    const clock = new FakeClock(); // time stands still: only what happens may end the drain
+    source.put(machine('q1'));
+    source.put(machine('q2'));
+    const agent = await agentWith(source, runtime, {}, clock);
+    await until('both Running', () => ['q1', 'q2'].every((n) => statusOf(source, `default/${n}`)?.phase === 'Running'));
+    let drained = false;
+    const drain = agent.drain(5000).then(() => { drained = true; });
+    await until('drained with the clock standing still', () => drained);
+    await drain;
+    assert.ok(['q1', 'q2'].every((n) => statusOf(source, `default/${n}`)?.phase === 'Stopped'), 'every status written before drain returns');
+  });
+
   it('drain also stops a guest whose start was in flight when the drain began', async () => {
     const source = new FakeSource();
     const runtime = new FakeRuntime();
