@@ -113,6 +113,8 @@ export class Reconciler {
   readonly #logger: Logger;
   readonly #metrics: CoreMetrics | undefined;
   readonly #now: () => Date;
+  /** desiredOf's results, by object (read-only: callers copy what they change). */
+  readonly #desired = new WeakMap<UmlMachine, { images: string; desired: DesiredMachine }>();
 
   constructor(options: ReconcilerOptions, deps: ReconcilerDeps) {
     this.#options = options;
@@ -147,8 +149,22 @@ export class Reconciler {
     return imageHoldersOf(this.#runtime.list().map((m) => this.#withStops(m)!).filter((m) => !own.some((o) => o.id === m.id)));
   }
 
-  /** Validation as the API server would do it, plus this node's kernels, memory bounds and images. */
+  /**
+   * Validation as the API server would do it, plus this node's kernels, memory bounds and images.
+   * Remembered per object (the source's cache hands out the same object until it changes) and
+   * the presence of the images it names: a pass over an unchanged machine validates nothing
+   * again, and an image that appears or goes since is seen at the next pass.
+   */
   desiredOf(machine: UmlMachine): DesiredMachine {
+    const images = imagesPresent(machine, this.#options.imageRoot);
+    const known = this.#desired.get(machine);
+    if (known && known.images === images) return known.desired;
+    const desired = this.#validate(machine);
+    this.#desired.set(machine, { images, desired });
+    return desired;
+  }
+
+  #validate(machine: UmlMachine): DesiredMachine {
     const id = machineIdOf(machine);
     const deleting = machine.metadata.deletionTimestamp !== undefined;
     const hasFinalizer = machine.metadata.finalizers?.includes(FINALIZER) ?? false;
@@ -370,6 +386,16 @@ function kernelUnchangedSince(actual: MachineSnapshot): boolean {
   } catch {
     return false;
   }
+}
+
+/** Which of the images a spec names are files now ("a.img:1,b.img:0"), read from a spec of any shape. */
+function imagesPresent(machine: UmlMachine, imageRoot: string): string {
+  const disks: unknown = (machine.spec as { disks?: unknown } | undefined)?.disks;
+  if (!Array.isArray(disks)) return '';
+  return disks.map((d: unknown) => {
+    const image = (d as { image?: unknown } | null)?.image;
+    return typeof image === 'string' ? `${image}:${isFile(join(imageRoot, image)) ? 1 : 0}` : '-';
+  }).join(',');
 }
 
 function isFile(path: string): boolean {

@@ -238,6 +238,20 @@ describe('agent core with an in-memory source and runtime', () => {
     await until('removed', () => runtime.machines.size === 0);
   });
 
+  it('a machine whose image is missing starts once the image appears, with no change to its object', async () => {
+    const source = new FakeSource();
+    const runtime = new FakeRuntime();
+    const image = `later-${process.pid}.img`;
+    source.put(machine('later', { disks: [{ name: 'ubd0', image, mode: 'cow' }] }));
+    // A resync every 20 ms: passes over the same object, whose validation the agent remembers.
+    await agentWith(source, runtime, { resyncPeriodSeconds: 0.02 });
+    await until('SpecValid=False', () => cond(statusOf(source, 'default/later'), 'SpecValid')?.status === 'False');
+    assert.match(cond(statusOf(source, 'default/later'), 'SpecValid')!.message, /not in this node's image root/);
+    writeFileSync(join(imageRoot, image), 'x');
+    await until('Running', () => statusOf(source, 'default/later')?.phase === 'Running');
+    assert.equal(cond(statusOf(source, 'default/later'), 'SpecValid')?.status, 'True');
+  });
+
   it('drain stops every guest and nothing restarts', async () => {
     const source = new FakeSource();
     const runtime = new FakeRuntime();
