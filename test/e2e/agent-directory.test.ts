@@ -17,6 +17,7 @@ import { kernelVersion } from '../../src/runtime/kernel-probe.ts';
 import { KERNEL_BOOTED, PlainUml } from '../support/plain-uml.ts';
 import { alive } from '../support/process.ts';
 import { eventually } from '../support/eventually.ts';
+import { umlMachine } from '../support/fixtures.ts';
 
 const execFileAsync = promisify(execFile);
 const CLI = join(REPO_ROOT, 'src/cli/main.ts');
@@ -64,13 +65,7 @@ async function stopAgentProcess(signal: NodeJS.Signals): Promise<void> {
 }
 
 function manifest(name: string, spec: Record<string, unknown>): string {
-  const doc = {
-    apiVersion: 'umlmon.io/v1alpha1',
-    kind: 'UmlMachine',
-    metadata: { name },
-    spec: { nodeName: 'e2e-node', memory: '48Mi', restartPolicy: 'Always', shutdownGracePeriodSeconds: 10, disks: [{ name: 'ubd0', image: TEST_IMAGE, mode: 'cow' }], ...spec },
-  };
-  return JSON.stringify(doc, null, 2); // JSON is YAML
+  return JSON.stringify(umlMachine({ name, spec: { nodeName: 'e2e-node', memory: '48Mi', restartPolicy: 'Always', shutdownGracePeriodSeconds: 10, disks: [{ name: 'ubd0', image: TEST_IMAGE, mode: 'cow' }], ...spec } }), null, 2); // JSON is YAML
 }
 
 function writeMachine(name: string, spec: Record<string, unknown> = {}): void {

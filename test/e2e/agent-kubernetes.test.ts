@@ -15,6 +15,7 @@ import { REPO_ROOT, TEST_IMAGE, testImageRoot, umlKernel } from '../support/uml.
 import { kernelVersion } from '../../src/runtime/kernel-probe.ts';
 import { eventually } from '../support/eventually.ts';
 import { crdEstablished } from '../support/kubectl.ts';
+import { umlMachineJson } from '../support/fixtures.ts';
 
 const run = promisify(execFile);
 const MAIN = join(REPO_ROOT, 'src/cli/main.ts');
@@ -129,10 +130,7 @@ async function getMachine(name = NAME): Promise<Machine> {
 }
 
 function manifest(name: string, spec: Record<string, unknown>): string {
-  return JSON.stringify({
-    apiVersion: 'umlmon.io/v1alpha1', kind: 'UmlMachine', metadata: { name, namespace: 'default' },
-    spec: { nodeName: NODE, memory: '64Mi', disks: [{ name: 'ubd0', image: TEST_IMAGE }], restartPolicy: 'Always', shutdownGracePeriodSeconds: 10, ...spec },
-  });
+  return umlMachineJson({ name, namespace: 'default', spec: { nodeName: NODE, memory: '64Mi', disks: [{ name: 'ubd0', image: TEST_IMAGE }], restartPolicy: 'Always', shutdownGracePeriodSeconds: 10, ...spec } });
 }
 
 async function patchSpec(spec: Record<string, unknown>, name = NAME): Promise<void> {

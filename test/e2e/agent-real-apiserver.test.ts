@@ -23,6 +23,7 @@ import { alive } from '../support/process.ts';
 import { REPO_ROOT, TEST_IMAGE, testImageRoot, umlKernel } from '../support/uml.ts';
 import { eventually } from '../support/eventually.ts';
 import { crdEstablished } from '../support/kubectl.ts';
+import { umlMachineJson } from '../support/fixtures.ts';
 
 const run = promisify(execFile);
 const MAIN = join(REPO_ROOT, 'src/cli/main.ts');
@@ -67,10 +68,7 @@ async function machine(name = NAME, namespace = NS): Promise<Machine> {
 const ready = (m: Machine) => m.status?.conditions?.find((c) => c.type === 'Ready')?.status === 'True';
 
 function manifest(name: string, namespace: string, spec: Record<string, unknown> = {}): string {
-  return JSON.stringify({
-    apiVersion: 'umlmon.io/v1alpha1', kind: 'UmlMachine', metadata: { name, namespace },
-    spec: { nodeName: NODE, memory: '48Mi', disks: [{ name: 'ubd0', image: TEST_IMAGE }], shutdownGracePeriodSeconds: 10, ...spec },
-  });
+  return umlMachineJson({ name, namespace, spec: { nodeName: NODE, memory: '48Mi', disks: [{ name: 'ubd0', image: TEST_IMAGE }], shutdownGracePeriodSeconds: 10, ...spec } });
 }
 
 /** The chart's ServiceAccount, ClusterRole and binding, applied as rendered; returns a kubeconfig with the account's token. */

@@ -18,6 +18,7 @@ import { startEmulator, type Emulator } from '../emulator/index.ts';
 import { startControlPlane, type ControlPlane } from '../support/control-plane.ts';
 import { waitFor } from '../support/kubectl.ts';
 import { crdEstablished } from '../support/kubectl.ts';
+import { umlMachine } from '../support/fixtures.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const CRD_FILE = join(ROOT, 'crds', 'umlmachines.umlmon.io.yaml');
@@ -31,7 +32,7 @@ let seq = 0;
 const unique = (prefix: string): string => `${prefix}-${process.pid}-${++seq}`;
 
 function machine(name: string, nodeName: string): any {
-  return { apiVersion: `${GROUP}/${VERSION}`, kind: 'UmlMachine', metadata: { name }, spec: { nodeName, disks: [{ name: 'ubd0', image: 'busybox.ext4' }] } };
+  return umlMachine({ name, version: VERSION, spec: { nodeName, disks: [{ name: 'ubd0', image: 'busybox.ext4' }] } });
 }
 
 const MACHINES: Resource = { group: GROUP, version: VERSION, resource: PLURAL };

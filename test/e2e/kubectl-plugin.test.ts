@@ -16,6 +16,7 @@ import { parse as parseYaml } from 'yaml';
 import { startControlPlane, type ControlPlane } from '../support/control-plane.ts';
 import { REPO_ROOT } from '../support/uml.ts';
 import { crdEstablished } from '../support/kubectl.ts';
+import { umlMachine } from '../support/fixtures.ts';
 
 const KUBECTL = process.env.KUBECTL ?? '/usr/bin/kubectl';
 let cp: ControlPlane;
@@ -47,10 +48,7 @@ async function apply(object: unknown): Promise<void> {
 }
 
 function machine(name: string, extra: Record<string, unknown> = {}): unknown {
-  return {
-    apiVersion: 'umlmon.io/v1alpha1', kind: 'UmlMachine', metadata: { name, namespace: NS, ...extra },
-    spec: { nodeName: 'node-a', disks: [{ name: 'ubd0', image: 'busybox.ext4' }] },
-  };
+  return umlMachine({ name, namespace: NS, metadata: extra, spec: { nodeName: 'node-a', disks: [{ name: 'ubd0', image: 'busybox.ext4' }] } });
 }
 
 async function get(name: string): Promise<any> {

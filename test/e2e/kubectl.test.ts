@@ -13,6 +13,7 @@ import { startEmulator } from '../emulator/index.ts';
 import { describe, kubectlFor, waitFor, type Kubectl } from '../support/kubectl.ts';
 import { startControlPlane } from '../support/control-plane.ts';
 import { crdEstablished } from '../support/kubectl.ts';
+import { umlMachineJson } from '../support/fixtures.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const CRD_DIR = join(ROOT, 'crds');
@@ -43,11 +44,7 @@ let seq = 0;
 const unique = (prefix: string): string => `${prefix}-${process.pid}-${++seq}`;
 
 function machine(name: string, ns: string, nodeName: string, extra: Record<string, unknown> = {}): string {
-  return JSON.stringify({
-    apiVersion: `umlmon.io/${version.name}`, kind: 'UmlMachine',
-    metadata: { name, namespace: ns, ...extra },
-    spec: { nodeName, disks: [{ name: 'ubd0', image: 'busybox.ext4' }] },
-  });
+  return umlMachineJson({ name, namespace: ns, version: version.name, metadata: extra, spec: { nodeName, disks: [{ name: 'ubd0', image: 'busybox.ext4' }] } });
 }
 
 async function namespace(): Promise<string> {

@@ -5,12 +5,10 @@ import assert from 'node:assert/strict';
 import { MachineStates } from '../../src/agent/machine-states.ts';
 import { objectFingerprint, unchangedSinceLastPass } from '../../src/agent/predicates.ts';
 import type { UmlMachine } from '../../src/api/types.ts';
+import { umlMachine } from '../support/fixtures.ts';
 
-const machine = (over: Partial<UmlMachine['spec']> = {}): UmlMachine => ({
-  apiVersion: 'umlmon.io/v1alpha1', kind: 'UmlMachine',
-  metadata: { name: 'web', namespace: 'default', uid: 'u1', generation: 1 },
-  spec: { nodeName: 'n', disks: [{ name: 'ubd0', image: 'root.img', mode: 'cow' }], ...over },
-});
+const machine = (over: Partial<UmlMachine['spec']> = {}): UmlMachine =>
+  umlMachine({ name: 'web', namespace: 'default', metadata: { uid: 'u1', generation: 1 }, spec: { nodeName: 'n', disks: [{ name: 'ubd0', image: 'root.img', mode: 'cow' }], ...over } });
 
 describe('MachineStates', () => {
   it('keeps one memory per key, made on first use, and forgets it', () => {

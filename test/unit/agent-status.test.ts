@@ -4,6 +4,7 @@ import { buildStatus, conditionOf, mergeConditions, phaseOf, statusEqual, type S
 import type { DesiredMachine, Plan } from '../../src/agent/plan.ts';
 import type { UmlMachine } from '../../src/api/types.ts';
 import type { MachineConfig, MachineState, MachineSnapshot } from '../../src/runtime/types.ts';
+import { umlMachine } from '../support/fixtures.ts';
 
 const NOW = new Date('2026-01-01T12:00:00Z');
 const EARLIER = '2026-01-01T11:00:00.000Z';
@@ -21,13 +22,7 @@ const cfg: MachineConfig = {
 };
 
 function machine(status?: UmlMachine['status']): UmlMachine {
-  return {
-    apiVersion: 'umlmon.io/v1alpha1',
-    kind: 'UmlMachine',
-    metadata: { name: 'web', namespace: 'default', uid: 'u-1', generation: 3 },
-    spec: { nodeName: 'node-1' },
-    ...(status ? { status } : {}),
-  };
+  return umlMachine({ name: 'web', namespace: 'default', metadata: { uid: 'u-1', generation: 3 }, spec: { nodeName: 'node-1' }, ...(status ? { status } : {}) });
 }
 
 const valid: DesiredMachine = { id: 'abc123defg', deleting: false, hasFinalizer: true, spec: { valid: true, config: cfg, state: 'Running', restartPolicy: 'Always', gracePeriodMs: 30_000 } };

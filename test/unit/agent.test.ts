@@ -16,6 +16,7 @@ import { umidFor } from '../../src/api/umid.ts';
 import { RuntimeError } from '../../src/runtime/errors.ts';
 import { eventually } from '../support/eventually.ts';
 import { FakeRuntime, FakeSource } from '../support/fakes.ts';
+import { umlMachine } from '../support/fixtures.ts';
 
 const MiB = 2 ** 20;
 
@@ -35,12 +36,7 @@ const options: AgentOptions = {
 };
 
 function machine(name: string, spec: Partial<UmlMachine['spec']> = {}, meta: Partial<UmlMachine['metadata']> = {}): UmlMachine {
-  return {
-    apiVersion: 'umlmon.io/v1alpha1',
-    kind: 'UmlMachine',
-    metadata: { name, namespace: 'default', uid: `uid-${name}`, ...meta },
-    spec: { nodeName: 'node-1', memory: '64Mi', disks: [{ name: 'ubd0', image: 'root.img', mode: 'cow' }], ...spec },
-  };
+  return umlMachine({ name, namespace: 'default', metadata: { uid: `uid-${name}`, ...meta }, spec: { nodeName: 'node-1', memory: '64Mi', disks: [{ name: 'ubd0', image: 'root.img', mode: 'cow' }], ...spec } });
 }
 
 const logger = pino({ level: 'silent' });

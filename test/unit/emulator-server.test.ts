@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { startEmulator, type Emulator } from '../emulator/index.ts';
+import { umlMachine } from '../support/fixtures.ts';
 
 const crd = parseYaml(readFileSync(join(import.meta.dirname, '..', '..', 'crds', 'umlmachines.umlmon.io.yaml'), 'utf8'));
 const VERSION: string = crd.spec.versions.find((v: any) => v.storage).name;
@@ -16,7 +17,7 @@ let seq = 0;
 const unique = (p: string): string => `${p}-${process.pid}-${++seq}`;
 
 function machine(name: string, extra: Record<string, unknown> = {}): any {
-  return { apiVersion: `umlmon.io/${VERSION}`, kind: 'UmlMachine', metadata: { name }, spec: { nodeName: 'n1', disks: [{ name: 'ubd0', image: 'busybox.ext4' }], ...extra } };
+  return umlMachine({ name, version: VERSION, spec: { nodeName: 'n1', disks: [{ name: 'ubd0', image: 'busybox.ext4' }], ...extra } });
 }
 
 async function newNamespace(): Promise<string> {
