@@ -80,7 +80,9 @@ export function machineSchema(): StructuralSchema {
     const crd = loadCrd();
     const version = crd.spec.versions.find((v) => v.storage);
     if (!version) throw new Error(`the UmlMachine CRD at ${CRD_URL.pathname} has no storage version`);
-    cachedSchema = version.schema.openAPIV3Schema;
+    // A copy made of strings of its own: the parser's strings are slices of the file's text,
+    // which would keep all 80 KiB of it (comments included) alive for as long as the agent runs.
+    cachedSchema = JSON.parse(JSON.stringify(version.schema.openAPIV3Schema)) as StructuralSchema;
   }
   return cachedSchema;
 }
