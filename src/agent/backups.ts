@@ -2,10 +2,10 @@
 // overlaps a hot-plug or a shutdown of the same machine), the runtime does the pause/sync/copy/
 // resume, and this file files the copies as backupDir/<ns>/<name>/<disk>/<timestamp>/ and keeps
 // the newest `retain` per disk.
-import cron from 'node-cron';
 import { mkdir, readdir, rename, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { Logger } from 'pino';
+import { nodeCron } from '../api/cron.ts';
 import type { BackupResult, Runtime } from '../runtime/types.ts';
 import type { MachineKey } from './source.ts';
 
@@ -36,6 +36,7 @@ export class BackupScheduler {
       this.#tasks.delete(key);
     }
     if (schedule === undefined) return;
+    const cron = nodeCron();
     if (!cron.validate(schedule)) {
       // validateMachine refuses these; this is the belt to its braces.
       this.#logger.warn({ machine: key, schedule }, 'backup schedule is not a valid cron expression; no backups scheduled');

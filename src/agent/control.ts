@@ -15,7 +15,6 @@
 // Access: a unix socket is mode 0600 in the root-owned state directory (root only); a tcp
 // socket needs the bearer token in every request ("token":"..."), and the config refuses tcp
 // without one. mconsole commands are limited to an allow-list that cannot change a guest.
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, unlinkSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
@@ -109,6 +108,9 @@ function isConsoleRequest(line: string): boolean {
 
 function sameToken(given: unknown, expected: string): boolean {
   if (typeof given !== 'string') return false;
+  // Loaded only where a token is set (a tcp:// address): a directory agent on its unix socket
+  // never needs OpenSSL (src/sha256.ts says what that costs).
+  const { createHash, timingSafeEqual } = process.getBuiltinModule('node:crypto');
   const a = createHash('sha256').update(given).digest();
   const b = createHash('sha256').update(expected).digest();
   return timingSafeEqual(a, b);

@@ -5,7 +5,7 @@
 // optional imageExists callback the caller passes in.
 import { isIP } from 'node:net';
 import { posix } from 'node:path';
-import { validate as isValidCron, validateDetailed as cronDetails } from 'node-cron';
+import { nodeCron } from './cron.ts';
 import { reservedOption } from './kernel-options.ts';
 import { formatBytes, parseQuantity } from './quantity.ts';
 import { machineSchemaValidator } from './machine-validator.ts';
@@ -400,8 +400,8 @@ function backupErrors(spec: Record<string, unknown>): FieldError[] {
   }
   const schedule = backup.schedule;
   // Only expressions of the right shape reach node-cron; the schema's pattern explains the rest.
-  if (typeof schedule === 'string' && /^\S+( +\S+){4,5}$/.test(schedule) && !isValidCron(schedule)) {
-    const detail = cronDetails(schedule).errors?.map((e) => e.message).join('; ');
+  if (typeof schedule === 'string' && /^\S+( +\S+){4,5}$/.test(schedule) && !nodeCron().validate(schedule)) {
+    const detail = nodeCron().validateDetailed(schedule).errors?.map((e) => e.message).join('; ');
     errors.push({ field: 'spec.backup.schedule', message: `"${schedule}" is not a valid cron expression${detail ? ` (${detail})` : ''}; e.g. "0 3 * * *" is 03:00 every day` });
   }
   return errors;

@@ -1,7 +1,7 @@
 // Node-wide allocations kept in the shared directory: per-machine uids and per-interface MACs.
 // Each is a JSON map updated under a lock with an atomic rewrite, so concurrent agents or CLI
 // processes never hand out the same value. The choice of a value is a pure function.
-import { createHash } from 'node:crypto';
+import { sha256 } from '../sha256.ts';
 import { join } from 'node:path';
 import { readJsonIfExists, writeJsonAtomic } from './atomic-file.ts';
 import { withLock } from './lock.ts';
@@ -10,7 +10,7 @@ export type AllocationMap = Record<string, string>;
 
 /** Locally administered, unicast: fe:fd:xx:xx:xx:xx as UML's own default MACs. */
 export function macCandidate(key: string, attempt: number): string {
-  const digest = createHash('sha256').update(`${key}#${attempt}`).digest();
+  const digest = sha256(`${key}#${attempt}`);
   const tail = [...digest.subarray(0, 4)].map((b) => b.toString(16).padStart(2, '0'));
   return ['fe', 'fd', ...tail].join(':');
 }
@@ -37,7 +37,7 @@ export function pickUid(pool: AllocationMap, machineId: string, first: number, c
   if (existing) return Number(existing);
   const taken = new Set(Object.values(pool).map(Number));
   if (taken.size >= count) throw new Error(`no free uid left in ${first}..${first + count - 1}`);
-  const start = createHash('sha256').update(machineId).digest().readUInt32BE(0) % count;
+  const start = new DataView(sha256(machineId).buffer).getUint32(0) % count;
   for (let i = 0; i < count; i++) {
     const uid = first + ((start + i) % count);
     if (!taken.has(uid)) return uid;

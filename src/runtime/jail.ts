@@ -11,9 +11,9 @@
 // not a copy per start.
 import { execFile, execFileSync } from 'node:child_process';
 import { accessSync, chmodSync, chownSync, closeSync, constants, copyFileSync, existsSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { util } from '../builtins.ts';
+import { sha256Hex } from '../sha256.ts';
 import { diskFilesInJail } from './cmdline.ts';
 import { IN_JAIL, type MachinePaths } from './paths.ts';
 import type { DiskConfig } from './types.ts';
@@ -103,7 +103,7 @@ function mountPointFile(path: string): void {
  */
 function cachedCopy(cacheDir: string, source: string): string {
   const st = statSync(source);
-  const key = createHash('sha256').update(`${source}\0${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`).digest('hex').slice(0, 16);
+  const key = sha256Hex(`${source}\0${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`).slice(0, 16);
   const cached = join(cacheDir, `${key}-${source.split('/').pop()}`);
   if (existsSync(cached)) return cached;
   mkdirSync(cacheDir, { recursive: true, mode: 0o755 });

@@ -3,7 +3,7 @@
 // attaches to it: the runtime creates it (and later deletes it) unless it already exists.
 import { execFile } from 'node:child_process';
 import { util } from '../builtins.ts';
-import { createHash } from 'node:crypto';
+import { sha256Hex } from '../sha256.ts';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 
 // The agent's one thread runs every machine's reconcile: `ip` runs beside it, not in its way.
@@ -55,7 +55,7 @@ export async function deleteTapDevice(ifname: string): Promise<void> {
 
 /** Interface names are at most 15 bytes: a short hash keeps them unique and within that. */
 function shortHash(...parts: string[]): string {
-  return createHash('sha256').update(parts.join('\0')).digest('hex').slice(0, 10);
+  return sha256Hex(parts.join('\0')).slice(0, 10);
 }
 
 /** The host bridge of a node LAN: "umlbr" + a hash of the state directory and the LAN name. */

@@ -4,11 +4,11 @@
 // adoption in adopt.ts, device and backup operations in disks.ts, interfaces.ts and backup.ts.
 // This file sequences the machine's lifecycle and keeps the per-machine state (machine-table.ts).
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join, resolve, sep } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { util } from '../builtins.ts';
+import { sha256Hex } from '../sha256.ts';
 import { SharedAllocations } from './allocations.ts';
 import { backupMachine } from './backup.ts';
 import { killMachineCgroup, removeCgroupWhenEmpty, removeEmptyCgroupParent, removeMachineCgroup } from './cgroup.ts';
@@ -94,7 +94,7 @@ export function createRuntime(options: RuntimeOptions): Runtime {
  */
 export function defaultCgroupParent(stateDir: string): string {
   if (stateDir === DEFAULT_STATE_DIR) return 'umlmon';
-  return `umlmon-${createHash('sha256').update(stateDir).digest('hex').slice(0, 8)}`;
+  return `umlmon-${sha256Hex(stateDir).slice(0, 8)}`;
 }
 
 export class UmlRuntime implements Runtime {

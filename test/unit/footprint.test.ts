@@ -49,7 +49,7 @@ test('src/ imports prom-client\'s metric classes one by one, and ajv only where 
   }
 });
 
-test('a directory-mode agent, once its modules are loaded, holds neither undici, http2, tls, ajv\'s compiler nor prom-client\'s Pushgateway', () => {
+test('a directory-mode agent, once its modules are loaded, holds neither undici, http2, tls, crypto, ajv\'s compiler nor prom-client\'s Pushgateway', () => {
   // The modules `umlmon run` loads for a directory source, and what a pass uses.
   const probe = `
     await import(${JSON.stringify(join(REPO_ROOT, 'src/cli/commands/run.ts'))});
@@ -58,7 +58,7 @@ test('a directory-mode agent, once its modules are loaded, holds neither undici,
     if (!config.ok) throw new Error(JSON.stringify(config));
     const { validateMachine } = await import(${JSON.stringify(join(REPO_ROOT, 'src/api/validate.ts'))});
     validateMachine({ apiVersion: 'umlmon.io/v1alpha1', kind: 'UmlMachine', metadata: { name: 'a', namespace: 'default' }, spec: { nodeName: 'n' } }, { kernels: ['default'], memoryMinBytes: 1, memoryMaxBytes: 2 ** 40 });
-    const loaded = process.moduleLoadList.filter((m) => /undici|http2|\\btls\\b|zlib/.test(m));
+    const loaded = process.moduleLoadList.filter((m) => /undici|http2|\\btls\\b|zlib|crypto/.test(m));
     const require = (await import('node:module')).createRequire(import.meta.url);
     const cached = Object.keys(require.cache).filter((p) => /ajv[\\\\/]dist[\\\\/](compile|core)|prom-client[\\\\/](index|lib[\\\\/]pushgateway)/.test(p));
     console.log(JSON.stringify({ loaded, cached }));`;

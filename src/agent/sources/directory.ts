@@ -33,7 +33,6 @@
 // exception) is that file's problem, reported as such, and the scan goes on. Limits: a file is
 // at most MANIFEST_LIMITS.bytes, holds at most MANIFEST_LIMITS.documents documents, and
 // resolves at most MANIFEST_LIMITS.aliases aliases per document.
-import { createHash } from 'node:crypto';
 import { appendFile, mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { constants, statSync, watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
@@ -43,6 +42,7 @@ import type { Logger } from 'pino';
 import { API_VERSION, KIND, type UmlMachine, type UmlMachineStatus } from '../../api/types.ts';
 import { keyOf, type EventType, type MachineKey, type MachineSource } from '../source.ts';
 import { DEFAULT_NAMESPACE, namespaceOf } from '../object-key.ts';
+import { sha256Hex } from '../../sha256.ts';
 
 export interface DirectorySourceOptions {
   dir: string;
@@ -71,7 +71,7 @@ interface StatusFile {
 }
 
 function sha256(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
+  return sha256Hex(text);
 }
 
 /** A name-based UUID (version 5 layout over SHA-256) for machines whose file gives none. */

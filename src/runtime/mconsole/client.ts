@@ -11,7 +11,7 @@
 //   for the next request. A late reply to the timed-out request then goes to an address nobody
 //   holds (the kernel's sendto fails and it moves on) instead of being read as the answer to
 //   the next command. Datagrams arriving while nothing is in flight are discarded.
-import { randomBytes } from 'node:crypto';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { DgramSocket } from 'node-unix-socket';
 import {
   InvalidMconsoleCommandError, MconsoleClosedError, MconsoleError, MconsoleIncompleteReplyError, MconsoleProtocolError,
@@ -63,11 +63,31 @@ interface InFlightRequest extends QueuedRequest {
 }
 
 let socketsOpened = 0;
+let secret: string | undefined;
+
+/**
+ * 4 random bytes from the kernel (8 hex digits, as before), read once per process: what makes
+ * this process's addresses unguessable (node:crypto's randomBytes would load OpenSSL into an
+ * agent that needs nothing else of it; src/sha256.ts says what that costs).
+ */
+function processSecret(): string {
+  if (secret === undefined) {
+    const bytes = Buffer.alloc(4);
+    const fd = openSync('/dev/urandom', 'r');
+    try {
+      readSync(fd, bytes, 0, 4, null);
+    } finally {
+      closeSync(fd);
+    }
+    secret = bytes.toString('hex');
+  }
+  return secret;
+}
 
 /** A fresh abstract-namespace address: unique per process, per socket, and unguessable. */
 function newClientAddress(): string {
   socketsOpened += 1;
-  return `\0umlmon-mc-${process.pid}-${socketsOpened}-${randomBytes(4).toString('hex')}`;
+  return `\0umlmon-mc-${process.pid}-${socketsOpened}-${processSecret()}`;
 }
 
 function rejection(error: Error): Promise<never> {
