@@ -60,8 +60,10 @@ const EVENTS_SUFFIX = '.events.log';
 interface Entry {
   machine: UmlMachine;
   file: string;
-  /** Hash of the whole document as read, to tell a real change from a rescan. */
-  documentHash: string;
+  /** The whole document as read (JSON), to tell a real change from a rescan. */
+  documentJson: string;
+  /** Its spec as JSON, and that JSON's SHA-256 (the status file's specHash). */
+  specJson: string;
   specHash: string;
 }
 
@@ -76,10 +78,17 @@ function sha256(text: string): string {
 
 /** A name-based UUID (version 5 layout over SHA-256) for machines whose file gives none. */
 export function derivedUid(namespace: string, name: string): string {
+  const known = derivedUids.get(`${namespace}/${name}`);
+  if (known !== undefined) return known;
   const h = sha256(`umlmon.io/directory/${namespace}/${name}`);
   const variant = ((parseInt(h.slice(16, 17), 16) & 0x3) | 0x8).toString(16);
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-5${h.slice(13, 16)}-${variant}${h.slice(17, 20)}-${h.slice(20, 32)}`;
+  const uid = `${h.slice(0, 8)}-${h.slice(8, 12)}-5${h.slice(13, 16)}-${variant}${h.slice(17, 20)}-${h.slice(20, 32)}`;
+  derivedUids.set(`${namespace}/${name}`, uid);
+  return uid;
 }
+
+/** derivedUid's answers: a manifest is read again at every change of its file. */
+const derivedUids = new Map<string, string>();
 
 /** The status file's base name for a machine: `<name>` or `<namespace>_<name>`. */
 export function statusBaseName(namespace: string, name: string): string {
@@ -103,7 +112,7 @@ export function mergePatch(target: unknown, patch: unknown): unknown {
 
 /** What one manifest file holds: the machines it defines, and the problems with the rest. */
 export interface ParsedManifest {
-  machines: { machine: UmlMachine; documentHash: string }[];
+  machines: { machine: UmlMachine; documentJson: string }[];
   problems: string[];
   /** True when the file as a whole could not be read as YAML. */
   unreadable: boolean;
@@ -173,7 +182,7 @@ function parseManifestText(text: string, file: string): ParsedManifest {
       return;
     }
     if (o.spec === null || typeof o.spec !== 'object') o.spec = {};
-    result.machines.push({ machine: obj as UmlMachine, documentHash: sha256(JSON.stringify(obj)) });
+    result.machines.push({ machine: obj as UmlMachine, documentJson: JSON.stringify(obj) });
   });
   return result;
 }
@@ -224,11 +233,14 @@ export function createDirectorySource(opts: DirectorySourceOptions): MachineSour
   }
 
   /** Fills in what the API server would: uid, generation, resourceVersion, namespace, status. */
-  async function admit(raw: UmlMachine, documentHash: string, file: string): Promise<Entry> {
+  async function admit(raw: UmlMachine, documentJson: string, file: string): Promise<Entry> {
     const namespace = namespaceOf(raw);
     const key = keyOf(raw);
-    const specHash = sha256(JSON.stringify(raw.spec ?? {}));
+    const specJson = JSON.stringify(raw.spec ?? {});
     const previous = entries.get(key);
+    // The hash is what the status file keeps (the generation across agent restarts); it is
+    // made only for a spec not seen before (SHA-256 in JavaScript costs under --lite-mode).
+    const specHash = previous?.specJson === specJson ? previous.specHash : sha256(specJson);
     let generation: number;
     let status: UmlMachineStatus | undefined;
     let creationTimestamp: string;
@@ -263,7 +275,7 @@ export function createDirectorySource(opts: DirectorySourceOptions): MachineSour
     };
     if (status !== undefined) machine.status = status;
     else delete machine.status;
-    return { machine, file, documentHash, specHash };
+    return { machine, file, documentJson, specJson, specHash };
   }
 
   async function listManifestFiles(): Promise<string[] | undefined> {
@@ -337,7 +349,7 @@ export function createDirectorySource(opts: DirectorySourceOptions): MachineSour
         else reportedProblems.delete(file);
 
         const keys: MachineKey[] = [];
-        for (const { machine, documentHash } of parsed.machines) {
+        for (const { machine, documentJson } of parsed.machines) {
           const key = keyOf(machine);
           const owner = owners.get(key);
           if (owner !== undefined) {
@@ -348,8 +360,8 @@ export function createDirectorySource(opts: DirectorySourceOptions): MachineSour
           keys.push(key);
           seen.add(key);
           const previous = entries.get(key);
-          if (previous && previous.documentHash === documentHash && previous.file === file) continue;
-          const admitted = await admit(machine, documentHash, file);
+          if (previous && previous.documentJson === documentJson && previous.file === file) continue;
+          const admitted = await admit(machine, documentJson, file);
           entries.set(key, admitted);
           changed.add(key);
           log.debug({ machine: key, file, generation: admitted.machine.metadata.generation }, previous ? 'manifest changed' : 'manifest added');
