@@ -18,7 +18,7 @@ import { createRuntime } from '../../runtime/index.ts';
 import { findMachine, openConsole, resizeConsole } from '../../runtime/console-session.ts';
 import { MconsoleClient } from '../../runtime/mconsole/index.ts';
 import type { MachineSnapshot, Runtime } from '../../runtime/types.ts';
-import { keyOf } from '../../agent/object-key.ts';
+import { keyOf, labelsOfKey } from '../../agent/object-key.ts';
 import { loadProcessConfig } from '../process-config.ts';
 
 const USAGE = `usage: umlmon run [-f config] [options]
@@ -30,9 +30,9 @@ shuts the guests down.
 
 ${CONFIG_FLAGS_HELP}`;
 
-/** The runtime machine that belongs to an object key, if any. */
+/** The runtime machine that belongs to an object key, if any (the runtime's label index). */
 function runtimeMachineOf(runtime: Runtime, key: string): MachineSnapshot | undefined {
-  return runtime.list().find((m) => keyFromLabels(m.config.labels) === key);
+  return runtime.select(labelsOfKey(key))[0];
 }
 
 function controlHandlers(config: AgentConfig, source: MachineSource, runtime: Runtime, agent: Agent): ControlHandlers {
