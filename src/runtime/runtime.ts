@@ -1,8 +1,9 @@
 // The runtime: starts jailed UML kernels, finds them again after an agent restart, drives them
 // over mconsole, and reports what they do. Decisions live in pure modules (validate, cmdline,
 // console, allocations, the state table in transitions.ts); a start's set-up in launch.ts,
-// adoption in adopt.ts, device and backup operations in disks.ts, interfaces.ts and backup.ts.
-// This file sequences the machine's lifecycle and keeps the per-machine state (machine-table.ts).
+// adoption in adopt.ts, what kernels report in kernel-reports.ts, device and backup operations
+// in disks.ts, interfaces.ts and backup.ts. This file sequences the machine's lifecycle and
+// keeps the per-machine state (machine-table.ts).
 import { execFile } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join, resolve, sep } from 'node:path';
@@ -13,25 +14,25 @@ import { SharedAllocations } from './allocations.ts';
 import { backupMachine } from './backup.ts';
 import { killMachineCgroup, removeCgroupWhenEmpty, removeEmptyCgroupParent, removeMachineCgroup } from './cgroup.ts';
 import { diskFilesInJail } from './cmdline.ts';
-import { ConsoleFollower, type ConsoleRotation, type ConsoleSignal } from './console.ts';
+import { ConsoleFollower, type ConsoleRotation } from './console.ts';
 import { writesAppending } from './console-log.ts';
-import { diskFailureReason, interfaceFailureReason, missingDisks } from './device-check.ts';
-import { kernelHasInterface, plugInterface, prepareInterface, releaseHostInterface, unplugInterface, type HostInterfaceContext } from './interfaces.ts';
+import { diskFailureReason } from './device-check.ts';
+import { plugInterface, prepareInterface, releaseHostInterface, unplugInterface, type HostInterfaceContext } from './interfaces.ts';
 import { imageConflict, imageHoldersOf, imageInUseMessage } from './image-use.ts';
-import { attachDisk, detachDisk, parsePartitions } from './disks.ts';
-import { RuntimeError, describeMachine, errorText } from './errors.ts';
+import { attachDisk, detachDisk } from './disks.ts';
+import { RuntimeError, errorText } from './errors.ts';
 import { ensureDeviceTemplate, findJailTools, pruneFileCache, type JailTools } from './jail.ts';
 import { describeIncompatibleKernel } from './kernel-compat.ts';
 import { adoptMachine, type AdoptHost } from './adopt.ts';
+import { KernelReports } from './kernel-reports.ts';
 import { launchSteps, runSteps, type Launch, type LaunchHost } from './launch.ts';
-import { recordMeasuredLpj } from './lpj.ts';
 import { readKernelPid, readWaitStatus, waitForKernelPid } from './monitor.ts';
 import { Once, operationError, within, type Machine } from './machine.ts';
 import { readAllMachineRecords, readMachineRecord, writeMachineRecord, type MachineRecord } from './machine-record.ts';
-import { MconsoleClient, MconsoleError, type NotifyMessage } from './mconsole/index.ts';
+import { MconsoleClient, MconsoleError } from './mconsole/index.ts';
 import { unmountAllUnder } from './mounts.ts';
 import { MachineTable, type LabelSelector } from './machine-table.ts';
-import { DEFAULT_STATE_DIR, checkStateDirLength, hostPathFromJail, jailFilesDir, machinePaths, machineStateRoot, sharedDir, type MachinePaths } from './paths.ts';
+import { DEFAULT_STATE_DIR, checkStateDirLength, jailFilesDir, machinePaths, machineStateRoot, sharedDir, type MachinePaths } from './paths.ts';
 import { ExitWatcher, groupAlive, isSameProcessAlive, killGroup, readStartTicks, startTimeFromTicks, waitGroupGone } from './proc.ts';
 import { stopSwitch } from './switch.ts';
 import { nextState } from './transitions.ts';
@@ -105,6 +106,8 @@ export class UmlRuntime implements Runtime {
   private readonly sharedDir: string;
   private readonly hostInterfaces: HostInterfaceContext;
   private tools: JailTools | undefined;
+  /** What the kernels report over their notify sockets and consoles (kernel-reports.ts). */
+  private readonly reports: KernelReports;
   /** Whether the jails bind jail-files/dev as their /dev (ensureDeviceTemplate), found once. */
   private deviceTemplate: Promise<boolean> | undefined;
   private closed = false;
@@ -133,6 +136,16 @@ export class UmlRuntime implements Runtime {
     mkdirSync(machineStateRoot(stateDir), { recursive: true, mode: 0o755 });
     this.allocations = new SharedAllocations(this.sharedDir);
     this.hostInterfaces = { stateDir, sharedDir: this.sharedDir, allocations: this.allocations, umlSwitch: this.settings.umlSwitch, log: this.settings.log };
+    this.reports = new KernelReports({
+      sharedDir: this.sharedDir,
+      mconsoleTimeoutMs: this.settings.mconsoleTimeoutMs,
+      startTimeoutMs: this.settings.startTimeoutMs,
+      persist: (m) => this.persist(m),
+      emit: (event) => this.emit(event),
+      serial: (m, fn) => this.serial(m, fn),
+      readConsoleHead: (path) => readConsoleHead(path),
+      log: this.settings.log,
+    });
   }
 
   // ---- events and status -------------------------------------------------------------------
@@ -303,7 +316,7 @@ export class UmlRuntime implements Runtime {
     m.record.monitorPid = monitorPid;
     m.record.monitorStartTicks = readStartTicks(monitorPid) ?? '';
     this.machines.set(m);
-    m.console = new ConsoleFollower(paths.consoleLog, 0, (signal) => this.onConsole(m, signal), this.consoleRotation(m));
+    m.console = new ConsoleFollower(paths.consoleLog, 0, (signal) => this.reports.onConsole(m, signal), this.consoleRotation(m));
     const kernelPid = await waitForKernelPid(paths.kernelPidFile, () => child.exitCode !== null || child.signalCode !== null, this.settings.startTimeoutMs);
     const pid = kernelPid ?? monitorPid;
     const startTicks = readStartTicks(pid) ?? '';
@@ -362,7 +375,7 @@ export class UmlRuntime implements Runtime {
         paths: l.paths, state: 'starting', tmpfsBytes: l.tmpfsBytes, consoleInput: true,
         mconsoleUp: new Once(), exited: new Once(), syncWaiters: new Set(), busy: Promise.resolve(),
       }),
-      onNotify: (m, message) => this.onNotify(m, message),
+      onNotify: (m, message) => this.reports.onNotify(m, message),
       onMonitorExit: (m, code, signal) => this.onMonitorExit(m, code, signal),
       log: this.settings.log,
     };
@@ -409,91 +422,6 @@ export class UmlRuntime implements Runtime {
     return `${how}; last console lines: ${tail || '(none)'}`;
   }
 
-  // ---- kernel notifications ------------------------------------------------------------------
-
-  private onNotify(m: Machine, message: NotifyMessage): void {
-    const id = m.record.id;
-    switch (message.type) {
-      case 'socket': {
-        let socket: string;
-        try {
-          socket = hostPathFromJail(m.paths.jailDir, message.path);
-        } catch (error) {
-          this.settings.log.warn({ machine: id, err: errorText(error) }, 'ignoring a bad notify socket message');
-          return;
-        }
-        if (m.client?.socketPath !== socket) {
-          m.client?.close();
-          m.client = new MconsoleClient(socket, { timeoutMs: this.settings.mconsoleTimeoutMs, name: describeMachine(m.record) });
-        }
-        m.record.mconsoleSocket = socket;
-        m.state = nextState(m.state, 'mconsole-up');
-        if (m.mconsoleUp.resolved) {
-          // A second MCONSOLE_SOCKET: the guest rebooted in the same process (e.g. after cad).
-          m.record.bootTime = undefined;
-          m.bootInit = undefined;
-          m.rebootedWhileStopping?.resolve();
-        }
-        m.mconsoleUp.resolve(socket);
-        this.persist(m);
-        this.emit({ type: 'mconsole-ready', id });
-        return;
-      }
-      case 'panic':
-        m.lastPanic = message.message.trim();
-        m.panicReported = true;
-        this.emit({ type: 'panic', id, message: m.lastPanic });
-        return;
-      case 'hang':
-        this.emit({ type: 'hang', id });
-        return;
-      case 'user':
-        this.emit({ type: 'guest-message', id, message: message.message.replace(/\n$/, '') });
-        return;
-    }
-  }
-
-  private onConsole(m: Machine, signal: ConsoleSignal): void {
-    switch (signal.type) {
-      case 'booted': {
-        if (m.bootInit !== undefined && m.record.bootTime !== undefined) {
-          // One boot, another init: the one before failed (a root image without /sbin/init).
-          const failed = m.bootInit;
-          m.bootInit = signal.init;
-          this.emit({ type: 'init-fallback', id: m.record.id, failed, init: signal.init });
-          return;
-        }
-        m.bootInit = signal.init;
-        const at = new Date();
-        m.record.bootTime = at.toISOString();
-        this.persist(m);
-        this.emit({ type: 'booted', id: m.record.id, at });
-        void this.serial(m, () => this.checkDevices(m));
-        return;
-      }
-      case 'lpj':
-        try {
-          recordMeasuredLpj(this.sharedDir, signal.value);
-        } catch (error) {
-          this.settings.log.warn({ err: errorText(error) }, 'could not cache the measured lpj');
-        }
-        return;
-      case 'panic':
-        m.lastPanic ??= signal.message;
-        return;
-      case 'memory-file-full':
-        m.memoryFileFull = signal.message;
-        return;
-      case 'kernel-incompatible':
-        m.kernelIncompatible ??= signal.line;
-        return;
-      case 'sync-complete':
-        for (const waiter of m.syncWaiters) waiter();
-        m.syncWaiters.clear();
-        return;
-    }
-  }
-
   /**
    * The monitor exits right after the kernel, having written its wait status. A monitor that
    * exits without a kernel pid never started one (a jail step failed: its own code, 111, and
@@ -521,45 +449,6 @@ export class UmlRuntime implements Runtime {
       const status = readWaitStatus(m.paths.exitStatusFile);
       this.onExit(m, status?.code ?? null, status?.signal ?? null);
     });
-  }
-
-  /**
-   * After boot: does the kernel have every device it was told about at start? A disk it could
-   * not open is absent from the guest's /proc/partitions, an interface it could not set up has
-   * no /proc/sys/net entry. Those are marked `refused` with the kernel's words, so that status
-   * reports what the kernel has, not what was intended.
-   */
-  private async checkDevices(m: Machine): Promise<void> {
-    // The boot line and mconsole's notify come from two sources: the console can be read first.
-    if (!m.client) await within(m.mconsoleUp.promise, this.settings.startTimeoutMs);
-    const client = m.client;
-    if (!client || m.state === 'exited') {
-      this.settings.log.warn({ machine: m.record.id, state: m.state }, 'could not check the kernel\'s devices after boot: its mconsole is not up');
-      return;
-    }
-    let changed = false;
-    try {
-      const partitions = parsePartitions(await client.proc('partitions'));
-      const consoleText = readConsoleHead(m.paths.consoleLog);
-      for (const disk of m.record.disks) {
-        if (disk.refused !== undefined || missingDisks([disk.name], partitions).length === 0) continue;
-        disk.refused = diskFailureReason(consoleText, disk.name) ?? `the kernel was given ${disk.name} but the guest does not list it in /proc/partitions`;
-        changed = true;
-      }
-      for (const iface of m.record.interfaces) {
-        if (iface.refused !== undefined || (await kernelHasInterface(client, iface.name))) continue;
-        iface.refused = interfaceFailureReason(consoleText, iface.name) ?? `the kernel was given ${iface.name} but has no such network device`;
-        changed = true;
-      }
-    } catch (error) {
-      this.settings.log.warn({ machine: m.record.id, err: errorText(error) }, 'could not check the kernel\'s devices after boot');
-      return;
-    }
-    if (changed) {
-      this.persist(m);
-      this.settings.log.warn({ machine: m.record.id, disks: m.record.disks.filter((d) => d.refused), interfaces: m.record.interfaces.filter((i) => i.refused) }, 'the kernel refused devices it was given at start');
-    }
-    this.emit({ type: 'devices-checked', id: m.record.id });
   }
 
   private onExit(m: Machine, code: number | null, signal: string | null): void {
@@ -659,10 +548,10 @@ export class UmlRuntime implements Runtime {
       mconsoleTimeoutMs: this.settings.mconsoleTimeoutMs,
       register: (m) => this.machines.set(m),
       persist: (m) => this.persist(m),
-      onNotify: (m, message) => this.onNotify(m, message),
+      onNotify: (m, message) => this.reports.onNotify(m, message),
       onExit: (m, code, signal) => this.onExit(m, code, signal),
       watchKernelExit: (m) => this.watchKernelExit(m),
-      followConsole: (m, offset) => new ConsoleFollower(m.paths.consoleLog, offset, (signal) => this.onConsole(m, signal), this.consoleRotation(m)),
+      followConsole: (m, offset) => new ConsoleFollower(m.paths.consoleLog, offset, (signal) => this.reports.onConsole(m, signal), this.consoleRotation(m)),
       log: this.settings.log,
     };
   }
