@@ -90,20 +90,14 @@ export class Executor {
         memory.acknowledgedExitAt = undefined;
         return;
       }
-      case 'pause': {
-        const t0 = performance.now();
-        await rt.pause(action.id);
-        metrics?.pauseSeconds.observe((performance.now() - t0) / 1000);
+      case 'pause':
+        metrics?.pauseSeconds.observe(await secondsOf(() => rt.pause(action.id)));
         event('Normal', 'Paused', 'the guest is paused (mconsole stop)');
         return;
-      }
-      case 'resume': {
-        const t0 = performance.now();
-        await rt.resume(action.id);
-        metrics?.resumeSeconds.observe((performance.now() - t0) / 1000);
+      case 'resume':
+        metrics?.resumeSeconds.observe(await secondsOf(() => rt.resume(action.id)));
         event('Normal', 'Resumed', 'the guest is running again (mconsole go)');
         return;
-      }
       case 'stop': {
         const why = {
           desired: 'state is Stopped', deleting: 'the machine is being deleted', orphan: 'its object is gone',
@@ -182,4 +176,11 @@ export class Executor {
       this.#stopDone(key);
     });
   }
+}
+
+/** How long an operation took, in seconds (for the latency histograms). */
+async function secondsOf(operation: () => Promise<unknown>): Promise<number> {
+  const t0 = performance.now();
+  await operation();
+  return (performance.now() - t0) / 1000;
 }
