@@ -19,8 +19,29 @@ const K = new Uint32Array([
 
 const encoder = new TextEncoder();
 
+/**
+ * Digests of short strings already made. Under --lite-mode (the agent's image) this code runs in
+ * V8's interpreter: a fifth of a millisecond for a short input, against 7 us in OpenSSL. The
+ * short inputs are names (uids, machine ids, file identities) asked for again and again, on
+ * every pass and every start, so one memo here serves them all.
+ */
+const known = new Map<string, Uint8Array>();
+const KNOWN_MAX_INPUT = 256;
+const KNOWN_MAX_ENTRIES = 10_000;
+
 /** The digest (32 bytes) of a string (as UTF-8) or of bytes. */
 export function sha256(input: string | Uint8Array): Uint8Array {
+  if (typeof input !== 'string' || input.length > KNOWN_MAX_INPUT) return digest(input);
+  let d = known.get(input);
+  if (d === undefined) {
+    d = digest(input);
+    if (known.size >= KNOWN_MAX_ENTRIES) known.clear();
+    known.set(input, d);
+  }
+  return d.slice();
+}
+
+function digest(input: string | Uint8Array): Uint8Array {
   const data = typeof input === 'string' ? encoder.encode(input) : input;
   // The message, a 1 bit, zeros, and its length in bits as 64 bits big-endian: whole blocks.
   const blocks = Math.ceil((data.length + 9) / 64);

@@ -18,7 +18,6 @@ import PromRegistry from 'prom-client/lib/registry.js';
 type Kind = 'counter' | 'gauge' | 'histogram';
 type AnyMetric = client.Counter<string> | client.Gauge<string> | client.Histogram<string>;
 
-
 /** Buckets suited to latencies from milliseconds (mconsole) to a minute (boots, shutdowns). */
 export const DEFAULT_BUCKETS: readonly number[] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 

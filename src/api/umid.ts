@@ -9,16 +9,8 @@ export const UMID_PATTERN = /^[a-z0-9]{8,12}$/;
 /** 10 characters of [a-z0-9] from a SHA-256 of the uid: the same uid always gives the same umid. */
 export function umidFor(uid: string): string {
   if (uid === '') throw new Error('cannot derive a umid from an empty metadata.uid');
-  const known = umids.get(uid);
-  if (known !== undefined) return known;
   const digest = new DataView(sha256(uid).buffer);
   // 64 bits of the hash in base 36 is 13 characters at most; left-pad so the length is fixed.
   const base36 = digest.getBigUint64(0).toString(36).padStart(13, '0');
-  const umid = base36.slice(0, UMID_LENGTH);
-  // Asked for on every pass; SHA-256 in JavaScript is a fifth of a millisecond under --lite-mode.
-  if (umids.size >= 100_000) umids.clear();
-  umids.set(uid, umid);
-  return umid;
+  return base36.slice(0, UMID_LENGTH);
 }
-
-const umids = new Map<string, string>();

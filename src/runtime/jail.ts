@@ -101,17 +101,9 @@ function mountPointFile(path: string): void {
  * the file's identity: a new kernel build or a library upgrade is a new entry, and a running
  * kernel keeps the inode it was started from.
  */
-/** cachedCopy's names by file identity: every start links the same few files. */
-const cacheKeys = new Map<string, string>();
-
 function cachedCopy(cacheDir: string, source: string): string {
   const st = statSync(source);
-  const identity = `${source}\0${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`;
-  let key = cacheKeys.get(identity);
-  if (key === undefined) {
-    key = sha256Hex(identity).slice(0, 16);
-    cacheKeys.set(identity, key);
-  }
+  const key = sha256Hex(`${source}\0${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`).slice(0, 16);
   const cached = join(cacheDir, `${key}-${source.split('/').pop()}`);
   if (existsSync(cached)) return cached;
   mkdirSync(cacheDir, { recursive: true, mode: 0o755 });

@@ -35,4 +35,12 @@ describe('sha256', () => {
   it('gives the digest as 32 bytes', () => {
     assert.deepEqual(Buffer.from(sha256('abc')), createHash('sha256').update('abc').digest());
   });
+
+  it('gives the same digest again for a remembered input, in a copy the caller may change', () => {
+    const first = sha256('default/web');
+    first.fill(0);
+    assert.equal(sha256Hex('default/web'), reference('default/web'));
+    const long = 'y'.repeat(300);
+    assert.equal(sha256Hex(long), reference(long), 'inputs too long to remember are hashed each time');
+  });
 });

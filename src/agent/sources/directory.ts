@@ -72,23 +72,12 @@ interface StatusFile {
   status?: UmlMachineStatus;
 }
 
-function sha256(text: string): string {
-  return sha256Hex(text);
-}
-
 /** A name-based UUID (version 5 layout over SHA-256) for machines whose file gives none. */
 export function derivedUid(namespace: string, name: string): string {
-  const known = derivedUids.get(`${namespace}/${name}`);
-  if (known !== undefined) return known;
-  const h = sha256(`umlmon.io/directory/${namespace}/${name}`);
+  const h = sha256Hex(`umlmon.io/directory/${namespace}/${name}`);
   const variant = ((parseInt(h.slice(16, 17), 16) & 0x3) | 0x8).toString(16);
-  const uid = `${h.slice(0, 8)}-${h.slice(8, 12)}-5${h.slice(13, 16)}-${variant}${h.slice(17, 20)}-${h.slice(20, 32)}`;
-  derivedUids.set(`${namespace}/${name}`, uid);
-  return uid;
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-5${h.slice(13, 16)}-${variant}${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }
-
-/** derivedUid's answers: a manifest is read again at every change of its file. */
-const derivedUids = new Map<string, string>();
 
 /** The status file's base name for a machine: `<name>` or `<namespace>_<name>`. */
 export function statusBaseName(namespace: string, name: string): string {
@@ -240,7 +229,7 @@ export function createDirectorySource(opts: DirectorySourceOptions): MachineSour
     const previous = entries.get(key);
     // The hash is what the status file keeps (the generation across agent restarts); it is
     // made only for a spec not seen before (SHA-256 in JavaScript costs under --lite-mode).
-    const specHash = previous?.specJson === specJson ? previous.specHash : sha256(specJson);
+    const specHash = previous?.specJson === specJson ? previous.specHash : sha256Hex(specJson);
     let generation: number;
     let status: UmlMachineStatus | undefined;
     let creationTimestamp: string;
