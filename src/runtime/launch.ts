@@ -48,7 +48,8 @@ export async function runSteps<C>(steps: readonly Step<C>[], ctx: C, onUndoError
   }
 }
 
-const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+/** The PATH the jail's tools run with, whatever the agent's own environment has. */
+export const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 /** What a launch needs from the runtime around it. */
 export interface LaunchHost {

@@ -25,7 +25,7 @@ import { ensureDeviceTemplate, findJailTools, pruneFileCache, type JailTools } f
 import { describeIncompatibleKernel } from './kernel-compat.ts';
 import { adoptMachine, type AdoptHost } from './adopt.ts';
 import { KernelReports } from './kernel-reports.ts';
-import { launchSteps, runSteps, type Launch, type LaunchHost } from './launch.ts';
+import { SYSTEM_PATH, launchSteps, runSteps, type Launch, type LaunchHost } from './launch.ts';
 import { readKernelPid, readWaitStatus, waitForKernelPid } from './monitor.ts';
 import { Once, operationError, within, type Machine } from './machine.ts';
 import { readAllMachineRecords, readMachineRecord, writeMachineRecord, type MachineRecord } from './machine-record.ts';
@@ -44,7 +44,6 @@ import { configProblems, diskProblems } from './validate.ts';
 
 const MiB = 1024 * 1024;
 
-const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const execFileAsync = util.promisify(execFile);
 
 const silentLogger: RuntimeLogger = { info() {}, warn() {}, error() {}, debug() {} };
