@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import type { ErrorObject, ValidateFunction } from 'ajv';
 import { parse as parseYaml } from 'yaml';
+import { MACHINE_SCHEMA } from './machine-schema.generated.ts';
 
 /**
  * Where the CRD lives. src/api/ and dist/api/ are both two levels under the package root, so the
@@ -72,19 +73,43 @@ export function loadCrd(url: URL = CRD_URL): Crd {
   return parseYaml(text) as Crd;
 }
 
-let cachedSchema: StructuralSchema | undefined;
+let crdSchema: StructuralSchema | undefined;
 
-/** The openAPIV3Schema of the CRD's storage version (read once). */
-export function machineSchema(): StructuralSchema {
-  if (!cachedSchema) {
+/**
+ * The openAPIV3Schema of the CRD's storage version, read from the CRD file (once): the source
+ * of truth, for the generators (hack/generate-validator.ts) and the tests that check them.
+ */
+export function crdMachineSchema(): StructuralSchema {
+  if (!crdSchema) {
     const crd = loadCrd();
     const version = crd.spec.versions.find((v) => v.storage);
     if (!version) throw new Error(`the UmlMachine CRD at ${CRD_URL.pathname} has no storage version`);
     // A copy made of strings of its own: the parser's strings are slices of the file's text,
-    // which would keep all 80 KiB of it (comments included) alive for as long as the agent runs.
-    cachedSchema = JSON.parse(JSON.stringify(version.schema.openAPIV3Schema)) as StructuralSchema;
+    // which would keep all 80 KiB of it (comments included) alive.
+    crdSchema = JSON.parse(JSON.stringify(version.schema.openAPIV3Schema)) as StructuralSchema;
   }
-  return cachedSchema;
+  return crdSchema;
+}
+
+/**
+ * The same schema without its descriptions, as the agent prunes, defaults and validates with
+ * it: generated ahead of time (machine-schema.generated.ts), because parsing the CRD's YAML on
+ * the first machine cost the agent 86 ms under --lite-mode, on the path of that machine's start.
+ */
+export function machineSchema(): StructuralSchema {
+  return MACHINE_SCHEMA;
+}
+
+/** The schema as the agent uses it: every `description` dropped, nothing else changed. */
+export function withoutDescriptions(schema: StructuralSchema): StructuralSchema {
+  const strip = (value: unknown): unknown => {
+    if (Array.isArray(value)) return value.map(strip);
+    if (!isPlainObject(value)) return value;
+    const out: Record<string, unknown> = {};
+    for (const [key, child] of Object.entries(value)) if (key !== 'description') out[key] = strip(child);
+    return out;
+  };
+  return strip(schema) as StructuralSchema;
 }
 
 // ---------------------------------------------------------------------------------------------

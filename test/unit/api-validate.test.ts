@@ -11,7 +11,7 @@ import { RESERVED_KERNEL_OPTION_PATTERN, reservedOption } from '../../src/api/ke
 import { machineSchemaValidator } from '../../src/api/machine-validator.ts';
 import { compileSchema } from '../../src/api/schema-compile.ts';
 import { GENERATED_VALIDATORS } from '../../hack/generate-validator.ts';
-import { applyDefaults, loadCrd, machineSchema, pruneUnknownFields, type StructuralSchema } from '../../src/api/schema.ts';
+import { applyDefaults, crdMachineSchema, loadCrd, machineSchema, pruneUnknownFields, withoutDescriptions, type StructuralSchema } from '../../src/api/schema.ts';
 import { formatFieldErrors, imageNameProblem, validateMachine, type ValidationLimits } from '../../src/api/validate.ts';
 import { REPO_ROOT } from '../support/uml.ts';
 
@@ -86,8 +86,8 @@ function admitted(object: unknown): unknown {
 const SCHEMA_MESSAGE = /in body should|Unsupported value|Required value|Duplicate value/;
 
 describe('the generated validator', () => {
-  it('each generated validator (the CRD\'s, the config file\'s) is what hack/generate-validator.ts writes now', () => {
-    assert.equal(GENERATED_VALIDATORS.length, 2);
+  it('each generated file (the CRD\'s validator and schema, the config file\'s validator) is what hack/generate-validator.ts writes now', () => {
+    assert.equal(GENERATED_VALIDATORS.length, 3);
     for (const { file, source } of GENERATED_VALIDATORS) {
       assert.ok(readFileSync(file, 'utf8') === source(), `${file.pathname} is stale: run \`node hack/generate-validator.ts\``);
     }
@@ -338,8 +338,13 @@ describe('the CRD file', () => {
       for (const [key, child] of Object.entries(schema.properties ?? {})) walk(child, `${path}.${key}`);
       if (schema.items) walk(schema.items, `${path}[]`);
     };
-    walk(machineSchema(), 'UmlMachine');
+    walk(crdMachineSchema(), 'UmlMachine');
     assert.deepEqual(missing, []);
+  });
+
+  it('the agent\'s schema is the CRD\'s without its descriptions', () => {
+    assert.deepEqual(machineSchema(), withoutDescriptions(crdMachineSchema()));
+    assert.ok(!JSON.stringify(machineSchema()).includes('"description"'));
   });
 
   it('bounds every string and list that a CEL rule reads, so the cost estimator accepts the rules', () => {
