@@ -45,22 +45,67 @@ export function pickUid(pool: AllocationMap, machineId: string, first: number, c
   throw new Error(`no free uid left in ${first}..${first + count - 1}`);
 }
 
+/** One caller's change to a map, waiting for the next write of that map. */
+interface PendingUpdate {
+  fn: (map: AllocationMap) => unknown;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+}
+
 export class SharedAllocations {
   private readonly dir: string;
+  /** Per file, the changes asked for since its last write began: they share the next one. */
+  private readonly pending = new Map<string, PendingUpdate[]>();
 
   constructor(sharedDir: string) {
     this.dir = sharedDir;
   }
 
-  private async update<T>(file: string, fn: (map: AllocationMap) => T): Promise<T> {
+  /**
+   * Applies fn to the file's map under its lock and writes the map back, durably, if it changed.
+   * Changes asked for in the same turn of the event loop share one lock, one read and one
+   * fsync (a group commit): thirty new machines created at once spent 110 ms of the agent's
+   * event loop in thirty fsyncs of the uid map. Each fn must throw before it changes the map,
+   * as the ones here do, for the others' changes are written all the same.
+   */
+  private update<T>(file: string, fn: (map: AllocationMap) => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const waiting = this.pending.get(file);
+      const entry: PendingUpdate = { fn, resolve: resolve as (value: unknown) => void, reject };
+      if (waiting) {
+        waiting.push(entry);
+        return;
+      }
+      const batch = [entry];
+      this.pending.set(file, batch);
+      setImmediate(() => this.write(file, batch));
+    });
+  }
+
+  private write(file: string, batch: PendingUpdate[]): void {
     const path = join(this.dir, file);
-    return withLock(`${path}.lock`, () => {
+    const outcomes = withLock(`${path}.lock`, () => {
+      // From here on, a new caller starts the next batch (queued behind this lock).
+      if (this.pending.get(file) === batch) this.pending.delete(file);
       const map = readJsonIfExists<AllocationMap>(path) ?? {};
       const before = JSON.stringify(map);
-      const result = fn(map);
+      const results = batch.map(({ fn }) => {
+        try {
+          return { ok: true as const, value: fn(map) };
+        } catch (error) {
+          return { ok: false as const, error };
+        }
+      });
       if (JSON.stringify(map) !== before) writeJsonAtomic(path, map, { durable: true });
-      return result;
+      return results;
     });
+    outcomes.then(
+      (results) => results.forEach((r, i) => (r.ok ? batch[i]!.resolve(r.value) : batch[i]!.reject(r.error))),
+      (error: unknown) => {
+        if (this.pending.get(file) === batch) this.pending.delete(file);
+        for (const { reject } of batch) reject(error);
+      },
+    );
   }
 
   allocateMac(machineId: string, ifname: string, fixed?: string): Promise<string> {

@@ -3,7 +3,7 @@
 // allocations under concurrency (no kernel needed).
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, watch, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -185,6 +185,36 @@ describe('allocations', () => {
       await a.releaseMacs('ma-0');
       await a.releaseUid('ma-0');
       assert.equal(JSON.parse(readFileSync(join(dir, 'macpool.json'), 'utf8'))['ma-0/eth0'], undefined);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('changes asked for at once share one write, and a refused one fails alone', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'umlrt-alloc-batch-'));
+    try {
+      const a = new SharedAllocations(dir);
+      await a.allocateMac('first', 'eth0', 'fe:fd:00:00:00:01');
+      const writes: string[] = [];
+      const watcher = watch(dir, (event, file) => { if (file === 'macpool.json' && event === 'rename') writes.push(file); });
+      await new Promise((r) => setTimeout(r, 20));
+      const asked = Array.from({ length: 30 }, (_, i) => a.allocateMac(`m${i}`, 'eth0'));
+      const taken = a.allocateMac('thief', 'eth0', 'fe:fd:00:00:00:01');
+      const macs = await Promise.all(asked);
+      await assert.rejects(taken, /fe:fd:00:00:00:01 is already used by first\/eth0/);
+      assert.equal(new Set(macs).size, 30);
+      const pool = JSON.parse(readFileSync(join(dir, 'macpool.json'), 'utf8'));
+      assert.equal(Object.keys(pool).length, 31);
+      assert.equal(pool['thief/eth0'], undefined);
+      await new Promise((r) => setTimeout(r, 50));
+      watcher.close();
+      assert.equal(writes.length, 1, 'thirty-one changes, one write of the map');
+      assert.deepEqual(readdirSync(dir).filter((f) => f.includes('.tmp.')), [], 'no temporary file left');
+      // What comes after a batch began goes into the next one, and is written too.
+      const uids = await Promise.all([a.allocateUid('x', 7000, 10), a.allocateUid('y', 7000, 10)]);
+      assert.equal(new Set(uids).size, 2);
+      await a.releaseUid('x');
+      assert.deepEqual(Object.keys(JSON.parse(readFileSync(join(dir, 'uids.json'), 'utf8'))), ['y']);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
