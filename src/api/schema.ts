@@ -100,16 +100,21 @@ export function machineSchema(): StructuralSchema {
   return MACHINE_SCHEMA;
 }
 
-/** The schema as the agent uses it: every `description` dropped, nothing else changed. */
+/**
+ * The schema as the agent uses it: the `description` of every schema dropped, nothing else
+ * changed. It walks the schema's structure (properties, items, additionalProperties, anyOf), so
+ * a field named "description", a default or a CEL rule keeps what it holds.
+ */
 export function withoutDescriptions(schema: StructuralSchema): StructuralSchema {
-  const strip = (value: unknown): unknown => {
-    if (Array.isArray(value)) return value.map(strip);
-    if (!isPlainObject(value)) return value;
-    const out: Record<string, unknown> = {};
-    for (const [key, child] of Object.entries(value)) if (key !== 'description') out[key] = strip(child);
-    return out;
-  };
-  return strip(schema) as StructuralSchema;
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(schema) as [keyof StructuralSchema, unknown][]) {
+    if (key === 'description') continue;
+    if (key === 'properties') out[key] = Object.fromEntries(Object.entries(value as Record<string, StructuralSchema>).map(([name, child]) => [name, withoutDescriptions(child)]));
+    else if (key === 'items' || (key === 'additionalProperties' && typeof value === 'object')) out[key] = withoutDescriptions(value as StructuralSchema);
+    else if (key === 'anyOf') out[key] = (value as StructuralSchema[]).map(withoutDescriptions);
+    else out[key] = value;
+  }
+  return out as StructuralSchema;
 }
 
 // ---------------------------------------------------------------------------------------------

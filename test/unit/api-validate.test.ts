@@ -347,6 +347,27 @@ describe('the CRD file', () => {
     assert.ok(!JSON.stringify(machineSchema()).includes('"description"'));
   });
 
+  it('drops only schemas\' descriptions: a field named description, a default and a rule keep theirs', () => {
+    const schema: StructuralSchema = {
+      type: 'object', description: 'a machine',
+      properties: {
+        description: { type: 'string', description: 'what the user calls it', default: 'none' },
+        labels: { type: 'object', additionalProperties: { type: 'string', description: 'a value' } },
+        notes: { type: 'array', items: { type: 'object', description: 'a note', default: { description: 'kept' } } },
+        size: { anyOf: [{ type: 'integer', description: 'bytes' }, { type: 'string' }], 'x-kubernetes-validations': [{ rule: 'self != ""', message: 'a description of the rule' }] },
+      },
+    };
+    assert.deepEqual(withoutDescriptions(schema), {
+      type: 'object',
+      properties: {
+        description: { type: 'string', default: 'none' },
+        labels: { type: 'object', additionalProperties: { type: 'string' } },
+        notes: { type: 'array', items: { type: 'object', default: { description: 'kept' } } },
+        size: { anyOf: [{ type: 'integer' }, { type: 'string' }], 'x-kubernetes-validations': [{ rule: 'self != ""', message: 'a description of the rule' }] },
+      },
+    });
+  });
+
   it('bounds every string and list that a CEL rule reads, so the cost estimator accepts the rules', () => {
     const unbounded: string[] = [];
     const walk = (schema: StructuralSchema, path: string, underRule: boolean) => {
