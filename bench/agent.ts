@@ -307,7 +307,7 @@ function directoryDriver(dir: string): Driver {
 /** The API server's own counters: requests by verb/resource/subresource, watch events and bytes. */
 interface ApiCounts { requests: Map<string, number>; watchEvents: number; watchBytes: number }
 
-function kubernetesDriver(cp: ControlPlane, kubeconfigFile: string): Driver & { api(): Promise<ApiCounts>; own: Map<string, number>; ownWatch: { events: number; bytes: number } } {
+function kubernetesDriver(cp: ControlPlane, kubeconfigFile: string): Driver & { api(): Promise<ApiCounts>; own: Map<string, number>; ownWatch: { events: number; bytes: number }; watchEnds: { count: number } } {
   const ca = readFileSync(cp.caFile);
   const url = new URL(cp.url);
   const cache = new Map<string, UmlMachineStatus | undefined>();
@@ -330,9 +330,29 @@ function kubernetesDriver(cp: ControlPlane, kubeconfigFile: string): Driver & { 
     });
   }
 
+  // The bench's own view of the machines. The API server may end a watch at any time (its
+  // timeout, or its watch cache closing a watcher it finds slow while a hundred guests boot on
+  // two cores): a watch that ended is started again, without a resourceVersion, so the server
+  // replays every machine as ADDED and nothing changed meanwhile is missed.
   let watchReq: ReturnType<typeof httpsRequest> | undefined;
+  let closed = false;
+  const watchEnds = { count: 0 };
+  function rewatch(why: string): void {
+    if (closed) return;
+    watchEnds.count++;
+    console.log(`  (the bench's watch ended: ${why}; watching again)`);
+    setTimeout(startWatch, 100).unref();
+  }
   function startWatch(): void {
+    if (closed) return;
     count('WATCH umlmachines');
+    let ended = false;
+    const end = (why: string): void => {
+      if (!ended) {
+        ended = true;
+        rewatch(why);
+      }
+    };
     watchReq = httpsRequest({ host: url.hostname, port: url.port, path: `${path}?watch=1&allowWatchBookmarks=false`, ca, headers: { authorization: `Bearer ${cp.adminToken}` } }, (res) => {
       let buffer = '';
       res.setEncoding('utf8');
@@ -345,13 +365,16 @@ function kubernetesDriver(cp: ControlPlane, kubeconfigFile: string): Driver & { 
           ownWatch.events++;
           ownWatch.bytes += Buffer.byteLength(line);
           const e = JSON.parse(line) as { type: string; object: { metadata: { name: string }; status?: UmlMachineStatus } };
+          if (e.type === 'ERROR') continue; // the server ends the watch after it
           if (e.type === 'DELETED') cache.delete(e.object.metadata.name);
           else cache.set(e.object.metadata.name, e.object.status);
           waiters.wake();
         }
       });
+      res.on('end', () => end(`HTTP ${res.statusCode}, response ended`));
+      res.on('error', (error) => end(error.message));
     });
-    watchReq.on('error', () => {});
+    watchReq.on('error', (error) => end(error.message));
     watchReq.end();
   }
   startWatch();
@@ -403,7 +426,9 @@ function kubernetesDriver(cp: ControlPlane, kubeconfigFile: string): Driver & { 
       const a = await api();
       return { statusWrites: [...a.requests].filter(([k]) => k.endsWith('umlmachines/status') && !k.startsWith('GET') && !k.startsWith('WATCH')).reduce((s, [, v]) => s + v, 0) };
     },
+    watchEnds,
     async close() {
+      closed = true;
       watchReq?.destroy();
     },
   };
@@ -477,10 +502,17 @@ function readyAt(driver: Driver, name: string): number | undefined {
 async function createToReady(driver: Driver, names: string[]): Promise<number[]> {
   const t0 = Date.now();
   await Promise.all(names.map((n) => driver.write(n, 'Running')));
-  return until(driver, `${names.length} machines Ready`, () => {
-    const at = names.map((n) => readyAt(driver, n));
-    return at.every((x) => x !== undefined) ? at.map((x) => x! - t0) : undefined;
-  });
+  try {
+    return await until(driver, `${names.length} machines Ready`, () => {
+      const at = names.map((n) => readyAt(driver, n));
+      return at.every((x) => x !== undefined) ? at.map((x) => x! - t0) : undefined;
+    });
+  } catch (error) {
+    // Which ones, and what the bench last saw of them: a status never written, or one not seen.
+    const late = names.filter((n) => readyAt(driver, n) === undefined);
+    const seen = late.slice(0, 10).map((n) => `${n}: ${driver.status(n)?.phase ?? 'no status seen'}`);
+    throw new Error(`${(error as Error).message}; not Ready: ${late.length} (${seen.join(', ')})`, { cause: error });
+  }
 }
 
 async function removeAll(driver: Driver, stateDir: string, names: string[]): Promise<void> {
@@ -619,6 +651,7 @@ async function runMode(mode: 'directory' | 'kubernetes', floors: Floors, nodeRss
 
     if (kube && api0 && api1 && api2 && own0 && own1 && own2 && ownWatch0 && ownWatch1) {
       printApiLoad(api0, api1, api2, own0, own1, own2, ownWatch0, ownWatch1, seconds);
+      console.log(`  the API server ended the bench's own watch ${kube.watchEnds.count} time(s) so far (each resumed)`);
     }
 
     // Drain through the control socket, as `umlmon drain` asks a running agent.

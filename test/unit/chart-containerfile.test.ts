@@ -127,7 +127,7 @@ test('the build stage produces what the final stage copies: package.json, node_m
 test('entrypoint is the agent\'s main and the default command is what the chart runs', () => {
   const entrypoint = containerfile.find((i) => i.stage === FINAL && i.op === 'ENTRYPOINT');
   const cmd = containerfile.find((i) => i.stage === FINAL && i.op === 'CMD');
-  assert.deepEqual(JSON.parse(entrypoint?.args ?? 'null'), ['node', '--lite-mode', '/app/dist/cli/main.js']);
+  assert.deepEqual(JSON.parse(entrypoint?.args ?? 'null'), ['node', '--lite-mode', '--no-node-snapshot', '/app/dist/cli/main.js']);
   assert.deepEqual(JSON.parse(cmd?.args ?? 'null'), ['run', '-f', '/etc/umlmon/config.yaml']);
   const onPath = containerfile.find((i) => i.stage === FINAL && i.op === 'RUN' && i.args.includes('/usr/local/bin/umlmon'));
   assert.match(onPath?.args ?? '', /exec node --lite-mode \/app\/dist\/cli\/main\.js "\$@"/, 'umlmon on PATH runs the same main, for kubectl exec');
@@ -167,10 +167,12 @@ test('the compiled agent runs from /app layout: entrypoint, subcommands, and the
     assert.doesNotMatch(readFileSync(js, 'utf8'), /(from\s+|import\()\s*['"]\.{1,2}\/[^'"]*\.ts['"]/, `${relative(app, js)} imports a .ts file`);
   }
 
-  // With the entrypoint's node flags (--lite-mode: no WebAssembly).
-  const version = execFileSync('node', ['--lite-mode', join(app, 'dist/cli/main.js'), 'version'], { encoding: 'utf8', cwd: image });
+  // With the entrypoint's node flags (--lite-mode: no WebAssembly; --no-node-snapshot).
+  const flags = (JSON.parse(containerfile.find((i) => i.stage === FINAL && i.op === 'ENTRYPOINT')?.args ?? '[]') as string[]).filter((a) => a.startsWith('--'));
+  assert.ok(flags.includes('--lite-mode') && flags.includes('--no-node-snapshot'), `entrypoint flags: ${flags.join(' ')}`);
+  const version = execFileSync('node', [...flags, join(app, 'dist/cli/main.js'), 'version'], { encoding: 'utf8', cwd: image });
   assert.match(version, /0\.1\.0/);
-  const help = spawnSync('node', ['--lite-mode', join(app, 'dist/cli/main.js'), '--help'], { encoding: 'utf8', cwd: image });
+  const help = spawnSync('node', [...flags, join(app, 'dist/cli/main.js'), '--help'], { encoding: 'utf8', cwd: image });
   assert.equal(help.status, 0, help.stderr);
   for (const cmd of ['run', 'check', 'drain', 'mconsole', 'version']) assert.match(help.stdout, new RegExp(`\\b${cmd}\\b`));
 
