@@ -10,9 +10,9 @@
 //   - drain of N guests (the control socket's drain) vs the runtime stopping N at once;
 //   - with N idle guests over the idle window: agent RSS (vs a bare Node process), CPU, wakeups
 //     (context switches of all its threads), status writes;
-//   - Kubernetes mode: requests to the API server (from its own metrics, the bench's own
-//     requests taken out) idle and per started guest, and the watch events an agent receives,
-//     extrapolated on paper to 1,000 nodes × 100 guests.
+//   - Kubernetes mode: requests to the API server, idle and per started guest (the agent's own
+//     user's, from the audit log), and the watch events an agent receives, extrapolated on paper
+//     to 1,000 nodes × 100 guests.
 // The agent runs as a node runs it: compiled (dist/, `npm run build`) with the node flags of the
 // Containerfile's ENTRYPOINT. Its at-start RSS from the checkout's sources (Node's type stripping included) is
 // printed as well.
@@ -22,14 +22,14 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, renameSync, rmSync, watch, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
-import { freemem } from 'node:os';
+import { availableParallelism, freemem } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import type { UmlMachineStatus } from '../src/api/types.ts';
 import { controlRequest } from '../src/agent/control.ts';
-import { createRuntime } from '../src/runtime/index.ts';
+import { createRuntime, defaultCgroupParent } from '../src/runtime/index.ts';
 import type { MachineConfig, Runtime, RuntimeEvent } from '../src/runtime/index.ts';
-import { startControlPlane, type ControlPlane } from '../test/support/control-plane.ts';
+import { startControlPlane, type AuditRecord, type ControlPlane } from '../test/support/control-plane.ts';
 import { crdEstablished } from '../test/support/kubectl.ts';
 import { freePorts } from '../test/support/processes.ts';
 import { FAST_BOOT_ARGS, KERNEL_BOOTED } from '../test/support/plain-uml.ts';
@@ -51,6 +51,8 @@ const SINGLE_REPEATS = Number(args.get('single-repeats') ?? 5);
 const FORM = args.get('form') ?? 'dist';
 const FAST_ARGS = ['lpj=auto'];
 const NODE = 'bench';
+/** The agent's user on the bench's control plane. */
+const AGENT_USER = 'umlmon-bench-agent';
 
 const base = mkdtempSync('/tmp/umlmon-bench-agent-');
 const imageRoot = join(base, 'i');
@@ -98,6 +100,41 @@ function switches(pid: number): number {
   }
   return sum;
 }
+
+/**
+ * CPU time (ms) used so far by a runtime's machines, their jails included (each jail joins its
+ * machine's cgroup first): the cgroup parent's cpuacct (v1) or cpu.stat (v2). 0 before the
+ * parent exists; NaN on a node without either.
+ */
+function machinesCpuMs(stateDir: string): number {
+  const parent = defaultCgroupParent(stateDir);
+  if (existsSync('/sys/fs/cgroup/cpuacct/cpuacct.usage')) {
+    return existsSync(`/sys/fs/cgroup/cpuacct/${parent}`) ? Number(readFileSync(`/sys/fs/cgroup/cpuacct/${parent}/cpuacct.usage`, 'utf8')) / 1e6 : 0;
+  }
+  if (existsSync('/sys/fs/cgroup/cgroup.controllers')) {
+    const m = existsSync(`/sys/fs/cgroup/${parent}/cpu.stat`) ? /^usage_usec (\d+)/m.exec(readFileSync(`/sys/fs/cgroup/${parent}/cpu.stat`, 'utf8')) : null;
+    return m ? Number(m[1]) / 1000 : 0;
+  }
+  return NaN;
+}
+
+/**
+ * Where the CPU of n machines started at once went until all were Ready: the guests with their
+ * jails, and the agent. Spread over every core of the host, that much CPU takes at least
+ * `floor` ms: a start of n can be no faster whatever the agent does, but for its own share.
+ */
+function cpuRow(mode: string, n: number, since: { machines: number; agent: number }, stateDir: string, pid: number): void {
+  const guests = (machinesCpuMs(stateDir) - since.machines) / n;
+  const agentMs = (cpuTicks(pid) * 10 - since.agent) / n;
+  const cores = availableParallelism();
+  row(mode, {
+    figure: `${n} at once: CPU per machine until all Ready`,
+    value: `${guests.toFixed(0)} ms the guest and its jail, ${agentMs.toFixed(0)} ms the agent`,
+    floor: `that CPU on ${cores} cores: ${ms(((guests + agentMs) * n) / cores)}, the guests' and jails' alone ${ms((guests * n) / cores)}`,
+    target: '-',
+  });
+}
+const cpuNow = (stateDir: string, pid: number): { machines: number; agent: number } => ({ machines: machinesCpuMs(stateDir), agent: cpuTicks(pid) * 10 });
 
 /** RSS of a Node process that only waits, from the same binary: the floor of any agent. */
 async function bareNodeRss(flags: string[] = [], script = 'setInterval(() => {}, 1e6)'): Promise<number> {
@@ -307,15 +344,13 @@ function directoryDriver(dir: string): Driver {
 /** The API server's own counters: requests by verb/resource/subresource, watch events and bytes. */
 interface ApiCounts { requests: Map<string, number>; watchEvents: number; watchBytes: number }
 
-function kubernetesDriver(cp: ControlPlane, kubeconfigFile: string): Driver & { api(): Promise<ApiCounts>; own: Map<string, number>; ownWatch: { events: number; bytes: number }; watchEnds: { count: number } } {
+function kubernetesDriver(cp: ControlPlane, kubeconfigFile: string): Driver & { api(): Promise<ApiCounts>; ownWatch: { events: number; bytes: number }; watchEnds: { count: number } } {
   const ca = readFileSync(cp.caFile);
   const url = new URL(cp.url);
   const cache = new Map<string, UmlMachineStatus | undefined>();
   const waiters = new Waiters();
-  const own = new Map<string, number>();
   const ownWatch = { events: 0, bytes: 0 };
   const path = '/apis/umlmon.io/v1alpha1/namespaces/default/umlmachines';
-  const count = (key: string): void => { own.set(key, (own.get(key) ?? 0) + 1); };
 
   function call(method: string, p: string, body?: unknown, contentType = 'application/json'): Promise<{ status: number; text: string }> {
     return new Promise((resolve, reject) => {
@@ -345,7 +380,6 @@ function kubernetesDriver(cp: ControlPlane, kubeconfigFile: string): Driver & { 
   }
   function startWatch(): void {
     if (closed) return;
-    count('WATCH umlmachines');
     let ended = false;
     const end = (why: string): void => {
       if (!ended) {
@@ -395,21 +429,17 @@ function kubernetesDriver(cp: ControlPlane, kubeconfigFile: string): Driver & { 
         if (line.startsWith('apiserver_watch_events_sizes_sum{')) watchBytes += Number(line.split(' ').at(-1));
       }
     }
-    count('GET metrics');
     return { requests, watchEvents, watchBytes };
   }
 
   return {
     mode: 'kubernetes',
     agentArgs: ['--source', 'kubernetes', '--kubeconfig', kubeconfigFile],
-    own,
     ownWatch,
     api,
     async write(name, state) {
-      count('PATCH umlmachines');
       const patched = await call('PATCH', `${path}/${name}`, { spec: { state } }, 'application/merge-patch+json');
       if (patched.status === 404) {
-        count('POST umlmachines');
         const created = await call('POST', path, manifest(name, state));
         if (created.status >= 300) throw new Error(`create ${name}: ${created.status} ${created.text}`);
       } else if (patched.status >= 300) {
@@ -417,7 +447,6 @@ function kubernetesDriver(cp: ControlPlane, kubeconfigFile: string): Driver & { 
       }
     },
     async remove(name) {
-      count('DELETE umlmachines');
       await call('DELETE', `${path}/${name}`);
     },
     status: (name) => cache.get(name),
@@ -568,11 +597,13 @@ async function runMode(mode: 'directory' | 'kubernetes', floors: Floors, nodeRss
   let kube: ReturnType<typeof kubernetesDriver> | undefined;
   try {
     if (mode === 'kubernetes') {
-      cp = await startControlPlane();
+      // The agent has an identity of its own, so that the API server's audit log tells its
+      // requests from the bench's and the controller manager's (printApiLoad).
+      cp = await startControlPlane({ extraUsers: [{ name: AGENT_USER, groups: ['system:masters'] }] });
       const apply = spawnSync('kubectl', ['--kubeconfig', cp.adminKubeconfig, 'apply', '--validate=false', '-f', join(REPO_ROOT, 'crds')], { encoding: 'utf8' });
       if (apply.status !== 0) throw new Error(`kubectl apply crds: ${apply.stderr}`);
       await crdEstablished(cp.adminKubeconfig, 'umlmachines.umlmon.io');
-      kube = kubernetesDriver(cp, cp.adminKubeconfig);
+      kube = kubernetesDriver(cp, cp.kubeconfigFor(AGENT_USER));
       driver = kube;
     } else {
       driver = directoryDriver(join(base, 'm'));
@@ -611,21 +642,25 @@ async function runMode(mode: 'directory' | 'kubernetes', floors: Floors, nodeRss
     await removeAll(driver, stateDir, [one]);
 
     const midNames = Array.from({ length: MID }, (_, i) => `mid-${tag}-${i}`);
+    const cpuMid = cpuNow(stateDir, pid);
     const mid = await createToReady(driver, midNames);
     row(mode, { figure: `${MID} machines at once, all Ready`, value: `${ms(Math.max(...mid))} (median ${ms(median(mid))})`, floor: `runtime ${ms(floors.startMid)}; bare kernels ${ms(floors.bareMid)}`, ratio: Math.max(...mid) / floors.startMid, target: MID === 30 ? '≤ 1.2 s' : '-' });
+    cpuRow(mode, MID, cpuMid, stateDir, pid);
     await removeAll(driver, stateDir, midNames);
 
     const api0 = await kube?.api();
-    const own0 = kube ? new Map(kube.own) : undefined;
     const ownWatch0 = kube ? { ...kube.ownWatch } : undefined;
+    const audit0 = cp?.requests().length;
     const names = Array.from({ length: GUESTS }, (_, i) => `g-${tag}-${i}`);
+    const cpuAll = cpuNow(stateDir, pid);
     const all = await createToReady(driver, names);
     row(mode, { figure: `${GUESTS} machines at once, all Running`, value: `${ms(Math.max(...all))} (median ${ms(median(all))})`, floor: `runtime ${ms(floors.startAll)}; bare kernels ${ms(floors.bareAll)}`, ratio: Math.max(...all) / floors.startAll, target: GUESTS === 100 ? '≤ 3 s' : '-' });
+    cpuRow(mode, GUESTS, cpuAll, stateDir, pid);
     // Let the last status writes and Events of the starts land before counting the idle ones.
     await sleep(5000);
     const api1 = await kube?.api();
-    const own1 = kube ? new Map(kube.own) : undefined;
     const ownWatch1 = kube ? { ...kube.ownWatch } : undefined;
+    const audit1 = cp?.requests().length;
 
     // Idle.
     const w0 = (await driver.counters()).statusWrites;
@@ -641,7 +676,8 @@ async function runMode(mode: 'directory' | 'kubernetes', floors: Floors, nodeRss
     const wakeups = (switches(pid) - s0) / seconds;
     const writes = (await driver.counters()).statusWrites - w0;
     const api2 = await kube?.api();
-    const own2 = kube ? new Map(kube.own) : undefined;
+    const audit = cp?.requests();
+    const audit2 = audit?.length;
     const rss = rssKiB(pid) / 1024;
     const heap = ((await metric(port, 'nodejs_heap_used_bytes')) ?? NaN) / MiB;
     row(mode, { figure: `agent RSS, ${GUESTS} idle guests`, value: `${rss.toFixed(1)} MiB (peak ${(peak / 1024).toFixed(1)}; V8 heap in use ${heap.toFixed(1)})`, floor: `bare node ${nodeRss.toFixed(1)} MiB`, ratio: rss / nodeRss, target: mode === 'directory' ? '≤ 60 MiB at 100 guests' : '≤ 80 MiB at 1 guest' });
@@ -649,8 +685,8 @@ async function runMode(mode: 'directory' | 'kubernetes', floors: Floors, nodeRss
     row(mode, { figure: `agent wakeups, ${GUESTS} idle guests`, value: `${wakeups.toFixed(1)} /s (context switches, all threads)`, target: 'a few a second' });
     row(mode, { figure: `status writes, ${GUESTS} idle guests, ${seconds.toFixed(0)} s`, value: String(writes), target: '0' });
 
-    if (kube && api0 && api1 && api2 && own0 && own1 && own2 && ownWatch0 && ownWatch1) {
-      printApiLoad(api0, api1, api2, own0, own1, own2, ownWatch0, ownWatch1, seconds);
+    if (kube && api0 && api1 && api2 && ownWatch0 && ownWatch1 && audit && audit0 !== undefined && audit1 !== undefined && audit2 !== undefined) {
+      printApiLoad(api0, api1, api2, audit.slice(audit0, audit1), audit.slice(audit1, audit2), ownWatch0, ownWatch1, seconds);
       console.log(`  the API server ended the bench's own watch ${kube.watchEnds.count} time(s) so far (each resumed)`);
     }
 
@@ -674,25 +710,26 @@ async function runMode(mode: 'directory' | 'kubernetes', floors: Floors, nodeRss
   }
 }
 
-function printApiLoad(api0: ApiCounts, api1: ApiCounts, api2: ApiCounts, own0: Map<string, number>, own1: Map<string, number>, own2: Map<string, number>,
+function printApiLoad(api0: ApiCounts, api1: ApiCounts, api2: ApiCounts, startRecords: AuditRecord[], idleRecords: AuditRecord[],
   ownWatch0: { events: number; bytes: number }, ownWatch1: { events: number; bytes: number }, idleSeconds: number): void {
-  // The agent's requests: the API server's counts minus the bench's own.
-  const agentRequests = (from: ApiCounts, to: ApiCounts, ownFrom: Map<string, number>, ownTo: Map<string, number>): Map<string, number> => {
+  // The agent's requests, by its user in the API server's audit log (a watch counts when its
+  // response starts: the one a start ends and the next begins are the same reflector's).
+  const agentRequests = (records: AuditRecord[]): Map<string, number> => {
     const out = new Map<string, number>();
-    for (const [k, v] of to.requests) {
-      if (k.startsWith('WATCH')) continue; // long-running: counted when they end
-      const n = v - (from.requests.get(k) ?? 0) - ((ownTo.get(k) ?? 0) - (ownFrom.get(k) ?? 0));
-      if (n > 0) out.set(k, n);
+    for (const r of records) {
+      if (r.user !== AGENT_USER) continue;
+      const key = `${r.verb.toUpperCase()} ${r.resource}${r.subresource ? `/${r.subresource}` : ''}`;
+      out.set(key, (out.get(key) ?? 0) + 1);
     }
     return out;
   };
   const sum = (m: Map<string, number>): number => [...m.values()].reduce((s, v) => s + v, 0);
   const describe = (m: Map<string, number>): string => [...m].map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
-  const starts = agentRequests(api0, api1, own0, own1);
-  const idle = agentRequests(api1, api2, own1, own2);
+  const starts = agentRequests(startRecords);
+  const idle = agentRequests(idleRecords);
   const perGuest = sum(starts) / GUESTS;
   const idlePerMinute = (sum(idle) / idleSeconds) * 60;
-  console.log('  API-server load from this agent (apiserver_request_total, the bench\'s own requests taken out):');
+  console.log('  API-server load from this agent (its own user\'s requests in the API server\'s audit log):');
   console.log(`    per started guest: ${perGuest.toFixed(1)} requests (${describe(starts)}; over ${GUESTS} starts)`);
   console.log(`    idle, ${GUESTS} guests: ${idlePerMinute.toFixed(1)} requests/minute (${describe(idle)})`);
   // Watch events: the server counts every event it sends to every watcher; the bench's own watch is taken out.
