@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { cgroupCpuSeconds, cgroupMemory, parseDiskstats, parseLoadavg, parseMeminfo, parseProcIo, parseStat, parseVmstat, readNetCounters } from '../../src/runtime/guest-stats.ts';
+import { cgroupCpuSeconds, cgroupMemory, controllerDirs, parseDiskstats, parseLoadavg, parseMeminfo, parseProcIo, parseStat, parseVmstat, readNetCounters, VMSTAT_COUNTERS } from '../../src/runtime/guest-stats.ts';
 import { REPO_ROOT } from '../support/uml.ts';
 
 const fixture = (name: string): string => readFileSync(join(REPO_ROOT, 'test/fixtures/guest-proc', name), 'utf8');
@@ -33,6 +33,12 @@ describe('guest /proc', () => {
     assert.equal(typeof v.pgfault, 'number');
     assert.equal(typeof v.pgmajfault, 'number');
     assert.equal(v.nr_unstable, 0);
+    assert.equal(Object.keys(v).length, fixture('vmstat').trim().split('\n').length, 'every line of the file');
+    // What readGuestStats keeps: the counters the metrics use, the same values.
+    const used = parseVmstat(fixture('vmstat'), VMSTAT_COUNTERS);
+    assert.deepEqual(used, { pgfault: v.pgfault, pgmajfault: v.pgmajfault, pswpin: v.pswpin, pswpout: v.pswpout });
+    // Lines that are not "name value" are skipped, with or without a final newline.
+    assert.deepEqual(parseVmstat('a 1\nbroken\nb x\n\nc 3'), { a: 1, c: 3 });
   });
   test('diskstats: whole devices, bytes from 512-byte sectors, seconds from ms', () => {
     assert.deepEqual(parseDiskstats(fixture('diskstats')), [
@@ -53,12 +59,25 @@ describe('host files', () => {
       writeFileSync(join(v1mem, 'memory.limit_in_bytes'), '184549376\n');
       assert.equal(cgroupCpuSeconds([v1mem, v1cpu]), 2.5);
       assert.deepEqual(cgroupMemory([v1cpu, v1mem]), { usage: 7806976, limit: 184549376 });
+      // As a v1 node lays them out, <root>/<parent>/<id> in every hierarchy: only the one
+      // named after the controller is read (a decoy elsewhere would be taken otherwise).
+      const layout = (root: string): string => { const d = join(dir, root, 'umlmon', 'm1'); mkdirSync(d, { recursive: true }); return d; };
+      const [blkio, cpuacct, memory] = [layout('blkio'), layout('cpu,cpuacct'), layout('memory')];
+      writeFileSync(join(blkio, 'cpuacct.usage'), '1\n');
+      writeFileSync(join(blkio, 'memory.usage_in_bytes'), '1\n');
+      writeFileSync(join(cpuacct, 'cpuacct.usage'), '3000000000\n');
+      writeFileSync(join(memory, 'memory.usage_in_bytes'), '8192\n');
+      writeFileSync(join(memory, 'memory.limit_in_bytes'), '9223372036854771712\n');
+      assert.deepEqual(controllerDirs([blkio, cpuacct, memory], 'memory'), [memory]);
+      assert.equal(cgroupCpuSeconds([blkio, cpuacct, memory]), 3);
+      assert.deepEqual(cgroupMemory([blkio, cpuacct, memory]), { usage: 8192, limit: 9223372036854771712 });
       const v2 = join(dir, 'v2'); mkdirSync(v2);
       writeFileSync(join(v2, 'cpu.stat'), 'usage_usec 1500000\nuser_usec 1000000\n');
       writeFileSync(join(v2, 'memory.current'), '4096\n');
       writeFileSync(join(v2, 'memory.max'), 'max\n');
       assert.equal(cgroupCpuSeconds([v2]), 1.5);
       assert.deepEqual(cgroupMemory([v2]), { usage: 4096 });
+      assert.deepEqual(controllerDirs([v2], 'memory'), [v2], 'v2: its one directory');
       assert.deepEqual(parseProcIo(readFileSync('/proc/self/io', 'utf8')).readBytes !== undefined, true);
       assert.deepEqual(parseProcIo('rchar: 1\nread_bytes: 4096\nwrite_bytes: 512\n'), { readBytes: 4096, writtenBytes: 512 });
       const lo = readNetCounters('lo');
