@@ -9,7 +9,8 @@
 //     Stopped) vs runtime.stop() with a grace period;
 //   - drain of N guests (the control socket's drain) vs the runtime stopping N at once;
 //   - with N idle guests over the idle window: agent RSS (vs a bare Node process), CPU, wakeups
-//     (context switches of all its threads), status writes;
+//     (context switches of all its threads), status writes; then what a /metrics scrape of N
+//     guests costs the agent (time, CPU, RSS after);
 //   - Kubernetes mode: requests to the API server, idle and per started guest (the agent's own
 //     user's, from the audit log), and the watch events an agent receives, extrapolated on paper
 //     to 1,000 nodes × 100 guests.
@@ -705,6 +706,7 @@ async function runMode(mode: 'directory' | 'kubernetes', floors: Floors, nodeRss
     row(mode, { figure: `agent CPU, ${GUESTS} idle guests, ${seconds.toFixed(0)} s`, value: `${(cpu * 100).toFixed(2)} % of a core`, target: '≤ 1 %' });
     row(mode, { figure: `agent wakeups, ${GUESTS} idle guests`, value: `${wakeups.toFixed(1)} /s (context switches, all threads)`, target: 'a few a second' });
     row(mode, { figure: `status writes, ${GUESTS} idle guests, ${seconds.toFixed(0)} s`, value: String(writes), target: '0' });
+    await scrapes(mode, port, pid);
 
     if (kube && api0 && api1 && api2 && ownWatch0 && ownWatch1 && audit && audit0 !== undefined && audit1 !== undefined && audit2 !== undefined) {
       printApiLoad(api0, api1, api2, audit.slice(audit0, audit1), audit.slice(audit1, audit2), ownWatch0, ownWatch1, seconds);
@@ -729,6 +731,31 @@ async function runMode(mode: 'directory' | 'kubernetes', floors: Floors, nodeRss
     await driver?.close();
     await cp?.stop();
   }
+}
+
+/**
+ * What Prometheus costs the agent, after the idle window (so that it is not in it): three scrapes
+ * of /metrics, each past the 5 s for which the agent reuses a guest's reading, so each asks every
+ * guest again (six /proc files through mconsole). CPU is the agent's, the garbage of the scrape
+ * included.
+ */
+async function scrapes(mode: string, port: number, pid: number): Promise<void> {
+  const wall: number[] = [];
+  const cpu: number[] = [];
+  let bytes = 0;
+  for (let i = 0; i < 3; i++) {
+    await sleep(5500);
+    const c0 = cpuTicks(pid);
+    const t0 = performance.now();
+    bytes = (await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()).length;
+    wall.push(performance.now() - t0);
+    await sleep(500);
+    cpu.push((cpuTicks(pid) - c0) * 10);
+  }
+  const perScrape = median(cpu);
+  row(mode, { figure: `a /metrics scrape, ${GUESTS} guests (median of 3)`, value: `${ms(median(wall))}, agent CPU ${perScrape.toFixed(0)} ms, ${(bytes / 1024).toFixed(0)} KiB`, target: '-' });
+  row(mode, { figure: `agent CPU of one scrape every 15 s / 30 s, ${GUESTS} guests`, value: `${((perScrape / 15_000) * 100).toFixed(2)} % / ${((perScrape / 30_000) * 100).toFixed(2)} % of a core`, target: '≤ 1 % with the idle CPU' });
+  row(mode, { figure: `agent RSS after the scrapes, ${GUESTS} guests`, value: `${(rssKiB(pid) / 1024).toFixed(1)} MiB`, target: '-' });
 }
 
 function printApiLoad(api0: ApiCounts, api1: ApiCounts, api2: ApiCounts, startRecords: AuditRecord[], idleRecords: AuditRecord[],
