@@ -16,6 +16,7 @@ import { REPO_ROOT, TEST_IMAGE, testImageRoot, umlKernel } from '../support/uml.
 import { kernelVersion } from '../../src/runtime/kernel-probe.ts';
 import { KERNEL_BOOTED, PlainUml } from '../support/plain-uml.ts';
 import { alive } from '../support/process.ts';
+import { removeMachineCgroups } from '../support/runtime.ts';
 import { eventually } from '../support/eventually.ts';
 import { umlMachine } from '../support/fixtures.ts';
 
@@ -168,6 +169,7 @@ after(async () => {
   }
   const deadline = Date.now() + 10_000;
   while ([...guestPids].some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  await removeMachineCgroups(stateDir);
   for (const line of readFileSync('/proc/mounts', 'utf8').split('\n').reverse()) {
     const mountPoint = line.split(' ')[1];
     if (mountPoint?.startsWith(base)) await execFileAsync('umount', ['-l', mountPoint]).catch(() => {});

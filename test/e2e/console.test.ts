@@ -14,6 +14,7 @@ import { parse } from 'yaml';
 import type { UmlMachineStatus } from '../../src/api/types.ts';
 import { REPO_ROOT, TEST_IMAGE, testImageRoot, umlKernel } from '../support/uml.ts';
 import { alive } from '../support/process.ts';
+import { removeMachineCgroups } from '../support/runtime.ts';
 import { Terminal } from '../support/tmux.ts';
 import { eventually } from '../support/eventually.ts';
 
@@ -122,6 +123,7 @@ after(async () => {
   }
   const deadline = Date.now() + 10_000;
   while ([...guestPids].some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  await removeMachineCgroups(stateDir);
   for (const line of readFileSync('/proc/mounts', 'utf8').split('\n').reverse()) {
     const mountPoint = line.split(' ')[1];
     if (mountPoint?.startsWith(base)) await execFileAsync('umount', ['-l', mountPoint]).catch(() => {});

@@ -5,7 +5,7 @@
 // KernelIncompatible, with the kernel and the fix. Either branch asserts; neither skips.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
@@ -25,8 +25,9 @@ describe('kernel probe (umlmon check)', () => {
     assert.match(result.version, /^\d+\.\d+/);
   });
 
-  test('umlmon check prints every configured kernel with its version and whether it runs here', async () => {
+  test('umlmon check prints every configured kernel with its version and whether it runs here', async (t) => {
     const dir = mkdtempSync('/tmp/umlmon-check-');
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
     const config = join(dir, 'config.yaml');
     writeFileSync(config, `kernels:\n  default: {path: ${umlKernel()}}\n  debian: {path: ${debianKernel()}, args: [${DEBIAN_KERNEL_ARGS.join(', ')}]}\n  gone: {path: /nonexistent/linux}\n`);
     const run = await promisify(execFile)(process.execPath, [join(REPO_ROOT, 'src/cli/main.ts'), 'check', '-f', config, '--machines-dir', join(dir, 'none'), '--state-dir', join(dir, 'state')], { encoding: 'utf8' })

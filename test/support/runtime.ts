@@ -1,8 +1,9 @@
 // Shared by the runtime's integration tests: a machine config for the test image, unique ids,
 // and waiting for one runtime event.
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { MachineConfig, Runtime, RuntimeEvent } from '../../src/runtime/index.ts';
+import { killMachineCgroup, removeCgroupWhenEmpty, removeEmptyCgroupParent } from '../../src/runtime/cgroup.ts';
+import { defaultCgroupParent, type MachineConfig, type Runtime, type RuntimeEvent } from '../../src/runtime/index.ts';
 import { TEST_IMAGE, testImageRoot, umlKernel } from './uml.ts';
 
 export const MiB = 1024 * 1024;
@@ -81,6 +82,22 @@ export async function runInGuest(rt: Runtime, imageRoot: string, id: string, scr
 }
 
 /** Stops and removes every machine the runtime knows, closes it, and deletes its state dir. */
+/**
+ * Removes the cgroups of a state directory's machines, and their parent, for a test whose agent
+ * is gone and whose guests it killed itself: no runtime is left to remove them. Anything still
+ * in one (a UML helper in a session of its own) is SIGKILLed first. Call it before the state
+ * directory is deleted: the machines' ids are read from it.
+ */
+export async function removeMachineCgroups(stateDir: string): Promise<void> {
+  const parent = defaultCgroupParent(stateDir);
+  const machines = join(stateDir, 'machines');
+  for (const id of existsSync(machines) ? readdirSync(machines) : []) {
+    killMachineCgroup(parent, id);
+    await removeCgroupWhenEmpty(parent, id, 5000);
+  }
+  removeEmptyCgroupParent(parent);
+}
+
 export async function disposeRuntime(rt: Runtime, stateDir: string): Promise<void> {
   for (const m of rt.list()) {
     if (m.state !== 'exited') await rt.stop(m.id, { gracePeriodMs: 0 }).catch(() => undefined);
