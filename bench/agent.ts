@@ -119,13 +119,7 @@ function machinesCpuMs(stateDir: string): number {
   return NaN;
 }
 
-/**
- * Where the CPU of n machines started at once went until all were Ready: the guests with their
- * jails, the agent, and (Kubernetes mode) the test's control plane, which shares the host's
- * cores here as it would not on a real cluster's node. Spread over every core of the host, that
- * much CPU takes at least the time printed as the floor: a start of n can be no faster whatever
- * the agent does, but for its own share.
- */
+/** CPU used so far (ms): by the machines and their jails, the agent, the control plane's processes. */
 interface CpuMark { machines: number; agent: number; controlPlane: number }
 const cpuMs = (pid: number): number => {
   try {
@@ -134,9 +128,18 @@ const cpuMs = (pid: number): number => {
     return 0; // gone
   }
 };
+
 function cpuNow(stateDir: string, pid: number, controlPlane: number[]): CpuMark {
   return { machines: machinesCpuMs(stateDir), agent: cpuMs(pid), controlPlane: controlPlane.reduce((sum, p) => sum + cpuMs(p), 0) };
 }
+
+/**
+ * Where the CPU of n machines started at once went until all were Ready: the guests with their
+ * jails, the agent, and (Kubernetes mode) the test's control plane, which shares the host's
+ * cores here as it would not on a real cluster's node. Spread over every core of the host, that
+ * much CPU takes at least the time printed as the floor: a start of n can be no faster whatever
+ * the agent does, but for its own share.
+ */
 function cpuRow(mode: string, n: number, since: CpuMark, stateDir: string, pid: number, controlPlane: number[]): void {
   const now = cpuNow(stateDir, pid, controlPlane);
   const guests = (now.machines - since.machines) / n;
@@ -760,8 +763,8 @@ async function scrapes(mode: string, port: number, pid: number): Promise<void> {
 
 function printApiLoad(api0: ApiCounts, api1: ApiCounts, api2: ApiCounts, startRecords: AuditRecord[], idleRecords: AuditRecord[],
   ownWatch0: { events: number; bytes: number }, ownWatch1: { events: number; bytes: number }, idleSeconds: number): void {
-  // The agent's requests, by its user in the API server's audit log (a watch counts when its
-  // response starts: the one a start ends and the next begins are the same reflector's).
+  // The agent's requests, by its user in the API server's audit log. A watch is counted once,
+  // when its response starts.
   const agentRequests = (records: AuditRecord[]): Map<string, number> => {
     const out = new Map<string, number>();
     for (const r of records) {
